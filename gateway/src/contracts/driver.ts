@@ -1,0 +1,55 @@
+import type { Observation, ObservationDraft } from './observation';
+
+/** What a protocol driver hands to the sink for one complete device message. */
+export interface InboundMessage {
+  deviceId: string;
+  driver: string; // 'hl7-mllp' | 'astm' | 'dicom' | 'mqtt-monitor'
+  raw: Buffer; // exact bytes as received (after transport framing removed)
+  receivedAt?: Date;
+  /** Device-side message id (MSH-10, ASTM H.3). */
+  sourceMessageId?: string;
+  /** Sender identity for de-duplication (MSH-3^MSH-4, remote address ...). */
+  sender?: string;
+  /** If set, a second message with the same (deviceId, dedupeKey) is not stored again. */
+  dedupeKey?: string;
+  messageType?: string; // 'ORU^R01', 'ASTM', ...
+  drafts: ObservationDraft[];
+  /** Driver-specific metadata kept as JSON (remote address, TLS peer, version ...). No PHI. */
+  meta?: Record<string, unknown>;
+}
+
+export interface CommitResult {
+  messageId: number;
+  messageUid: string;
+  /** true when (deviceId, dedupeKey) was already stored; nothing new was written. */
+  duplicate: boolean;
+  observations: Observation[];
+}
+
+export interface QuarantineInput {
+  deviceId: string;
+  driver: string;
+  raw: Buffer;
+  reason: string; // human readable, no PHI
+  errorCode: string; // GW_ERR_*
+  meta?: Record<string, unknown>;
+}
+
+/** Ack-after-commit sink (architecture §3 step 4). Rejects with StoreError when it cannot commit. */
+export interface ObservationSink {
+  submit(msg: InboundMessage): Promise<CommitResult>;
+  quarantine(q: QuarantineInput): Promise<number>;
+}
+
+export type DriverState = 'starting' | 'listening' | 'connected' | 'disconnected' | 'error' | 'stopped';
+
+export interface DriverStatus {
+  deviceId: string;
+  driver: string;
+  state: DriverState;
+  detail?: string; // no PHI
+  lastMessageAt?: string;
+  lastErrorAt?: string;
+  lastError?: string;
+  connections?: number;
+}

@@ -1,0 +1,5 @@
+export * from './errors';
+export * from './observation';
+export * from './driver';
+export * from './output';
+export * from './store';
