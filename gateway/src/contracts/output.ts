@@ -14,7 +14,10 @@ export interface OutboxEntry {
 export type DeliveryOutcome =
   | { id: number; outcome: 'delivered'; detail?: string }
   | { id: number; outcome: 'retry'; error: string }
-  | { id: number; outcome: 'dead'; error: string };
+  | { id: number; outcome: 'dead'; error: string }
+  /** Not attempted: the destination could not be reached (connect refused, connection lost before
+   * sending). The entry's attempts are not used up; the worker releases it and backs the destination off. */
+  | { id: number; outcome: 'unavailable'; error: string };
 
 /** A destination kind (hl7-mllp, fhir-http, ...). Conventions §4: create() validates; I/O in connect/write. */
 export interface Output {

@@ -124,7 +124,9 @@ export interface GatewayStoreApi {
   appendOutbox(destination: string, items: Array<{ key: string; messageId?: number; payload: Buffer; contentType?: string }>): Promise<{ inserted: number; ignored: number }>;
   /** In-memory lease (single process owns the file): pending, due, not in flight; oldest first. */
   lease(destination: string, limit: number, leaseMs: number): OutboxEntry[];
-  /** Record outcomes; retry -> backoff with jitter; dead after maxAttempts/maxAgeMs. Releases the leases. */
+  /** Give leases back without recording an attempt (destination unreachable). Synchronous, in memory. */
+  release(destination: string, ids: number[]): void;
+  /** Record outcomes ('unavailable' outcomes are treated like release()); retry -> backoff with jitter; dead after maxAttempts/maxAgeMs. Releases the leases. */
   settle(destination: string, outcomes: DeliveryOutcome[]): Promise<void>;
   /** ms until the next pending entry becomes due (0 if one is due now, null if none pending). */
   nextDueInMs(destination: string): number | null;

@@ -1,0 +1,103 @@
+/**
+ * Thin Node-RED wrapper (conventions §11): no protocol code here. `iomt-hl7-in` listens for HL7 v2
+ * over MLLP, commits every message before it acknowledges, then sends the normalized observations
+ * into the flow.
+ */
+import { readFileSync } from 'node:fs';
+import { Hl7Receiver } from '../hl7-receiver';
+import { getRuntime } from '../../../gateway/src/runtime';
+import { resolveEnvTemplate, resolveNumber } from '../../../gateway/src/config/env-template';
+import { DeviceEmitter, showStatus, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
+
+interface Hl7InConfig {
+  id: string;
+  name?: string;
+  deviceId?: string;
+  host?: string;
+  port?: string;
+  tls?: boolean | string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsCa?: string;
+  requestCert?: boolean | string;
+  maxBytes?: string;
+  idleTimeoutS?: string;
+  maxConnections?: string;
+  charset?: string;
+}
+
+export = function register(RED: any): void {
+  function IomtHl7In(this: RedNode, config: Hl7InConfig) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const deviceId = resolveEnvTemplate(config.deviceId).trim() || config.name || config.id;
+    const port = resolveNumber(config.port, 2575);
+    const host = resolveEnvTemplate(config.host).trim() || '0.0.0.0';
+    const maxBytes = resolveNumber(config.maxBytes, 8 * 1024 * 1024);
+    const idleTimeoutMs = resolveNumber(config.idleTimeoutS, 600) * 1000;
+    const maxConnections = resolveNumber(config.maxConnections, 64);
+    const useTls = String(resolveEnvTemplate(config.tls)) === 'true';
+    if (!Number.isInteger(port) || port < 0 || port > 65535) {
+      node.error(`invalid port '${config.port}'`);
+      showStatus(node, { state: 'error', detail: 'invalid port' });
+      return;
+    }
+    let tls: { key: Buffer; cert: Buffer; ca?: Buffer; requestCert?: boolean } | undefined;
+    try {
+      if (useTls) {
+        tls = {
+          cert: readFileSync(resolveEnvTemplate(config.tlsCert)),
+          key: readFileSync(resolveEnvTemplate(config.tlsKey)),
+          ca: config.tlsCa ? readFileSync(resolveEnvTemplate(config.tlsCa)) : undefined,
+          requestCert: String(resolveEnvTemplate(config.requestCert)) === 'true',
+        };
+      }
+    } catch (e) {
+      node.error(`TLS files: ${(e as Error).message}`);
+      showStatus(node, { state: 'error', detail: 'TLS files' });
+      return;
+    }
+    const rt = getRuntime();
+    const emitter = new DeviceEmitter(node, deviceId, 'hl7-mllp');
+    const receiver = new Hl7Receiver(
+      { deviceId, host, port, tls, maxBytes, idleTimeoutMs, maxConnections, charset: config.charset === 'latin1' ? 'latin1' : 'utf8' },
+      rt.store,
+      (r, inbound) => {
+        emitter.committed(r, inbound.messageType);
+        showStatus(node, receiver.status());
+      },
+    );
+    let unregister: (() => void) | undefined;
+    try {
+      unregister = rt.registerDevice(deviceId, () => receiver.status());
+    } catch (e) {
+      node.error((e as Error).message);
+      showStatus(node, { state: 'error', detail: 'duplicate device id' });
+      return;
+    }
+    const abort = new AbortController();
+    showStatus(node, { state: 'starting' });
+    const cancelStart = whenFlowsStarted(RED, () => {
+      emitter.start();
+      receiver
+        .run(abort.signal)
+        .then(() => showStatus(node, receiver.status()))
+        .catch((e: Error) => {
+          node.error(`cannot listen on ${host}:${port}: ${e.message}`);
+          showStatus(node, { state: 'error', detail: e.message });
+        });
+      setTimeout(() => showStatus(node, receiver.status()), 200).unref();
+    });
+    const statusTimer = setInterval(() => showStatus(node, receiver.status()), 5000);
+    statusTimer.unref();
+    node.on('close', (_removed, done) => {
+      cancelStart();
+      clearInterval(statusTimer);
+      emitter.stop();
+      abort.abort();
+      unregister?.();
+      receiver.close().then(() => done(), () => done());
+    });
+  }
+  RED.nodes.registerType('iomt-hl7-in', IomtHl7In);
+};

@@ -1,0 +1,26 @@
+/**
+ * `${VAR}` and `${VAR:-default}` in Node-RED node properties (architecture §4). Node-RED itself
+ * substitutes a whole-string `${VAR}` when it loads a flow; this handles what is left (embedded
+ * references and defaults) and the empty string an unset variable leaves behind.
+ */
+export function resolveEnvTemplate(value: unknown, env: NodeJS.ProcessEnv = process.env): string {
+  if (value === undefined || value === null) return '';
+  return String(value).replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}/g, (_m, name: string, def?: string) => {
+    const v = env[name];
+    return v !== undefined && v !== '' ? v : def ?? '';
+  });
+}
+
+/** Resolve a property as a port/number; empty → default; garbage → NaN (reported by the caller). */
+export function resolveNumber(value: unknown, def: number, env: NodeJS.ProcessEnv = process.env): number {
+  const s = resolveEnvTemplate(value, env).trim();
+  if (s === '') return def;
+  return /^-?\d+(\.\d+)?$/.test(s) ? Number(s) : NaN;
+}
+
+export function resolveBool(value: unknown, def: boolean, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (typeof value === 'boolean') return value;
+  const s = resolveEnvTemplate(value, env).trim();
+  if (s === '') return def;
+  return /^(1|true|yes|on)$/i.test(s);
+}

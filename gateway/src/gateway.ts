@@ -1,0 +1,151 @@
+import { createServer as createHttpServer, type Server } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import express from 'express';
+import type { GatewaySettings } from './config/settings';
+import { resolveAdminCredentials, dataDirSecret } from './config/admin-credentials';
+import { componentLogger } from './log/logger';
+import { GatewayStore } from './store/gateway-store';
+import { GatewayRuntime, setRuntime } from './runtime';
+import { BasicAuth } from './http/auth';
+import { apiRouter } from './http/api';
+import { registry } from './metrics/registry';
+import { startNodeRed } from './node-red/embed';
+import { packageRoot } from './package-root';
+
+export interface RunningGateway {
+  port: number;
+  url: string;
+  editorUrl: string;
+  runtime: GatewayRuntime;
+  flowFile: string;
+  adminPasswordFile?: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Composition root: settings → store → runtime → HTTP (health, metrics, API, editor) → Node-RED flows.
+ */
+export async function startGateway(settings: GatewaySettings, opts: { flowsFile?: string; defaultFlow?: string; print?: (s: string) => void } = {}): Promise<RunningGateway> {
+  const log = componentLogger('gateway');
+  const print = opts.print ?? ((s: string) => process.stdout.write(s + '\n'));
+  mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
+
+  const admin = resolveAdminCredentials(settings);
+  if (admin.generatedPassword) {
+    // Printed once, on the console only (never to the log stream).
+    print(`\n  First start: generated admin password for user '${admin.user}': ${admin.generatedPassword}`);
+    print(`  It is also in ${admin.passwordFile} (mode 0600). Only its bcrypt hash is kept by the gateway.`);
+    print(`  Set IOMT_ADMIN_PASSWORD or IOMT_ADMIN_PASSWORD_HASH to choose your own.\n`);
+  }
+
+  let flowFile: string;
+  if (opts.flowsFile) {
+    flowFile = resolve(opts.flowsFile);
+    if (!existsSync(flowFile)) throw new Error(`flows file not found: ${flowFile}`);
+  } else {
+    flowFile = join(settings.dataDir, 'flows.json');
+    if (!existsSync(flowFile)) copyFileSync(join(packageRoot(), 'flows', opts.defaultFlow ?? 'hl7-relay.json'), flowFile);
+  }
+
+  const store = GatewayStore.open({ dataDir: settings.dataDir, maxDbBytes: settings.store.maxDbBytes });
+  const runtime = new GatewayRuntime(settings, store);
+  setRuntime(runtime);
+
+  const app = express();
+  app.disable('x-powered-by');
+  let server: Server;
+  if (settings.http.tls) {
+    server = createHttpsServer(
+      {
+        cert: readFileSync(settings.http.tls.certFile),
+        key: readFileSync(settings.http.tls.keyFile),
+        ca: settings.http.tls.caFile ? readFileSync(settings.http.tls.caFile) : undefined,
+      },
+      app,
+    );
+  } else server = createHttpServer(app);
+
+  let ready = false;
+  const auth = new BasicAuth(admin.user, admin.passwordHash);
+  app.get('/healthz', (_req, res) => res.json({ status: 'ok' }));
+  app.get('/readyz', (_req, res) => {
+    if (!ready) return res.status(503).json({ status: 'starting' });
+    try {
+      store.fileBytes();
+      res.json({ status: 'ready', devices: runtime.deviceStatuses().length, destinations: runtime.destinationNames().length });
+    } catch (e) {
+      res.status(503).json({ status: 'store unavailable', error: String((e as Error).message) });
+    }
+  });
+  const metricsHandler = (_req: express.Request, res: express.Response) => {
+    res.type('text/plain; version=0.0.4').send(registry.render());
+  };
+  if (settings.http.metricsAuth) app.get('/metrics', auth.middleware(), metricsHandler);
+  else app.get('/metrics', metricsHandler);
+  app.use('/api/v1', auth.middleware(), apiRouter(runtime));
+  app.get('/', (_req, res) => res.redirect(settings.editor.enabled ? '/editor/' : '/healthz'));
+
+  await new Promise<void>((resolveListen, reject) => {
+    server.once('error', reject);
+    server.listen(settings.http.port, settings.http.host, () => {
+      server.off('error', reject);
+      resolveListen();
+    });
+  });
+  const addr = server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : settings.http.port;
+
+  const nodeRed = await startNodeRed({
+    server,
+    app,
+    userDir: join(settings.dataDir, 'node-red'),
+    flowFile,
+    credentialSecret: dataDirSecret(settings.dataDir, '.node-red-secret'),
+    admin: { user: admin.user, passwordHash: admin.passwordHash },
+    editorEnabled: settings.editor.enabled,
+    tracker: runtime.tracker,
+    logLevel: settings.logLevel,
+  });
+  ready = true;
+
+  const retentionTimer = settings.retention.intervalMinutes > 0
+    ? setInterval(() => {
+        store
+          .applyRetention(settings.retention)
+          .then((r) => log.info({ ...r }, 'retention applied'))
+          .catch((e) => log.error({ err: String(e) }, 'retention failed'));
+      }, settings.retention.intervalMinutes * 60_000)
+    : undefined;
+  retentionTimer?.unref();
+
+  const scheme = settings.http.tls ? 'https' : 'http';
+  const host = settings.http.host === '0.0.0.0' || settings.http.host === '::' ? 'localhost' : settings.http.host;
+  const url = `${scheme}://${host}:${port}`;
+  log.info({ port, flowFile, dataDir: settings.dataDir }, 'gateway started');
+
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    url,
+    editorUrl: `${url}${nodeRed.editorPath}`,
+    runtime,
+    flowFile,
+    adminPasswordFile: admin.passwordFile ?? (existsSync(join(settings.dataDir, 'admin-password.txt')) ? join(settings.dataDir, 'admin-password.txt') : undefined),
+    close: () => {
+      closing ??= (async () => {
+        ready = false;
+        if (retentionTimer) clearInterval(retentionTimer);
+        await nodeRed.stop().catch((e) => log.warn({ err: String(e) }, 'node-red stop failed'));
+        await runtime.stopAll();
+        server.closeAllConnections?.();
+        await new Promise<void>((r) => server.close(() => r()));
+        await store.close();
+        setRuntime(undefined);
+        log.info('gateway stopped');
+      })();
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,110 @@
+import type { CommitResult, DriverStatus } from '../contracts/driver';
+import type { Observation } from '../contracts/observation';
+import { getRuntime } from '../runtime';
+import { componentLogger } from '../log/logger';
+
+/** The message a device node sends into a flow. `payload` is the normalized observations (PHI). */
+export interface IomtFlowMessage {
+  _msgid?: string;
+  topic: string; // device id
+  payload: Observation[];
+  _iomt: { messageId: number; messageUid: string; deviceId: string; driver: string; messageType?: string; replay?: boolean };
+}
+
+/** Minimal Node-RED node surface we use (node-red ships no types). */
+export interface RedNode {
+  id: string;
+  name?: string;
+  send(msg: unknown): void;
+  status(s: { fill?: string; shape?: string; text?: string }): void;
+  on(ev: 'close', cb: (removed: boolean, done: () => void) => void): void;
+  on(ev: 'input', cb: (msg: any, send: (m: unknown) => void, done: (err?: unknown) => void) => void): void;
+  error(e: unknown, msg?: unknown): void;
+  warn(e: unknown): void;
+}
+
+/** One status helper for every node (conventions §11): dot colour from the driver state. */
+export function showStatus(node: RedNode, s: DriverStatus | { state: string; detail?: string }): void {
+  const fill = s.state === 'connected' || s.state === 'listening' ? 'green' : s.state === 'error' ? 'red' : s.state === 'stopped' ? 'grey' : 'yellow';
+  const last = 'lastMessageAt' in s && s.lastMessageAt ? ` · last ${s.lastMessageAt.slice(11, 19)}` : '';
+  node.status({ fill, shape: fill === 'green' ? 'dot' : 'ring', text: `${s.state}${s.detail ? ` ${s.detail}` : ''}${last}` });
+}
+
+/**
+ * Emits committed messages from a device into the flow with tracking, re-emits the ones a previous
+ * run did not finish (architecture §3), and sweeps periodically for messages whose flow failed
+ * transiently (e.g. the outbox could not commit) so they are routed once the store recovers.
+ */
+/**
+ * Run `fn` once every node of the deployed flows exists. Device drivers start listening only then,
+ * so nothing committed is sent to a node that is not there yet (it would be dropped and counted as done).
+ */
+export function whenFlowsStarted(RED: any, fn: () => void): () => void {
+  let done = false;
+  const handler = () => {
+    if (done) return;
+    done = true;
+    RED.events.removeListener('flows:started', handler);
+    fn();
+  };
+  RED.events.on('flows:started', handler);
+  return () => RED.events.removeListener('flows:started', handler);
+}
+
+export class DeviceEmitter {
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private readonly log;
+  constructor(private readonly node: RedNode, readonly deviceId: string, private readonly driver: string, private readonly sweepMs = 60_000) {
+    this.log = componentLogger('device-node', { deviceId });
+  }
+
+  emit(result: { messageId: number; messageUid: string; observations: Observation[] }, messageType?: string, replay = false): void {
+    const rt = getRuntime();
+    const msg: IomtFlowMessage = {
+      topic: this.deviceId,
+      payload: result.observations,
+      _iomt: { messageId: result.messageId, messageUid: result.messageUid, deviceId: this.deviceId, driver: this.driver, messageType, replay: replay || undefined },
+    };
+    rt.tracker.begin(result.messageId, this.deviceId);
+    this.node.send(msg);
+    rt.tracker.sent(result.messageId);
+  }
+
+  committed = (r: CommitResult, messageType?: string): void => {
+    if (!r.duplicate) this.emit(r, messageType);
+  };
+
+  /** Re-emit committed-but-unfinished messages of this device that nothing is processing now. */
+  sweep(limit = 2000): number {
+    const rt = getRuntime();
+    let n = 0;
+    for (const m of rt.store.unfinished(this.deviceId, limit)) {
+      if (rt.tracker.isTracked(m.messageId)) continue;
+      this.emit(m, undefined, true);
+      n++;
+    }
+    if (n) this.log.info({ count: n }, 're-emitted committed messages the flow had not finished');
+    return n;
+  }
+
+  /** Call once the whole flow is running ('flows:started'): a message sent to a node that does not exist yet would be dropped. */
+  start(): void {
+    try {
+      this.sweep();
+    } catch (e) {
+      this.log.error({ err: String(e) }, 're-emission failed');
+    }
+    this.sweepTimer = setInterval(() => {
+      try {
+        this.sweep();
+      } catch (e) {
+        this.log.error({ err: String(e) }, 'sweep failed');
+      }
+    }, this.sweepMs);
+    this.sweepTimer.unref();
+  }
+
+  stop(): void {
+    if (this.sweepTimer) clearInterval(this.sweepTimer);
+  }
+}

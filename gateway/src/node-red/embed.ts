@@ -1,0 +1,97 @@
+import type { Server } from 'node:http';
+import type { Express } from 'express';
+import { join, resolve } from 'node:path';
+import { mkdirSync } from 'node:fs';
+import { componentLogger } from '../log/logger';
+import type { FlowTracker } from '../pipeline/flow-tracker';
+
+// node-red ships no type declarations
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const RED: any = require('node-red');
+
+/** Directories holding our thin node wrappers (compiled .js beside their .html). */
+export function nodeDirs(): string[] {
+  const distRoot = resolve(__dirname, '..', '..', '..'); // dist/ (or the repo root under tsx)
+  return [join(distRoot, 'drivers'), join(distRoot, 'gateway', 'src', 'outputs')];
+}
+
+export interface NodeRedOptions {
+  server: Server;
+  app: Express;
+  userDir: string;
+  flowFile: string;
+  credentialSecret: string;
+  admin: { user: string; passwordHash: string };
+  editorEnabled: boolean;
+  tracker: FlowTracker;
+  logLevel: string;
+}
+
+const NR_LEVELS: Record<number, string> = { 10: 'fatal', 20: 'error', 30: 'warn', 40: 'info', 50: 'debug', 60: 'trace', 98: 'info', 99: 'info' };
+
+/**
+ * Embed the Node-RED runtime and editor in the gateway's HTTP server (architecture §1: one port).
+ * The editor sits under /editor and requires the admin login. Installing palette modules from the
+ * network is off: a hospital box has no internet and must not change code at run time.
+ */
+export async function startNodeRed(o: NodeRedOptions): Promise<{ stop(): Promise<void>; editorPath: string }> {
+  const log = componentLogger('node-red');
+  mkdirSync(o.userDir, { recursive: true });
+  const settings = {
+    userDir: o.userDir,
+    flowFile: o.flowFile,
+    flowFilePretty: true,
+    credentialSecret: o.credentialSecret,
+    httpAdminRoot: '/editor',
+    httpNodeRoot: false,
+    disableEditor: !o.editorEnabled,
+    adminAuth: { type: 'credentials', users: [{ username: o.admin.user, password: o.admin.passwordHash, permissions: '*' }] },
+    nodesDir: nodeDirs(),
+    externalModules: { autoInstall: false, palette: { allowInstall: false, allowUpload: false }, modules: { allowInstall: false } },
+    editorTheme: { projects: { enabled: false }, tours: false, palette: { editable: false }, page: { title: 'IoMT gateway' }, header: { title: 'IoMT gateway' } },
+    diagnostics: { enabled: false },
+    telemetry: { enabled: false },
+    runtimeState: { enabled: false },
+    functionExternalModules: false,
+    logging: {
+      iomt: {
+        level: o.logLevel === 'trace' ? 'trace' : o.logLevel === 'debug' ? 'debug' : 'info',
+        metrics: false,
+        audit: false,
+        handler: () => (m: { level: number; msg: unknown; type?: string; id?: string }) => {
+          const lvl = NR_LEVELS[m.level] ?? 'info';
+          const text = typeof m.msg === 'string' ? m.msg : m.msg instanceof Error ? m.msg.message : JSON.stringify(m.msg);
+          (log as any)[lvl]({ nodeType: m.type, nodeId: m.id }, text);
+        },
+      },
+    },
+  };
+  RED.init(o.server, settings);
+  // Message tracking for the guarantee across the in-memory flow (architecture §3).
+  RED.hooks.add('preDeliver.iomt', (ev: { msg?: { _iomt?: { messageId?: number } } }) => {
+    const id = ev.msg?._iomt?.messageId;
+    if (id !== undefined) o.tracker.delivered(id);
+  });
+  RED.hooks.add('onComplete.iomt', (ev: { msg?: { _iomt?: { messageId?: number } }; error?: unknown }) => {
+    const id = ev.msg?._iomt?.messageId;
+    if (id !== undefined) o.tracker.completed(id, ev.error);
+  });
+  o.app.use(settings.httpAdminRoot, RED.httpAdmin);
+  await RED.start();
+  return {
+    editorPath: settings.httpAdminRoot + '/',
+    stop: async () => {
+      RED.hooks.remove('*.iomt');
+      await RED.stop();
+    },
+  };
+}
+
+/** Node-RED's own view of whether flows are running. */
+export function flowsRunning(): boolean {
+  try {
+    return RED.runtime?.flows ? true : false;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * Thin Node-RED wrapper (conventions §11). `iomt-hl7-out` turns the observations of each incoming
+ * flow message into one HL7 v2.5.1 ORU^R01, appends it to this destination's durable outbox (unique
+ * key per inbound message, so a re-emitted message is not queued twice) and calls done() only after
+ * that commit. A worker delivers the outbox over MLLP and waits for each ACK.
+ */
+import { readFileSync } from 'node:fs';
+import { Hl7MllpOutput } from '../hl7-mllp-output';
+import { getRuntime } from '../../../runtime';
+import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../config/env-template';
+import { showStatus, type RedNode } from '../../../node-red/device-node';
+import type { Observation } from '../../../contracts/observation';
+
+interface Hl7OutConfig {
+  id: string;
+  name?: string;
+  destination?: string;
+  host?: string;
+  port?: string;
+  tls?: boolean | string;
+  tlsCa?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  ackTimeoutS?: string;
+  aeRetryable?: boolean | string;
+  strictOrder?: boolean | string;
+  maxAttempts?: string;
+  maxAgeHours?: string;
+  sendingApp?: string;
+  sendingFacility?: string;
+  receivingApp?: string;
+  receivingFacility?: string;
+}
+
+export = function register(RED: any): void {
+  function IomtHl7Out(this: RedNode, config: Hl7OutConfig) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const rt = getRuntime();
+    const destination = resolveEnvTemplate(config.destination).trim() || config.name || config.id;
+    const host = resolveEnvTemplate(config.host).trim() || '127.0.0.1';
+    const port = resolveNumber(config.port, 2576);
+    if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+      node.error(`invalid port '${config.port}'`);
+      showStatus(node, { state: 'error', detail: 'invalid port' });
+      return;
+    }
+    let tls: { ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined;
+    try {
+      if (resolveBool(config.tls, false)) {
+        tls = {
+          ca: config.tlsCa ? readFileSync(resolveEnvTemplate(config.tlsCa)) : undefined,
+          cert: config.tlsCert ? readFileSync(resolveEnvTemplate(config.tlsCert)) : undefined,
+          key: config.tlsKey ? readFileSync(resolveEnvTemplate(config.tlsKey)) : undefined,
+        };
+      }
+    } catch (e) {
+      node.error(`TLS files: ${(e as Error).message}`);
+      showStatus(node, { state: 'error', detail: 'TLS files' });
+      return;
+    }
+    const output = new Hl7MllpOutput({
+      destination,
+      host,
+      port,
+      tls,
+      ackTimeoutMs: resolveNumber(config.ackTimeoutS, 30) * 1000,
+      aeRetryable: resolveBool(config.aeRetryable, false),
+      sendingApp: resolveEnvTemplate(config.sendingApp).trim() || undefined,
+      sendingFacility: resolveEnvTemplate(config.sendingFacility).trim() || undefined,
+      receivingApp: resolveEnvTemplate(config.receivingApp).trim() || undefined,
+      receivingFacility: resolveEnvTemplate(config.receivingFacility).trim() || undefined,
+    });
+    rt.store.setDestinationPolicy(destination, {
+      strictOrder: resolveBool(config.strictOrder, false),
+      maxAttempts: resolveNumber(config.maxAttempts, 10),
+      maxAgeMs: resolveNumber(config.maxAgeHours, 168) * 3600_000,
+    });
+    let worker;
+    try {
+      worker = rt.registerDestination(output);
+    } catch (e) {
+      node.error((e as Error).message);
+      showStatus(node, { state: 'error', detail: 'duplicate destination' });
+      return;
+    }
+    const refresh = () => {
+      const st = rt.store.destinationStats(destination)[0];
+      const state = worker.state === 'backoff' ? 'disconnected' : worker.state === 'stopped' ? 'stopped' : 'connected';
+      showStatus(node, { state, detail: st ? `queue ${st.pending}${st.dead ? `, dead ${st.dead}` : ''}` : '' });
+    };
+    const statusTimer = setInterval(refresh, 2000);
+    statusTimer.unref();
+    refresh();
+
+    node.on('input', (msg: { payload?: unknown; _iomt?: { messageUid?: string; messageId?: number } }, _send, done) => {
+      const observations = Array.isArray(msg.payload) ? (msg.payload as Observation[]) : undefined;
+      if (!observations || !msg._iomt?.messageUid) {
+        done(new Error('iomt-hl7-out expects msg.payload = observations from an IoMT device node'));
+        return;
+      }
+      if (observations.length === 0) {
+        done();
+        return;
+      }
+      // Idempotency key: one outbound message per inbound message and destination (architecture §3.6).
+      const key = msg._iomt.messageUid;
+      let prepared;
+      try {
+        prepared = output.prepare(observations, key);
+      } catch (e) {
+        done(e);
+        return;
+      }
+      rt.store
+        .appendOutbox(destination, [{ key, messageId: msg._iomt.messageId, payload: prepared.payload, contentType: prepared.contentType }])
+        .then(() => {
+          worker.wake();
+          done();
+        })
+        .catch((e: unknown) => done(e));
+    });
+    node.on('close', (_removed, done) => {
+      clearInterval(statusTimer);
+      rt.unregisterDestination(destination).then(() => done(), () => done());
+    });
+  }
+  RED.nodes.registerType('iomt-hl7-out', IomtHl7Out);
+};

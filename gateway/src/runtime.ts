@@ -1,0 +1,70 @@
+import type { GatewayStoreApi } from './contracts/store';
+import type { DriverStatus } from './contracts/driver';
+import type { Output } from './contracts/output';
+import type { GatewaySettings } from './config/settings';
+import { FlowTracker } from './pipeline/flow-tracker';
+import { OutboxWorker, type OutboxWorkerOptions } from './pipeline/outbox-worker';
+
+/**
+ * The running gateway as the Node-RED nodes see it: the store, the flow tracker, the device
+ * status registry and the destination workers. One per process; Node-RED node files reach it with
+ * `getRuntime()` (they are loaded with require() into the same process).
+ */
+export class GatewayRuntime {
+  readonly tracker: FlowTracker;
+  private readonly devices = new Map<string, () => DriverStatus>();
+  private readonly destinations = new Map<string, OutboxWorker>();
+
+  constructor(readonly settings: GatewaySettings, readonly store: GatewayStoreApi) {
+    this.tracker = new FlowTracker(store);
+  }
+
+  registerDevice(deviceId: string, status: () => DriverStatus): () => void {
+    if (this.devices.has(deviceId)) throw new Error(`device id '${deviceId}' is used by two nodes; give each device node a unique device id`);
+    this.devices.set(deviceId, status);
+    return () => {
+      if (this.devices.get(deviceId) === status) this.devices.delete(deviceId);
+    };
+  }
+
+  deviceStatuses(): DriverStatus[] {
+    return [...this.devices.values()].map((f) => f());
+  }
+
+  registerDestination(output: Output, opts?: Partial<OutboxWorkerOptions>): OutboxWorker {
+    if (this.destinations.has(output.destination)) throw new Error(`destination '${output.destination}' is used by two nodes; give each output node a unique destination name`);
+    const w = new OutboxWorker(this.store, output, opts);
+    this.destinations.set(output.destination, w);
+    w.start();
+    return w;
+  }
+
+  async unregisterDestination(destination: string): Promise<void> {
+    const w = this.destinations.get(destination);
+    this.destinations.delete(destination);
+    await w?.stop();
+  }
+
+  destination(name: string): OutboxWorker | undefined {
+    return this.destinations.get(name);
+  }
+
+  destinationNames(): string[] {
+    return [...this.destinations.keys()];
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.destinations.values()].map((w) => w.stop()));
+    this.destinations.clear();
+    await this.tracker.drain();
+  }
+}
+
+let current: GatewayRuntime | undefined;
+export function setRuntime(rt: GatewayRuntime | undefined): void {
+  current = rt;
+}
+export function getRuntime(): GatewayRuntime {
+  if (!current) throw new Error('the IoMT gateway runtime is not started (these nodes run only inside iomt-gateway)');
+  return current;
+}

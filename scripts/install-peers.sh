@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the real peers the tests drive (docs: ../shared/docs/peers.md), only when missing.
+# Debian packages: python3-hl7 (mllp_send), socat (pty pairs / raw TCP). Needs root or sudo.
+set -euo pipefail
+need=()
+command -v mllp_send >/dev/null 2>&1 || need+=(python3-hl7)
+command -v socat >/dev/null 2>&1 || need+=(socat)
+if [ "${#need[@]}" -eq 0 ]; then exit 0; fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
+    echo "install-peers: missing ${need[*]} and not root; install them with apt-get" >&2; exit 1
+  fi
+fi
+echo "install-peers: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq >/dev/null
+$SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
