@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests drive (docs: ../shared/docs/peers.md), only when missing.
-# Debian packages: python3-hl7 (mllp_send), socat (pty pairs / raw TCP). Needs root or sudo.
+# Debian packages: python3-hl7 (mllp_send), socat (pty pairs / raw TCP), chromium (editor tests).
+# Needs root or sudo.
 set -euo pipefail
 need=()
 command -v mllp_send >/dev/null 2>&1 || need+=(python3-hl7)
 command -v socat >/dev/null 2>&1 || need+=(socat)
+# a real browser for the editor tests (playwright-core drives Debian's chromium)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ "${#need[@]}" -eq 0 ]; then exit 0; fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then

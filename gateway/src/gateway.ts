@@ -114,8 +114,9 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
     ? setInterval(() => {
         store
           .applyRetention(settings.retention)
-          .then((r) => log.info({ ...r }, 'retention applied'))
-          .catch((e) => log.error({ err: String(e) }, 'retention failed'));
+          
+          .then((r: unknown) => log.info({ ...(r as object) }, 'retention applied'))
+          .catch((e: unknown) => log.error({ err: String(e) }, 'retention failed'));
       }, settings.retention.intervalMinutes * 60_000)
     : undefined;
   retentionTimer?.unref();

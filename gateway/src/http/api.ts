@@ -36,11 +36,11 @@ export function apiRouter(rt: GatewayRuntime): Router {
       destinations: [...names].sort().map((name) => {
         const w = rt.destination(name);
         return {
+          ...(stats.get(name) ?? { pending: 0, inFlight: 0, dead: 0, delivered: 0, oldestPendingAgeMs: 0 }),
           destination: name,
           configured: !!w,
           state: w?.state ?? 'not-configured',
           lastError: w?.lastError,
-          ...(stats.get(name) ?? { pending: 0, inFlight: 0, dead: 0, delivered: 0, oldestPendingAgeMs: 0 }),
         };
       }),
     });

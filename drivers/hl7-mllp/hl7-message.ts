@@ -1,0 +1,349 @@
+/**
+ * Small, fast HL7 v2 tokenizer (our own instead of node-hl7-client's parser, for throughput).
+ * Segments are split eagerly; fields lazily; components only when asked for.
+ * Field numbering follows HL7: for MSH, MSH-1 is the field separator and MSH-2 the encoding
+ * characters (HL7 v2.5.1 2.5.4 / 2.15.9.1-2); for other segments field 1 follows the name.
+ */
+import { ParseError } from '../../gateway/src/contracts/errors';
+
+export interface Hl7Delimiters {
+  field: string; // MSH-1, usually |
+  component: string; // MSH-2[0], usually ^
+  repetition: string; // MSH-2[1], usually ~
+  escape: string; // MSH-2[2], usually \
+  subcomponent: string; // MSH-2[3], usually &
+}
+
+export const STANDARD_DELIMITERS: Hl7Delimiters = { field: '|', component: '^', repetition: '~', escape: '\\', subcomponent: '&' };
+
+const SEGMENT_NAME = /^[A-Z][A-Z0-9]{2}$/; // HL7 v2.5.1 2.5.2: segment ID is three characters
+
+export class Hl7Segment {
+  /** Field values as raw (still escaped) strings, index = HL7 field number; [0] is the segment name. */
+  readonly fields: string[];
+  constructor(
+    readonly name: string,
+    fields: string[],
+    /** 1-based occurrence of this segment name in the message (ERR-2 segment sequence). */
+    readonly seq: number,
+    /** 1-based position among all segments. */
+    readonly position: number,
+    private readonly d: Hl7Delimiters,
+  ) {
+    this.fields = fields;
+  }
+
+  /** Raw (escaped) field text, '' when absent. */
+  raw(field: number): string {
+    return this.fields[field] ?? '';
+  }
+
+  /** Number of the last field present. */
+  get fieldCount(): number {
+    return this.fields.length - 1;
+  }
+
+  /** Raw repetitions of a field (HL7 v2.5.1 2.5.5 repetition separator). MSH-2 is never split. */
+  repetitions(field: number): string[] {
+    const r = this.raw(field);
+    if (r === '') return [];
+    if (this.name === 'MSH' && field <= 2) return [r];
+    return r.split(this.d.repetition);
+  }
+
+  /**
+   * Decoded value of one component (1-based) of one repetition (1-based). Without `sub`, the whole
+   * component (subcomponent separators kept). Returns '' when absent.
+   */
+  get(field: number, comp = 1, rep = 1, sub?: number): string {
+    let r = this.raw(field);
+    if (r === '') return '';
+    if (this.name === 'MSH' && field <= 2) return comp === 1 && rep === 1 ? r : '';
+    if (rep !== 1 || r.indexOf(this.d.repetition) !== -1) r = r.split(this.d.repetition)[rep - 1] ?? '';
+    if (comp !== 1 || r.indexOf(this.d.component) !== -1) r = r.split(this.d.component)[comp - 1] ?? '';
+    if (sub !== undefined) r = r.split(this.d.subcomponent)[sub - 1] ?? '';
+    return unescapeHl7(r, this.d);
+  }
+
+  /** All decoded components of a repetition. */
+  components(field: number, rep = 1): string[] {
+    const r = this.repetitions(field)[rep - 1];
+    if (r === undefined) return [];
+    return r.split(this.d.component).map((c) => unescapeHl7(c, this.d));
+  }
+
+  /** Location string for ERR-2 / ParseError: `SEG^seq^field` (HL7 v2.5.1 2.A.26 ERL). */
+  location(field?: number): string {
+    return field === undefined ? `${this.name}^${this.seq}` : `${this.name}^${this.seq}^${field}`;
+  }
+}
+
+export class Hl7Message {
+  constructor(
+    readonly delimiters: Hl7Delimiters,
+    readonly segmentList: Hl7Segment[],
+  ) {}
+
+  /** All segments with this name (all segments when omitted), in message order. */
+  segments(name?: string): Hl7Segment[] {
+    return name === undefined ? this.segmentList : this.segmentList.filter((s) => s.name === name);
+  }
+
+  /** The n-th (1-based) segment with this name. */
+  segment(name: string, occurrence = 1): Hl7Segment | undefined {
+    let k = 0;
+    for (const s of this.segmentList) if (s.name === name && ++k === occurrence) return s;
+    return undefined;
+  }
+
+  /** Decoded component value; `seg` is a segment name (first occurrence) or a segment. '' when absent. */
+  get(seg: string | Hl7Segment, field: number, comp = 1, rep = 1, sub?: number): string {
+    const s = typeof seg === 'string' ? this.segment(seg) : seg;
+    return s ? s.get(field, comp, rep, sub) : '';
+  }
+
+  /** Field re-serialized with the standard delimiters (|^~\&), e.g. to echo MSH-3 in an ACK. */
+  fieldStandard(seg: Hl7Segment | undefined, field: number): string {
+    if (!seg) return '';
+    const reps = seg.repetitions(field);
+    const d = this.delimiters;
+    return reps
+      .map((r) => r.split(d.component).map((c) => c.split(d.subcomponent).map((sc) => escapeHl7(unescapeHl7(sc, d))).join('&')).join('^'))
+      .join('~');
+  }
+}
+
+/**
+ * Parse an HL7 v2 message. Segment terminator CR (HL7 v2.5.1 2.5.1); LF and CRLF accepted on input.
+ * Throws ParseError (with location and Table 0357 code) when there is no MSH, bad delimiters or a
+ * malformed segment name.
+ */
+export function parseHl7(text: string): Hl7Message {
+  let start = 0;
+  // tolerate a BOM and leading whitespace/newlines before MSH
+  while (start < text.length && (text.charCodeAt(start) === 0xfeff || text[start] === '\r' || text[start] === '\n' || text[start] === ' ')) start++;
+  if (text.startsWith('MSH', start) === false) {
+    // HL7 v2.5.1 2.5.2: every message begins with MSH; Table 0357 100 segment sequence error
+    throw new ParseError('message does not start with an MSH segment', { location: 'MSH^1', hl7ErrorCode: 100 });
+  }
+  const fieldSep = text[start + 3];
+  const enc = readEncodingChars(text, start + 4, fieldSep);
+  const d: Hl7Delimiters = { field: fieldSep, component: enc[0], repetition: enc[1], escape: enc[2], subcomponent: enc[3] };
+
+  const segs: Hl7Segment[] = [];
+  const counts = new Map<string, number>();
+  const n = text.length;
+  let pos = start;
+  while (pos < n) {
+    // segment terminator: CR (standard), LF or CRLF (tolerated)
+    let end = pos;
+    while (end < n) {
+      const c = text.charCodeAt(end);
+      if (c === 13 || c === 10) break;
+      end++;
+    }
+    if (end > pos) {
+      const line = text.slice(pos, end);
+      const parts = line.split(fieldSep);
+      const name = parts[0];
+      if (!SEGMENT_NAME.test(name)) {
+        const seqNo = segs.length + 1;
+        // HL7 v2.5.1 2.5.2 segment ID; Table 0357 100 segment sequence error
+        throw new ParseError(`segment ${seqNo}: invalid segment name`, { location: `${sanitizeName(name)}^${seqNo}`, hl7ErrorCode: 100 });
+      }
+      if (name === 'MSH') {
+        if (segs.length > 0) {
+          throw new ParseError('more than one MSH segment in one message', { location: `MSH^2`, hl7ErrorCode: 100 });
+        }
+        parts.splice(1, 0, fieldSep); // MSH-1 is the field separator itself (2.15.9.1)
+      }
+      const seq = (counts.get(name) ?? 0) + 1;
+      counts.set(name, seq);
+      segs.push(new Hl7Segment(name, parts, seq, segs.length + 1, d));
+    }
+    pos = end + 1;
+  }
+  return new Hl7Message(d, segs);
+}
+
+function readEncodingChars(text: string, at: number, fieldSep: string | undefined): string {
+  // HL7 v2.5.1 2.5.4 message delimiters: MSH-1 one char, MSH-2 four chars (a fifth, truncation '#', is v2.7+)
+  const bad = (why: string) => new ParseError(`bad delimiters: ${why}`, { location: 'MSH^1^2', hl7ErrorCode: 102 });
+  if (!fieldSep || /[A-Za-z0-9\r\n ]/.test(fieldSep)) throw bad('MSH-1 is not a valid field separator');
+  const endEnc = text.indexOf(fieldSep, at);
+  const enc = endEnc === -1 ? '' : text.slice(at, endEnc);
+  if (enc.length < 4 || enc.length > 5) throw bad('MSH-2 must hold 4 encoding characters');
+  const set = new Set([fieldSep, ...enc.slice(0, 4)]);
+  if (set.size !== 5 || /[A-Za-z0-9\r\n ]/.test(enc)) throw bad('encoding characters must be distinct punctuation');
+  return enc;
+}
+
+function sanitizeName(name: string): string {
+  const s = name.slice(0, 3).replace(/[^A-Za-z0-9]/g, '?');
+  return s || '???';
+}
+
+/**
+ * Decode HL7 escape sequences (HL7 v2.5.1 2.7): \F\ \S\ \T\ \R\ \E\ delimiters, \Xhh..\ hex data,
+ * \.br\ line break (2.7.6 formatted text). \H\ \N\ (highlight), \C..\ \M..\ (charset switch) and
+ * \Z..\ (local) are dropped; anything unknown is kept verbatim.
+ */
+export function unescapeHl7(s: string, d: Hl7Delimiters = STANDARD_DELIMITERS): string {
+  const e = d.escape;
+  if (s.indexOf(e) === -1) return s;
+  let out = '';
+  let i = 0;
+  while (i < s.length) {
+    const j = s.indexOf(e, i);
+    if (j === -1) {
+      out += s.slice(i);
+      break;
+    }
+    const k = s.indexOf(e, j + 1);
+    if (k === -1) {
+      out += s.slice(i);
+      break;
+    }
+    out += s.slice(i, j);
+    const seq = s.slice(j + 1, k);
+    switch (seq) {
+      case 'F':
+        out += d.field;
+        break;
+      case 'S':
+        out += d.component;
+        break;
+      case 'T':
+        out += d.subcomponent;
+        break;
+      case 'R':
+        out += d.repetition;
+        break;
+      case 'E':
+        out += d.escape;
+        break;
+      case '.br':
+        out += '\n';
+        break;
+      case 'H':
+      case 'N':
+        break;
+      default:
+        if (seq[0] === 'X' && /^X([0-9A-Fa-f]{2})+$/.test(seq)) {
+          const bytes = Buffer.from(seq.slice(1), 'hex');
+          const utf8 = bytes.toString('utf8');
+          out += utf8.includes('\ufffd') ? bytes.toString('latin1') : utf8;
+        } else if (seq[0] === 'C' || seq[0] === 'M' || seq[0] === 'Z') {
+          // charset switch / locally defined escape: dropped
+        } else {
+          out += e + seq + e;
+        }
+    }
+    i = k + 1;
+  }
+  return out;
+}
+
+const NEEDS_ESCAPE = /[|^~\\&\r\n]/;
+
+/** Escape a plain value for an HL7 field using the standard delimiters (HL7 v2.5.1 2.7.1). */
+export function escapeHl7(s: string): string {
+  if (!NEEDS_ESCAPE.test(s)) return s;
+  let out = '';
+  for (let i = 0; i < s.length; i++) {
+    const c = s[i];
+    switch (c) {
+      case '\\':
+        out += '\\E\\';
+        break;
+      case '|':
+        out += '\\F\\';
+        break;
+      case '^':
+        out += '\\S\\';
+        break;
+      case '&':
+        out += '\\T\\';
+        break;
+      case '~':
+        out += '\\R\\';
+        break;
+      case '\r':
+        if (s[i + 1] === '\n') i++;
+        out += '\\.br\\';
+        break;
+      case '\n':
+        out += '\\.br\\';
+        break;
+      default:
+        out += c;
+    }
+  }
+  return out;
+}
+
+/** MSH fields that the ACK builder and the receiver need (re-serialized with standard delimiters). */
+export interface Hl7Header {
+  sendingApp: string; // MSH-3
+  sendingFacility: string; // MSH-4
+  receivingApp: string; // MSH-5
+  receivingFacility: string; // MSH-6
+  timestamp: string; // MSH-7 as sent
+  messageType: string; // MSH-9.1
+  trigger: string; // MSH-9.2
+  structure: string; // MSH-9.3
+  controlId: string; // MSH-10
+  processingId: string; // MSH-11.1
+  version: string; // MSH-12.1
+  acceptAckType: string; // MSH-15
+  appAckType: string; // MSH-16
+  charset: string; // MSH-18
+}
+
+/** Read the MSH header of a parsed message. */
+export function readHeader(msg: Hl7Message): Hl7Header {
+  const msh = msg.segment('MSH');
+  if (!msh) throw new ParseError('no MSH segment', { location: 'MSH^1', hl7ErrorCode: 100 });
+  return {
+    sendingApp: msg.fieldStandard(msh, 3),
+    sendingFacility: msg.fieldStandard(msh, 4),
+    receivingApp: msg.fieldStandard(msh, 5),
+    receivingFacility: msg.fieldStandard(msh, 6),
+    timestamp: msh.get(7),
+    messageType: msh.get(9, 1),
+    trigger: msh.get(9, 2),
+    structure: msh.get(9, 3),
+    controlId: msh.get(10),
+    processingId: msh.get(11),
+    version: msh.get(12),
+    acceptAckType: msh.get(15),
+    appAckType: msh.get(16),
+    charset: msh.get(18),
+  };
+}
+
+/**
+ * Best effort: the header of a message whose body does not parse (so an AE can echo MSH-10).
+ * Parses only the first line; undefined when even MSH is unusable.
+ */
+export function peekHeader(text: string): Hl7Header | undefined {
+  try {
+    const m = /^[\ufeff\r\n ]*(MSH[^\r\n]*)/.exec(text.length > 65536 ? text.slice(0, 65536) : text);
+    if (!m) return undefined;
+    return readHeader(parseHl7(m[1]));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * HL7 TS/DTM with the process's local UTC offset: YYYYMMDDHHMMSS+ZZZZ (HL7 v2.5.1 2.A.22; protocols.md §3.2
+ * "send +0700"). Deterministic for a given Date and TZ.
+ */
+export function formatHl7Timestamp(d: Date): string {
+  const p = (n: number, w = 2) => String(n).padStart(w, '0');
+  const off = -d.getTimezoneOffset();
+  const sign = off >= 0 ? '+' : '-';
+  const a = Math.abs(off);
+  return `${p(d.getFullYear(), 4)}${p(d.getMonth() + 1)}${p(d.getDate())}${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}${sign}${p(Math.floor(a / 60))}${p(a % 60)}`;
+}

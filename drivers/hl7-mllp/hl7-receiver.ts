@@ -1,0 +1,188 @@
+/**
+ * The HL7 v2 / MLLP driver (architecture §3): MLLP frames → parse → commit in the sink → ACK.
+ * AA only after the sink resolved (ack-after-commit); AE for bad content and store failures;
+ * AR for message types/versions we do not handle (protocols.md §3.3, docs/errors.md).
+ */
+import type { CommitResult, DriverStatus, InboundMessage, ObservationSink } from '../../gateway/src/contracts/driver';
+import { GatewayError, ParseError, UnsupportedMessageError } from '../../gateway/src/contracts/errors';
+import { componentLogger } from '../../gateway/src/log/logger';
+import { metrics } from '../../gateway/src/metrics/registry';
+import { buildAck, type AckCode } from './ack';
+import { parseHl7, peekHeader, type Hl7Header } from './hl7-message';
+import { MllpServer, nextAckId, type MllpConnectionInfo, type MllpServerOptions } from './mllp-server';
+import { parseOru } from './oru-parser';
+
+export interface Hl7ReceiverOptions extends Omit<MllpServerOptions, 'logBindings'> {
+  deviceId: string;
+  /** Profile option: how the bytes are decoded (default utf8; latin1 for 8859/1 devices). */
+  charset?: 'utf8' | 'latin1';
+}
+
+export const DRIVER_NAME = 'hl7-mllp';
+
+export class Hl7Receiver {
+  readonly server: MllpServer;
+  private readonly log;
+  private state: DriverStatus['state'] = 'stopped';
+  private detail: string | undefined;
+  private lastMessageAt: string | undefined;
+  private lastErrorAt: string | undefined;
+  private lastError: string | undefined;
+  private port: number | undefined;
+
+  constructor(
+    private readonly opts: Hl7ReceiverOptions,
+    private readonly sink: ObservationSink,
+    private readonly onCommitted?: (r: CommitResult, inbound: InboundMessage) => void,
+  ) {
+    if (!opts.deviceId) throw new TypeError('Hl7Receiver: deviceId is required');
+    this.log = componentLogger('hl7-receiver', { deviceId: opts.deviceId });
+    const { deviceId: _d, charset: _c, ...serverOpts } = opts;
+    this.server = new MllpServer({ ...serverOpts, logBindings: { deviceId: opts.deviceId } }, (payload, conn) => this.handle(payload, conn));
+  }
+
+  /** Listen; resolves with the bound port. */
+  async start(signal?: AbortSignal): Promise<{ port: number }> {
+    this.state = 'starting';
+    try {
+      const r = await this.server.start(signal);
+      this.port = r.port;
+      this.state = 'listening';
+      this.detail = `port ${r.port}`;
+      return r;
+    } catch (e) {
+      this.state = 'error';
+      this.detail = (e as Error).message;
+      this.lastError = this.detail;
+      this.lastErrorAt = new Date().toISOString();
+      throw e;
+    }
+  }
+
+  /** Listen until `signal` aborts, then close. Rejects when the port cannot be bound. */
+  async run(signal: AbortSignal): Promise<void> {
+    await this.start(signal);
+    if (!signal.aborted) await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+    await this.close();
+  }
+
+  async close(): Promise<void> {
+    await this.server.close();
+    this.state = 'stopped';
+    this.detail = undefined;
+  }
+
+  status(): DriverStatus {
+    const s: DriverStatus = { deviceId: this.opts.deviceId, driver: DRIVER_NAME, state: this.state, connections: this.server.connectionCount };
+    if (this.state === 'listening' && this.server.connectionCount > 0) s.state = 'connected';
+    if (this.detail) s.detail = this.detail;
+    if (this.lastMessageAt) s.lastMessageAt = this.lastMessageAt;
+    if (this.lastErrorAt) s.lastErrorAt = this.lastErrorAt;
+    if (this.lastError) s.lastError = this.lastError;
+    return s;
+  }
+
+  get boundPort(): number | undefined {
+    return this.port;
+  }
+
+  /** MLLP handler: never throws; always returns an ACK payload. */
+  private async handle(raw: Buffer, conn: MllpConnectionInfo): Promise<Buffer> {
+    const device = this.opts.deviceId;
+    metrics.received.inc({ device });
+    this.lastMessageAt = new Date().toISOString();
+    let header: Hl7Header | undefined;
+    try {
+      const text = raw.toString(this.opts.charset ?? 'utf8');
+      let parsed;
+      try {
+        const msg = parseHl7(text);
+        parsed = parseOru(msg);
+      } catch (e) {
+        header = peekHeader(text);
+        throw e;
+      }
+      header = parsed.header;
+      const h = parsed.header;
+      const sender = `${h.sendingApp}^${h.sendingFacility}`;
+      const inbound: InboundMessage = {
+        deviceId: device,
+        driver: DRIVER_NAME,
+        raw,
+        receivedAt: new Date(),
+        sourceMessageId: h.controlId,
+        sender,
+        // the sender re-sends with the same MSH-10 after a lost ACK (protocols.md §3.1): de-duplicate on it
+        dedupeKey: `${sender}|${h.controlId}`,
+        messageType: `${h.messageType}^${h.trigger}`,
+        drafts: parsed.drafts,
+        meta: { version: h.version, remote: conn.remoteAddress, processingId: h.processingId },
+      };
+      let result: CommitResult;
+      try {
+        result = await this.sink.submit(inbound);
+      } catch (e) {
+        // never AA without a commit (architecture §3); Table 0357 207 application internal error
+        const code = e instanceof GatewayError ? e.code : 'GW_ERR_STORE';
+        this.reject('store', code, e);
+        metrics.rejected.inc({ device, reason: 'store' });
+        return this.ack(header, 'AE', { hl7Code: 207, text: 'store unavailable' });
+      }
+      if (result.duplicate) {
+        metrics.duplicates.inc({ device });
+        this.log.info({ conn: conn.id, messageId: result.messageId }, 'duplicate message (same MSH-10): acknowledged again, not stored');
+      } else {
+        metrics.committed.inc({ device });
+        try {
+          this.onCommitted?.(result, inbound);
+        } catch (e) {
+          this.log.error({ err: String(e) }, 'onCommitted callback failed');
+        }
+      }
+      return this.ack(header, 'AA');
+    } catch (e) {
+      if (e instanceof UnsupportedMessageError) {
+        // AR: unsupported type/event/version (Table 0357 200/201/203); raw kept in quarantine
+        await this.quarantine(raw, e.message, e.code, conn);
+        this.reject('unsupported', e.code, e);
+        metrics.rejected.inc({ device, reason: 'unsupported' });
+        const loc = e.hl7ErrorCode === 203 ? 'MSH^1^12' : 'MSH^1^9';
+        return this.ack(header, 'AR', { location: loc, hl7Code: e.hl7ErrorCode, text: e.message });
+      }
+      if (e instanceof ParseError) {
+        await this.quarantine(raw, e.message, e.code, conn);
+        this.reject('parse', e.code, e);
+        metrics.rejected.inc({ device, reason: 'parse' });
+        return this.ack(header, 'AE', { location: e.location, hl7Code: e.hl7ErrorCode ?? 207, text: e.message });
+      }
+      this.reject('internal', 'GW_ERR_INTERNAL', e);
+      metrics.rejected.inc({ device, reason: 'internal' });
+      return this.ack(header, 'AE', { hl7Code: 207, text: 'application internal error' });
+    }
+  }
+
+  private ack(request: Hl7Header | undefined, code: AckCode, error?: { location?: string; hl7Code: number; text: string }): Buffer {
+    try {
+      return Buffer.from(buildAck({ request, code, error, controlId: nextAckId() }), this.opts.charset ?? 'utf8');
+    } catch {
+      return Buffer.from(buildAck({ code: code === 'AA' ? 'AE' : code, error, controlId: nextAckId() }), 'utf8');
+    }
+  }
+
+  private async quarantine(raw: Buffer, reason: string, errorCode: string, conn: MllpConnectionInfo): Promise<void> {
+    try {
+      await this.sink.quarantine({ deviceId: this.opts.deviceId, driver: DRIVER_NAME, raw, reason, errorCode, meta: { remote: conn.remoteAddress } });
+      metrics.quarantined.inc({ device: this.opts.deviceId });
+    } catch (e) {
+      this.log.error({ err: (e as Error)?.message ?? String(e) }, 'could not quarantine a rejected message');
+    }
+  }
+
+  /** One log line per rejection with the reason (messages carry no PHI: locations and codes only). */
+  private reject(kind: string, code: string, e: unknown): void {
+    const reason = e instanceof Error ? e.message : String(e);
+    this.lastError = `${kind}: ${reason}`;
+    this.lastErrorAt = new Date().toISOString();
+    this.log.warn({ kind, code, reason }, 'message rejected');
+  }
+}

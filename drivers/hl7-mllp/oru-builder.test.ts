@@ -1,0 +1,71 @@
+import { describe, expect, it } from 'vitest';
+import type { Observation } from '../../gateway/src/contracts/observation';
+import { parseHl7 } from './hl7-message';
+import { buildOruR251, isoToHl7Time } from './oru-builder';
+import { parseOru } from './oru-parser';
+
+function obs(p: Partial<Observation> & Pick<Observation, 'code'>, seq: number): Observation {
+  return { id: `m1-${seq}`, messageId: 1, messageUid: 'm1', seq, deviceId: 'd', driver: 'hl7-mllp', receivedAt: '2025-03-01T02:31:00.000Z', status: 'final', ...p };
+}
+
+const subject = { patientId: 'BN0012345', patientIds: [{ id: 'BN0012345', authority: 'BV_DEMO', type: 'MR' }, { id: '079085001234', authority: 'VNM', type: 'NNVNM' }], patientName: 'Nguyễn^Văn An', birthDate: '19850412', sex: 'M', specimenId: '2503010042' };
+const order = { placerOrderNumber: 'HIS-ORD-7781', fillerOrderNumber: '2503010042', service: { system: 'http://loinc.org', code: '58410-2', display: 'CBC panel' }, collectedAt: '2025-03-01T08:05:00+07:00', section: 'HM' };
+const OBS: Observation[] = [
+  obs({ code: { system: 'http://loinc.org', code: '6690-2', display: 'WBC' }, valueType: 'NM', value: { kind: 'quantity', value: 7.85, unit: '10*3/uL' }, referenceRange: '4.00-10.00', interpretation: ['N'], effectiveAt: '2025-03-01T09:29:50+07:00', subject, order, equipment: { id: 'XN1000-1', name: 'HEMA01' }, operator: 'tech1' }, 1),
+  obs({ code: { system: 'http://loinc.org', code: '777-3', display: 'PLT' }, value: { kind: 'quantity', value: 512, unit: '10*3/uL' }, interpretation: ['H', 'A'], subject, order, comments: ['Platelet clumps? a|b^c'], status: 'preliminary', statusCode: 'R' }, 2),
+  obs({ code: { system: 'http://loinc.org', code: '1988-5', display: 'CRP' }, value: { kind: 'quantity', value: 0.5, unit: 'mg/L', comparator: '<' }, subject, order }, 3),
+  obs({ code: { system: 'urn:iso:std:iso:11073:10101', code: '150456', display: 'MDC_PULS_OXIM_SAT_O2' }, value: { kind: 'quantity', value: 97, unit: '%' }, subject: { patientId: 'P2' }, status: 'corrected' }, 4),
+  obs({ code: { system: '99MRC', code: '13103', display: 'Neutrophilia' }, value: { kind: 'text', text: 'T & more ~ text' }, subject, order }, 5),
+  obs({ code: { system: 'local', code: 'BG' }, value: { kind: 'coded', system: 'http://loinc.org', code: 'LA1', display: 'A+' }, subject, order }, 6),
+];
+const OPTS = { controlId: 'GW-000123', sendingApp: 'VNGW', sendingFacility: 'BV_DEMO', receivingApp: 'HIS', receivingFacility: 'BV_DEMO', now: new Date('2025-03-01T02:31:00Z'), country: 'VNM' as const };
+
+describe('buildOruR251', () => {
+  it('builds the v2.5.1 structure', () => {
+    const text = buildOruR251(OBS, OPTS);
+    const lines = text.split('\r');
+    expect(lines[0]).toMatch(/^MSH\|\^~\\&\|VNGW\|BV_DEMO\|HIS\|BV_DEMO\|\d{14}[+-]\d{4}\|\|ORU\^R01\^ORU_R01\|GW-000123\|P\|2\.5\.1\|\|\|\|\|VNM\|UNICODE UTF-8$/);
+    expect(lines.map((l) => l.slice(0, 3))).toEqual(['MSH', 'PID', 'OBR', 'OBX', 'OBX', 'NTE', 'OBX', 'OBX', 'OBX', 'SPM', 'PID', 'OBR', 'OBX']);
+    expect(lines[1]).toBe('PID|1||BN0012345^^^BV_DEMO^MR~079085001234^^^VNM^NNVNM||Nguyễn^Văn An||19850412|M');
+    expect(lines[3]).toBe('OBX|1|NM|6690-2^WBC^LN||7.85|10*3/uL^^UCUM|4.00-10.00|N|||F|||20250301092950+0700||tech1||XN1000-1^HEMA01');
+    expect(lines[4]).toContain('|H~A|||R');
+    expect(lines[5]).toBe('NTE|1|L|Platelet clumps? a\\F\\b\\S\\c');
+    expect(lines[6]).toContain('|SN|1988-5^CRP^LN||<^0.5|mg/L^^UCUM|');
+    expect(lines[7]).toContain('|ST|13103^Neutrophilia^99MRC||T \\T\\ more \\R\\ text|');
+    expect(lines[8]).toContain('|CWE|BG^^L||LA1^A+^LN|');
+    expect(lines[12]).toContain('|NM|150456^MDC_PULS_OXIM_SAT_O2^MDC||97|%^^UCUM|||||C');
+  });
+
+  it('is deterministic for the same input and now', () => {
+    expect(buildOruR251(OBS, OPTS)).toBe(buildOruR251(JSON.parse(JSON.stringify(OBS)), { ...OPTS }));
+  });
+
+  it('round trip: build → parse gives the same values, units, flags, specimen ids', () => {
+    const r = parseOru(parseHl7(buildOruR251(OBS, OPTS)));
+    expect(r.header).toMatchObject({ controlId: 'GW-000123', version: '2.5.1', messageType: 'ORU', trigger: 'R01', charset: 'UNICODE UTF-8' });
+    expect(r.drafts).toHaveLength(OBS.length);
+    const byCode = new Map(r.drafts.map((d) => [d.code.code, d]));
+    for (const o of OBS) {
+      const d = byCode.get(o.code.code)!;
+      expect(d.code).toEqual(o.code);
+      expect(d.value).toEqual(o.value);
+      expect(d.interpretation).toEqual(o.interpretation);
+      expect(d.referenceRange).toEqual(o.referenceRange);
+      expect(d.status).toBe(o.status);
+      expect(d.subject?.specimenId).toEqual(o.subject?.specimenId);
+      expect(d.subject?.patientId).toEqual(o.subject?.patientId);
+      expect(d.comments).toEqual(o.comments);
+      if (o.effectiveAt) expect(d.effectiveAt).toBe(o.effectiveAt);
+      if (o.equipment) expect(d.equipment).toEqual(o.equipment);
+    }
+    expect(byCode.get('6690-2')!.subject).toMatchObject({ patientIds: subject.patientIds, patientName: subject.patientName, birthDate: '19850412', sex: 'M' });
+    expect(byCode.get('6690-2')!.order).toMatchObject({ placerOrderNumber: 'HIS-ORD-7781', fillerOrderNumber: '2503010042', collectedAt: '2025-03-01T08:05:00+07:00', section: 'HM' });
+  });
+
+  it('isoToHl7Time', () => {
+    expect(isoToHl7Time('2025-03-01T09:29:50Z')).toBe('20250301092950+0000');
+    expect(isoToHl7Time('2025-03-01T09:29:50')).toBe('20250301092950');
+    expect(isoToHl7Time('2025-03-01')).toBe('20250301');
+    expect(isoToHl7Time('2025-03-01T09:29:50.250+07:00')).toBe('20250301092950.250+0700');
+  });
+});
