@@ -6,7 +6,7 @@ export interface OutboxWorkerOptions {
   batchSize: number; // entries leased per round (default 16)
   leaseMs: number; // lease length (default 120000)
   idlePollMs: number; // re-check the queue at least this often (default 5000)
-  unavailableBackoffMs: { base: number; max: number }; // destination-level backoff (default 1000..60000)
+  unavailableBackoffMs: { base: number; max: number }; // destination-level backoff (default 1000..30000)
 }
 
 /**
@@ -27,7 +27,7 @@ export class OutboxWorker {
   lastError: string | undefined;
 
   constructor(private readonly store: GatewayStoreApi, readonly output: Output, opts: Partial<OutboxWorkerOptions> = {}) {
-    this.opts = { batchSize: 16, leaseMs: 120_000, idlePollMs: 5000, unavailableBackoffMs: { base: 1000, max: 60_000 }, ...opts };
+    this.opts = { batchSize: 16, leaseMs: 120_000, idlePollMs: 5000, unavailableBackoffMs: { base: 1000, max: 30_000 }, ...opts };
     this.log = componentLogger('outbox', { destination: output.destination });
   }
 

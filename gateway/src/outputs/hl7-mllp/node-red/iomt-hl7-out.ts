@@ -26,6 +26,7 @@ interface Hl7OutConfig {
   strictOrder?: boolean | string;
   maxAttempts?: string;
   maxAgeHours?: string;
+  reconnectMaxS?: string;
   sendingApp?: string;
   sendingFacility?: string;
   receivingApp?: string;
@@ -78,7 +79,8 @@ export = function register(RED: any): void {
     });
     let worker;
     try {
-      worker = rt.registerDestination(output);
+      const reconnectMaxMs = Math.max(1, resolveNumber(config.reconnectMaxS, 30)) * 1000;
+      worker = rt.registerDestination(output, { unavailableBackoffMs: { base: Math.min(1000, reconnectMaxMs), max: reconnectMaxMs } });
     } catch (e) {
       node.error((e as Error).message);
       showStatus(node, { state: 'error', detail: 'duplicate destination' });

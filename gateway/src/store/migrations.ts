@@ -1,0 +1,127 @@
+import type { Database } from 'better-sqlite3';
+
+export interface Migration {
+  version: number;
+  name: string;
+  up: string;
+}
+
+/**
+ * Versioned schema, applied in order; `PRAGMA user_version` holds the last applied version.
+ * Never edit a released migration: append a new one.
+ */
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    name: 'messages, observations, quarantine, outbox',
+    up: `
+      CREATE TABLE messages (
+        id                INTEGER PRIMARY KEY AUTOINCREMENT,
+        uid               TEXT    NOT NULL UNIQUE,
+        device_id         TEXT    NOT NULL,
+        driver            TEXT    NOT NULL,
+        message_type      TEXT,
+        source_message_id TEXT,
+        sender            TEXT,
+        dedupe_key        TEXT,
+        received_at       TEXT    NOT NULL,              -- ISO 8601 UTC (toISOString), sorts as text
+        bytes             INTEGER NOT NULL,
+        raw               BLOB    NOT NULL,
+        meta              TEXT,                          -- JSON, no PHI
+        observation_count INTEGER NOT NULL DEFAULT 0,
+        status            TEXT    NOT NULL DEFAULT 'committed' CHECK (status IN ('committed', 'routed', 'flow-error'))
+      );
+      CREATE UNIQUE INDEX messages_dedupe ON messages (device_id, dedupe_key) WHERE dedupe_key IS NOT NULL;
+      CREATE INDEX messages_device_status ON messages (device_id, status, id);
+      CREATE INDEX messages_device_received ON messages (device_id, received_at);
+      CREATE INDEX messages_received ON messages (received_at);
+      CREATE INDEX messages_status ON messages (status, id);
+
+      CREATE TABLE observations (
+        id           TEXT    PRIMARY KEY,               -- \${messageUid}-\${seq}
+        message_id   INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        seq          INTEGER NOT NULL,
+        device_id    TEXT    NOT NULL,
+        code         TEXT    NOT NULL,
+        patient_id   TEXT,
+        specimen_id  TEXT,
+        effective_at TEXT,
+        status       TEXT    NOT NULL,
+        json         TEXT    NOT NULL                   -- the full Observation
+      );
+      CREATE INDEX observations_message ON observations (message_id, seq);
+      CREATE INDEX observations_device_time ON observations (device_id, effective_at);
+      CREATE INDEX observations_time ON observations (effective_at);
+      CREATE INDEX observations_patient ON observations (patient_id) WHERE patient_id IS NOT NULL;
+      CREATE INDEX observations_specimen ON observations (specimen_id) WHERE specimen_id IS NOT NULL;
+      CREATE INDEX observations_status ON observations (status);
+
+      CREATE TABLE quarantine (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        device_id   TEXT    NOT NULL,
+        driver      TEXT    NOT NULL,
+        reason      TEXT    NOT NULL,
+        error_code  TEXT    NOT NULL,
+        received_at TEXT    NOT NULL,
+        bytes       INTEGER NOT NULL,
+        raw         BLOB    NOT NULL,
+        meta        TEXT
+      );
+      CREATE INDEX quarantine_received ON quarantine (received_at);
+
+      CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY AUTOINCREMENT,
+        destination     TEXT    NOT NULL,
+        key             TEXT    NOT NULL,
+        message_id      INTEGER,                         -- informational: the message may be pruned before its settled rows
+        payload         BLOB    NOT NULL,
+        content_type    TEXT,
+        state           TEXT    NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'delivered', 'dead')),
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at INTEGER NOT NULL,                -- epoch ms
+        created_at      INTEGER NOT NULL,                -- epoch ms
+        last_error      TEXT,
+        delivered_at    INTEGER,
+        dead_at         INTEGER,
+        UNIQUE (destination, key)
+      );
+      CREATE INDEX outbox_dest_state_id ON outbox (destination, state, id);
+      CREATE INDEX outbox_dest_state_due ON outbox (destination, state, next_attempt_at);
+      CREATE INDEX outbox_message ON outbox (message_id, state) WHERE message_id IS NOT NULL;
+      CREATE INDEX outbox_state_created ON outbox (state, created_at);
+    `,
+  },
+];
+
+export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
+
+/**
+ * Connection settings + migrations. `auto_vacuum` is a property of the file that can only be chosen
+ * before the first table exists, so it is set first; an older file without it is converted once with VACUUM.
+ */
+export function prepareDatabase(db: Database, opts: { busyTimeoutMs?: number } = {}): { from: number; to: number; vacuumed: boolean } {
+  const tables = db.prepare(`SELECT count(*) AS n FROM sqlite_master WHERE type = 'table'`).get() as { n: number };
+  let vacuumed = false;
+  if (tables.n === 0) {
+    db.pragma('auto_vacuum = INCREMENTAL');
+  } else if (Number(db.pragma('auto_vacuum', { simple: true })) !== 2) {
+    db.pragma('auto_vacuum = INCREMENTAL');
+    db.exec('VACUUM'); // rewrites the file; required to switch auto_vacuum on an existing database
+    vacuumed = true;
+  }
+  db.pragma('journal_mode = WAL');
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+
+  const from = Number(db.pragma('user_version', { simple: true }));
+  if (from > SCHEMA_VERSION) throw new Error(`database schema version ${from} is newer than this gateway (${SCHEMA_VERSION})`);
+  for (const m of MIGRATIONS) {
+    if (m.version <= from) continue;
+    db.transaction(() => {
+      db.exec(m.up);
+      db.pragma(`user_version = ${m.version}`);
+    })();
+  }
+  return { from, to: SCHEMA_VERSION, vacuumed };
+}

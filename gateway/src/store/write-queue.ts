@@ -1,0 +1,169 @@
+import type { Database, Statement } from 'better-sqlite3';
+import { GatewayError, StoreError, StoreFullError } from '../contracts/errors';
+
+export interface WriteOp<T> {
+  /** Runs inside the batch transaction, in its own SAVEPOINT. Must only touch the database. */
+  run: () => T;
+  resolve: (v: T) => void;
+  reject: (e: unknown) => void;
+  enqueuedAt: bigint;
+  /** record submit→commit latency for this op */
+  timed: boolean;
+}
+
+export interface WriteQueueStats {
+  transactions: number; // committed group transactions
+  failedTransactions: number; // batches whose BEGIN/COMMIT failed (every op rejected)
+  ops: number; // ops that committed
+  failedOps: number; // ops rejected (their own error or their batch's)
+  queued: number; // waiting for the next flush
+}
+
+export interface WriteQueueHooks {
+  /** after each committed transaction: number of ops in it */
+  onBatch?: (size: number) => void;
+  /** after each committed transaction, for timed ops: seconds from enqueue to commit */
+  onLatency?: (seconds: number) => void;
+  /** a whole batch failed */
+  onBatchError?: (err: StoreError, size: number) => void;
+}
+
+/** SQLITE_FULL (disk full or max_page_count reached) → StoreFullError; other SQLite errors → StoreError. */
+export function toStoreError(e: unknown, what = 'store write failed'): GatewayError {
+  if (e instanceof GatewayError) return e;
+  const code = typeof e === 'object' && e && 'code' in e ? String((e as { code: unknown }).code) : '';
+  const text = e instanceof Error ? e.message : String(e);
+  if (code.startsWith('SQLITE_FULL')) return new StoreFullError(`${what}: store is full (${code})`, { cause: e });
+  return new StoreError(`${what}: ${code || text}`, { cause: e });
+}
+
+/**
+ * Group commit (architecture §3 step 4). Writes are queued; one `setImmediate` flush runs up to
+ * `maxBatch` of them as ONE transaction, each in its own SAVEPOINT so a failing op only rolls back
+ * itself. Promises settle only after COMMIT returned (synchronous=FULL: fsync'd). If BEGIN or COMMIT
+ * fails, or SQLite rolled the whole transaction back (it may do so on SQLITE_FULL / IOERR), every op
+ * of the batch rejects with a StoreError; the queue carries on with the next batch.
+ */
+export class WriteQueue {
+  private queue: Array<WriteOp<unknown>> = [];
+  private scheduled: NodeJS.Immediate | undefined;
+  private closed = false;
+  private drainWaiters: Array<() => void> = [];
+  private readonly counters = { transactions: 0, failedTransactions: 0, ops: 0, failedOps: 0 };
+  private readonly sp: { begin: Statement; release: Statement; rollbackTo: Statement };
+  private readonly runBatch: (batch: Array<WriteOp<unknown>>) => Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
+
+  constructor(private readonly db: Database, private readonly maxBatch = 512, private readonly hooks: WriteQueueHooks = {}) {
+    if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError('maxBatch must be an integer >= 1');
+    this.sp = {
+      begin: db.prepare('SAVEPOINT gw_op'),
+      release: db.prepare('RELEASE gw_op'),
+      rollbackTo: db.prepare('ROLLBACK TO gw_op'),
+    };
+    this.runBatch = db.transaction((batch: Array<WriteOp<unknown>>) => {
+      const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+      for (const op of batch) {
+        this.sp.begin.run();
+        try {
+          const value = op.run();
+          this.sp.release.run();
+          results.push({ ok: true, value });
+        } catch (error) {
+          if (!db.inTransaction) {
+            // SQLite rolled the whole transaction back (e.g. SQLITE_FULL, IOERR): nothing of this batch survives.
+            throw new BatchAborted(error);
+          }
+          this.sp.rollbackTo.run();
+          this.sp.release.run();
+          results.push({ ok: false, error });
+        }
+      }
+      return results;
+    });
+  }
+
+  enqueue<T>(run: () => T, opts: { timed?: boolean } = {}): Promise<T> {
+    if (this.closed) return Promise.reject(new StoreError('store is closed'));
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject, enqueuedAt: process.hrtime.bigint(), timed: !!opts.timed });
+      this.schedule();
+    });
+  }
+
+  stats(): WriteQueueStats {
+    return { ...this.counters, queued: this.queue.length };
+  }
+
+  get isClosed(): boolean {
+    return this.closed;
+  }
+
+  /** Stop accepting writes and flush what is queued (synchronously). */
+  closeAndDrain(): void {
+    this.closed = true;
+    if (this.scheduled) clearImmediate(this.scheduled);
+    this.scheduled = undefined;
+    while (this.queue.length) this.flushOnce();
+    this.notifyDrained();
+  }
+
+  /** Resolves when the queue is empty (everything enqueued so far has settled). */
+  drained(): Promise<void> {
+    if (!this.queue.length && !this.scheduled) return Promise.resolve();
+    return new Promise((r) => this.drainWaiters.push(r));
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = setImmediate(() => {
+      this.scheduled = undefined;
+      this.flushOnce();
+      if (this.queue.length) this.schedule();
+      else this.notifyDrained();
+    });
+  }
+
+  private notifyDrained(): void {
+    const w = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const r of w) r();
+  }
+
+  private flushOnce(): void {
+    const batch = this.queue.splice(0, this.maxBatch);
+    if (!batch.length) return;
+    let results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
+    try {
+      results = this.runBatch(batch);
+    } catch (e) {
+      const cause = e instanceof BatchAborted ? e.inner : e;
+      const err = toStoreError(cause, e instanceof BatchAborted ? 'transaction rolled back' : 'commit failed');
+      const storeErr = err instanceof StoreError ? err : new StoreError(err.message, { cause: err });
+      this.counters.failedTransactions++;
+      this.counters.failedOps += batch.length;
+      this.hooks.onBatchError?.(storeErr, batch.length);
+      for (const op of batch) op.reject(storeErr);
+      return;
+    }
+    const now = process.hrtime.bigint();
+    this.counters.transactions++;
+    this.hooks.onBatch?.(batch.length);
+    batch.forEach((op, i) => {
+      const r = results[i];
+      if (r.ok) {
+        this.counters.ops++;
+        if (op.timed) this.hooks.onLatency?.(Number(now - op.enqueuedAt) / 1e9);
+        op.resolve(r.value);
+      } else {
+        this.counters.failedOps++;
+        op.reject(toStoreError(r.error));
+      }
+    });
+  }
+}
+
+class BatchAborted extends Error {
+  constructor(readonly inner: unknown) {
+    super('transaction rolled back by SQLite');
+  }
+}
