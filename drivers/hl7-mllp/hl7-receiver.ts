@@ -8,14 +8,28 @@ import { GatewayError, ParseError, UnsupportedMessageError } from '../../gateway
 import { componentLogger } from '../../gateway/src/log/logger';
 import { metrics } from '../../gateway/src/metrics/registry';
 import { buildAck, type AckCode } from './ack';
-import { parseHl7, peekHeader, type Hl7Header } from './hl7-message';
+import type { OrderUpdate } from '../../gateway/src/orders/order-types';
+import { parseHl7, peekHeader, readHeader, type Hl7Header } from './hl7-message';
 import { MllpServer, nextAckId, type MllpConnectionInfo, type MllpServerOptions } from './mllp-server';
-import { parseOru } from './oru-parser';
+import { isOrderMessage, parseOrders, type OrderParseResult } from './order-parser';
+import { parseOru, type OruParseResult } from './oru-parser';
+
+/**
+ * Where ORM^O01 / OML^O21 orders go (the order cache). Called after the raw message is committed to
+ * the message store and before AA; a throw → AE 207. Called again for a re-sent message (same MSH-10,
+ * `info.duplicate`), so a crash between the two commits heals on the re-send: it must be idempotent
+ * for the same message (OrderCache.apply de-duplicates on (deviceId, messageControlId)).
+ */
+export interface Hl7OrderAcceptor {
+  accept(updates: OrderUpdate[], header: Hl7Header, raw: Buffer, info: { deviceId: string; duplicate: boolean }): Promise<void> | void;
+}
 
 export interface Hl7ReceiverOptions extends Omit<MllpServerOptions, 'logBindings'> {
   deviceId: string;
   /** Profile option: how the bytes are decoded (default utf8; latin1 for 8859/1 devices). */
   charset?: 'utf8' | 'latin1';
+  /** Accept ORM^O01 / OML^O21 orders (issue 3 part 4). Absent: orders are answered AR like any unsupported type. */
+  orders?: Hl7OrderAcceptor;
 }
 
 export const DRIVER_NAME = 'hl7-mllp';
@@ -37,7 +51,7 @@ export class Hl7Receiver {
   ) {
     if (!opts.deviceId) throw new TypeError('Hl7Receiver: deviceId is required');
     this.log = componentLogger('hl7-receiver', { deviceId: opts.deviceId });
-    const { deviceId: _d, charset: _c, ...serverOpts } = opts;
+    const { deviceId: _d, charset: _c, orders: _o, ...serverOpts } = opts;
     this.server = new MllpServer({ ...serverOpts, logBindings: { deviceId: opts.deviceId } }, (payload, conn) => this.handle(payload, conn));
   }
 
@@ -94,15 +108,17 @@ export class Hl7Receiver {
     let header: Hl7Header | undefined;
     try {
       const text = raw.toString(this.opts.charset ?? 'utf8');
-      let parsed;
+      let parsed: OruParseResult | OrderParseResult;
       try {
         const msg = parseHl7(text);
-        parsed = parseOru(msg);
+        // ORM^O01 / OML^O21 only when an order acceptor is configured; otherwise parseOru answers AR 200
+        parsed = this.opts.orders && isOrderMessage(readHeader(msg)) ? parseOrders(msg) : parseOru(msg);
       } catch (e) {
         header = peekHeader(text);
         throw e;
       }
       header = parsed.header;
+      if ('orders' in parsed) return await this.handleOrders(parsed, raw, conn, this.opts.orders as Hl7OrderAcceptor);
       const h = parsed.header;
       const sender = `${h.sendingApp}^${h.sendingFacility}`;
       const inbound: InboundMessage = {
@@ -159,6 +175,59 @@ export class Hl7Receiver {
       metrics.rejected.inc({ device, reason: 'internal' });
       return this.ack(header, 'AE', { hl7Code: 207, text: 'application internal error' });
     }
+  }
+
+  /**
+   * ORM^O01 / OML^O21: raw message → message store (audit trail, de-duplicated on MSH-10 like ORU),
+   * then the orders → `orders.accept` (order cache), and only then AA. The answer is the original-mode
+   * general acknowledgement ACK^O01^ACK / ACK^O21^ACK (HL7 v2.5.1 2.9.2 original mode, 4.4 order
+   * messages: the application-level ORR^O02 / ORL^O22 is not sent).
+   */
+  private async handleOrders(parsed: OrderParseResult, raw: Buffer, conn: MllpConnectionInfo, orders: Hl7OrderAcceptor): Promise<Buffer> {
+    const device = this.opts.deviceId;
+    const h = parsed.header;
+    const sender = `${h.sendingApp}^${h.sendingFacility}`;
+    const inbound: InboundMessage = {
+      deviceId: device,
+      driver: DRIVER_NAME,
+      raw,
+      receivedAt: new Date(),
+      sourceMessageId: h.controlId,
+      sender,
+      dedupeKey: `${sender}|${h.controlId}`,
+      messageType: `${h.messageType}^${h.trigger}`,
+      drafts: [],
+      meta: { version: h.version, remote: conn.remoteAddress, processingId: h.processingId, orders: parsed.orders.length },
+    };
+    let result: CommitResult;
+    try {
+      result = await this.sink.submit(inbound);
+    } catch (e) {
+      // never AA without a commit (architecture §3); Table 0357 207 application internal error
+      this.reject('store', e instanceof GatewayError ? e.code : 'GW_ERR_STORE', e);
+      metrics.rejected.inc({ device, reason: 'store' });
+      return this.ack(h, 'AE', { hl7Code: 207, text: 'store unavailable' });
+    }
+    try {
+      await orders.accept(parsed.orders, h, raw, { deviceId: device, duplicate: result.duplicate });
+    } catch (e) {
+      // the order cache did not commit: AE 207, the sender may re-send (the audit copy de-duplicates)
+      this.reject('orders', e instanceof GatewayError ? e.code : 'GW_ERR_INTERNAL', e);
+      metrics.rejected.inc({ device, reason: 'orders' });
+      return this.ack(h, 'AE', { hl7Code: 207, text: 'order cache unavailable' });
+    }
+    if (result.duplicate) {
+      metrics.duplicates.inc({ device });
+      this.log.info({ conn: conn.id, messageId: result.messageId }, 'duplicate order message (same MSH-10): acknowledged again');
+    } else {
+      metrics.committed.inc({ device });
+      try {
+        this.onCommitted?.(result, inbound);
+      } catch (e) {
+        this.log.error({ err: String(e) }, 'onCommitted callback failed');
+      }
+    }
+    return this.ack(h, 'AA');
   }
 
   private ack(request: Hl7Header | undefined, code: AckCode, error?: { location?: string; hl7Code: number; text: string }): Buffer {

@@ -41,8 +41,9 @@ export function toStoreError(e: unknown, what = 'store write failed'): GatewayEr
  * Group commit (architecture §3 step 4). Writes are queued; one `setImmediate` flush runs up to
  * `maxBatch` of them as ONE transaction, each in its own SAVEPOINT so a failing op only rolls back
  * itself. Promises settle only after COMMIT returned (synchronous=FULL: fsync'd). If BEGIN or COMMIT
- * fails, or SQLite rolled the whole transaction back (it may do so on SQLITE_FULL / IOERR), every op
- * of the batch rejects with a StoreError; the queue carries on with the next batch.
+ * fails, every op of the batch rejects with a StoreError. If one op made SQLite roll the whole
+ * transaction back (SQLITE_FULL does; IOERR may), that op rejects and the rest are re-run at once.
+ * Either way the queue carries on with the next batch.
  */
 export class WriteQueue {
   private queue: Array<WriteOp<unknown>> = [];
@@ -62,7 +63,7 @@ export class WriteQueue {
     };
     this.runBatch = db.transaction((batch: Array<WriteOp<unknown>>) => {
       const results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
-      for (const op of batch) {
+      batch.forEach((op, index) => {
         this.sp.begin.run();
         try {
           const value = op.run();
@@ -70,14 +71,14 @@ export class WriteQueue {
           results.push({ ok: true, value });
         } catch (error) {
           if (!db.inTransaction) {
-            // SQLite rolled the whole transaction back (e.g. SQLITE_FULL, IOERR): nothing of this batch survives.
-            throw new BatchAborted(error);
+            // SQLite rolled the whole transaction back (it does on SQLITE_FULL, may on IOERR/NOMEM).
+            throw new BatchAborted(error, index);
           }
           this.sp.rollbackTo.run();
           this.sp.release.run();
           results.push({ ok: false, error });
         }
-      }
+      });
       return results;
     });
   }
@@ -130,21 +131,36 @@ export class WriteQueue {
   }
 
   private flushOnce(): void {
-    const batch = this.queue.splice(0, this.maxBatch);
-    if (!batch.length) return;
-    let results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
-    try {
-      results = this.runBatch(batch);
-    } catch (e) {
-      const cause = e instanceof BatchAborted ? e.inner : e;
-      const err = toStoreError(cause, e instanceof BatchAborted ? 'transaction rolled back' : 'commit failed');
-      const storeErr = err instanceof StoreError ? err : new StoreError(err.message, { cause: err });
-      this.counters.failedTransactions++;
-      this.counters.failedOps += batch.length;
-      this.hooks.onBatchError?.(storeErr, batch.length);
-      for (const op of batch) op.reject(storeErr);
+    let batch = this.queue.splice(0, this.maxBatch);
+    // An op that made SQLite roll the whole transaction back is rejected alone; the others (ops are
+    // database-only, so re-running them is safe) are retried at once in a fresh transaction.
+    while (batch.length) {
+      let results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
+      try {
+        results = this.runBatch(batch);
+      } catch (e) {
+        if (e instanceof BatchAborted && e.index < batch.length) {
+          const bad = batch[e.index];
+          this.counters.failedTransactions++;
+          this.counters.failedOps++;
+          bad.reject(toStoreError(e.inner));
+          batch = [...batch.slice(0, e.index), ...batch.slice(e.index + 1)];
+          continue;
+        }
+        const err = toStoreError(e, 'commit failed');
+        const storeErr = err instanceof StoreError ? err : new StoreError(err.message, { cause: err });
+        this.counters.failedTransactions++;
+        this.counters.failedOps += batch.length;
+        this.hooks.onBatchError?.(storeErr, batch.length);
+        for (const op of batch) op.reject(storeErr);
+        return;
+      }
+      this.settleBatch(batch, results);
       return;
     }
+  }
+
+  private settleBatch(batch: Array<WriteOp<unknown>>, results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>): void {
     const now = process.hrtime.bigint();
     this.counters.transactions++;
     this.hooks.onBatch?.(batch.length);
@@ -163,7 +179,7 @@ export class WriteQueue {
 }
 
 class BatchAborted extends Error {
-  constructor(readonly inner: unknown) {
+  constructor(readonly inner: unknown, readonly index: number) {
     super('transaction rolled back by SQLite');
   }
 }

@@ -1,0 +1,354 @@
+/**
+ * HIS/LIS orders → OrderUpdate[] (issue 3 part 4; protocols.md §3.5). Pure function.
+ *
+ *   ORM^O01 (v2.3 – v2.6; legacy since 2.5, HL7 v2.5.1 4.4.1):
+ *     MSH [{NTE}] [PID [PD1] [{NTE}] [PV1 [PV2]] [{IN1..}] [GT1] [{AL1}]]
+ *       {ORC [OBR|RQD|RQ1|RXO|ODS|ODT [{NTE}] [CTD] [{DG1}] [{OBX [{NTE}]}]] [{FT1}] [{CTI}] [BLG]}
+ *   OML^O21 (v2.4 – v2.6; IHE LTW LAB-1, HL7 v2.5.1 4.4.6):
+ *     MSH [SFT] [{NTE}] [PID [PD1] [{NTE}] [{NK1}] [PV1 [PV2]] ...]
+ *       {ORC [{TQ1 [{TQ2}]}] [OBR [TCD] [{NTE}] [CTD] [{DG1}] [{OBX [TCD] [{NTE}]}]
+ *                              [{SPM [{OBX}] [{SAC}]}]] [{FT1}] [{CTI}] [BLG]}
+ *
+ * Segments not named below (NTE, PV1, DG1, OBX, Z-segments ...) are skipped.
+ *
+ * SPECIMEN ID RULE (the barcode an analyzer queries with, ASTM Q.3 / O.3), per OBR:
+ *   1. each SPM group under the OBR: SPM-2 (EIP placer^filler — the first non-empty of
+ *      SPM-2.1.1, SPM-2.2.1), else the first SAC-3 (container id, the tube barcode) of that group;
+ *      a SAC without SPM counts as its own group. An OBR with several specimens orders its tests
+ *      on each of them.
+ *   2. no SPM/SAC: OBR-3 (filler order number, where LIS/HIS put the sample barcode), else ORC-3,
+ *      else OBR-2 (placer order number), else ORC-2.
+ *   An ORC group without OBR (e.g. a CA naming only the order) uses ORC-3, else ORC-2.
+ * Values are trimmed; case is kept (barcodes are case-sensitive).
+ *
+ * Grouping: all OBRs of one message with the same (ORC-1, specimen id) become ONE OrderUpdate whose
+ * `tests` lists every OBR-4 (duplicates by code+system dropped), in message order.
+ *
+ * Other fields: placer = ORC-2 else OBR-2; filler = ORC-3 else OBR-3; priority = ORC-7.6 (TQ
+ * priority), else TQ1-9, else OBR-27.6, else OBR-5 → S|A|R (Table 0027/0485: S/STAT → S, A/ASAP → A,
+ * R/ROUTINE → R; anything else is left out); requestedAt = ORC-9 (transaction time = when ordered),
+ * else OBR-6, else TQ1-7, else ORC-7.4; collectedAt = OBR-7 else SPM-17.1; specimenType = OBR-15.1
+ * else SPM-4.1. Times become ISO 8601 (`hl7TimeToIso`).
+ */
+import { ParseError, UnsupportedMessageError } from '../../gateway/src/contracts/errors';
+import type { PatientIdentifier } from '../../gateway/src/contracts/observation';
+import type { OrderPatient, OrderPriority, OrderTest, OrderUpdate } from '../../gateway/src/orders/order-types';
+import { readHeader, type Hl7Header, type Hl7Message, type Hl7Segment } from './hl7-message';
+import { hl7TimeToIso } from './oru-parser';
+
+export interface OrderParseResult {
+  header: Hl7Header;
+  orders: OrderUpdate[];
+}
+
+/** Message types this parser handles, with the MSH-12 versions accepted for each (others → AR 203). */
+export const ORDER_MESSAGE_VERSIONS: Record<string, string[]> = {
+  'ORM^O01': ['2.3', '2.3.1', '2.4', '2.5', '2.5.1', '2.6'],
+  'OML^O21': ['2.4', '2.5', '2.5.1', '2.6'],
+};
+
+/** true for ORM^O01 / OML^O21 (MSH-9.1^MSH-9.2), whatever the version. */
+export function isOrderMessage(h: Pick<Hl7Header, 'messageType' | 'trigger'>): boolean {
+  return `${h.messageType}^${h.trigger}` in ORDER_MESSAGE_VERSIONS;
+}
+
+/** ORC-1 codes that need at least one test (OBR-4). */
+const NEEDS_TESTS = new Set(['NW', 'XO']);
+
+interface SpecimenCtx {
+  spmId?: string;
+  sacIds: string[];
+  type?: string;
+  collectedAt?: string;
+}
+
+interface ObrCtx {
+  seg: Hl7Segment;
+  specimens: SpecimenCtx[];
+}
+
+interface OrcGroup {
+  orc: Hl7Segment;
+  tq1?: Hl7Segment;
+  obrs: ObrCtx[];
+}
+
+/**
+ * Parse an ORM^O01 / OML^O21. Throws UnsupportedMessageError (200 type, 201 event, 203 version) and
+ * ParseError with `SEG^seq^field` location and Table 0357 code (100 segment sequence, 101 required
+ * field missing, 102 data type).
+ */
+export function parseOrders(msg: Hl7Message): OrderParseResult {
+  const header = readHeader(msg);
+  checkSupported(header);
+
+  let patient: OrderPatient | undefined;
+  let pidSeen = false;
+  const groups: OrcGroup[] = [];
+  let group: OrcGroup | undefined;
+  let obr: ObrCtx | undefined;
+  let spm: SpecimenCtx | undefined;
+
+  for (const seg of msg.segmentList) {
+    switch (seg.name) {
+      case 'PID':
+        // one patient per message, before the first ORC (4.4.1 / 4.4.6). A PID inside an ORDER is the
+        // OML PRIOR_RESULT group, which we do not take apart. Table 0357 100 segment sequence error.
+        if (pidSeen || group) {
+          throw new ParseError('PID after an ORC or a second PID (prior results / several patients are not supported)', { location: seg.location(), hl7ErrorCode: 100 });
+        }
+        pidSeen = true;
+        patient = readPatient(seg);
+        break;
+      case 'ORC':
+        group = { orc: seg, obrs: [] };
+        groups.push(group);
+        obr = undefined;
+        spm = undefined;
+        break;
+      case 'TQ1':
+        // OML ORDER/TIMING (4.4.6); the first TQ1 of the group is the one that counts
+        if (group && !group.tq1) group.tq1 = seg;
+        break;
+      case 'OBR':
+        if (!group) throw new ParseError('OBR before any ORC', { location: seg.location(), hl7ErrorCode: 100 });
+        // ORM allows one OBR per ORC (ORDER_DETAIL); a further OBR without its own ORC is tolerated
+        // (HIS do send it) and belongs to the same ORC.
+        obr = { seg, specimens: [] };
+        group.obrs.push(obr);
+        spm = undefined;
+        break;
+      case 'SPM':
+        // HL7 v2.5.1 7.4.3 SPM-2 specimen ID (EIP placer^filler), SPM-4 type, SPM-17 collection time
+        if (!obr) throw new ParseError('SPM outside an OBR group', { location: seg.location(), hl7ErrorCode: 100 });
+        spm = { sacIds: [] };
+        {
+          const id = (seg.get(2, 1, 1, 1).trim() || seg.get(2, 2, 1, 1).trim()) || undefined;
+          if (id) spm.spmId = id;
+          const type = seg.get(4, 1, 1, 1).trim();
+          if (type) spm.type = type;
+          const coll = hl7TimeToIso(seg.get(17, 1, 1, 1), seg.location(17));
+          if (coll) spm.collectedAt = coll;
+        }
+        obr.specimens.push(spm);
+        break;
+      case 'SAC': {
+        // HL7 v2.5.1 13.4.3 SAC-3 container identifier (the tube barcode)
+        if (!obr) throw new ParseError('SAC outside an OBR group', { location: seg.location(), hl7ErrorCode: 100 });
+        const id = seg.get(3, 1, 1, 1).trim();
+        if (!spm) {
+          spm = { sacIds: [] };
+          obr.specimens.push(spm);
+        }
+        if (id) spm.sacIds.push(id);
+        break;
+      }
+      default:
+        break;
+    }
+  }
+  if (groups.length === 0) {
+    // ORM/OML need at least one ORDER group (ORC is required in it). Table 0357 100
+    throw new ParseError('no ORC segment', { location: 'ORC^1', hl7ErrorCode: 100 });
+  }
+
+  const out: OrderUpdate[] = [];
+  const byKey = new Map<string, OrderUpdate>();
+  for (const g of groups) {
+    for (const u of groupUpdates(g, patient)) {
+      const key = `${u.control}\u0000${u.specimenId}`;
+      const prev = byKey.get(key);
+      if (!prev) {
+        byKey.set(key, u);
+        out.push(u);
+      } else {
+        merge(prev, u);
+      }
+    }
+  }
+  return { header, orders: out };
+}
+
+function checkSupported(h: Hl7Header): void {
+  if (!h.messageType) throw new ParseError('MSH-9 message type missing', { location: 'MSH^1^9', hl7ErrorCode: 101 });
+  if (!h.controlId) throw new ParseError('MSH-10 control id missing', { location: 'MSH^1^10', hl7ErrorCode: 101 });
+  // Table 0357 200 unsupported message type / 201 unsupported event code / 203 unsupported version id
+  if (h.messageType !== 'ORM' && h.messageType !== 'OML') throw new UnsupportedMessageError(`unsupported message type ${h.messageType}^${h.trigger}`, 200);
+  const versions = ORDER_MESSAGE_VERSIONS[`${h.messageType}^${h.trigger}`];
+  if (!versions) throw new UnsupportedMessageError(`unsupported event ${h.messageType}^${h.trigger}`, 201);
+  if (!versions.includes(h.version)) throw new UnsupportedMessageError(`unsupported HL7 version '${h.version}' for ${h.messageType}^${h.trigger}`, 203);
+}
+
+function groupUpdates(g: OrcGroup, patient: OrderPatient | undefined): OrderUpdate[] {
+  const orc = g.orc;
+  // HL7 v2.5.1 4.5.1 ORC-1 order control (Table 0119) is required
+  const control = orc.get(1).trim().toUpperCase();
+  if (!control) throw new ParseError('ORC-1 order control missing', { location: orc.location(1), hl7ErrorCode: 101 });
+  const orcPlacer = orc.get(2, 1, 1, 1).trim();
+  const orcFiller = orc.get(3, 1, 1, 1).trim();
+
+  const base = (): Omit<OrderUpdate, 'specimenId' | 'tests'> => {
+    const b: Omit<OrderUpdate, 'specimenId' | 'tests'> = { control };
+    if (patient) b.patient = clonePatient(patient);
+    return b;
+  };
+
+  if (g.obrs.length === 0) {
+    if (NEEDS_TESTS.has(control)) {
+      // a new/changed order must name what to do: the OBR is missing. Table 0357 100
+      throw new ParseError(`ORC-1 ${control} without an OBR`, { location: orc.location(), hl7ErrorCode: 100 });
+    }
+    const specimenId = orcFiller || orcPlacer;
+    if (!specimenId) throw new ParseError('no order/specimen number (ORC-3, ORC-2)', { location: orc.location(3), hl7ErrorCode: 101 });
+    const u: OrderUpdate = { ...base(), specimenId, tests: [] };
+    if (orcPlacer) u.placerOrderNumber = orcPlacer;
+    if (orcFiller) u.fillerOrderNumber = orcFiller;
+    const p = priorityOf(orc, g.tq1, undefined);
+    if (p) u.priority = p;
+    const req = requestedAtOf(orc, g.tq1, undefined);
+    if (req) u.requestedAt = req;
+    return [u];
+  }
+
+  const out: OrderUpdate[] = [];
+  for (const o of g.obrs) {
+    const seg = o.seg;
+    // HL7 v2.5.1 4.5.3 OBR: 2 placer, 3 filler, 4 universal service id, 5 priority (≤2.4), 6 requested,
+    // 7 observation (collection) date/time, 15 specimen source (≤2.6), 27 quantity/timing (≤2.6)
+    const test = testOf(seg);
+    if (!test && NEEDS_TESTS.has(control)) throw new ParseError('OBR-4 universal service identifier missing', { location: seg.location(4), hl7ErrorCode: 101 });
+    const obrPlacer = seg.get(2, 1, 1, 1).trim();
+    const obrFiller = seg.get(3, 1, 1, 1).trim();
+    const fromSpecimens = o.specimens.map((s) => s.spmId ?? s.sacIds[0]).filter((s): s is string => !!s);
+    const ids = fromSpecimens.length ? [...new Set(fromSpecimens)] : [obrFiller || orcFiller || obrPlacer || orcPlacer].filter((s) => !!s);
+    if (ids.length === 0) throw new ParseError('no specimen id (SPM-2, SAC-3, OBR-3, ORC-3, OBR-2, ORC-2 all empty)', { location: seg.location(3), hl7ErrorCode: 101 });
+
+    const placer = orcPlacer || obrPlacer;
+    const filler = orcFiller || obrFiller;
+    const priority = priorityOf(orc, g.tq1, seg);
+    const requestedAt = requestedAtOf(orc, g.tq1, seg);
+    const collectedObr = hl7TimeToIso(seg.get(7, 1, 1, 1), seg.location(7));
+    const typeObr = seg.get(15, 1, 1, 1).trim();
+    for (const specimenId of ids) {
+      const sp = o.specimens.find((s) => (s.spmId ?? s.sacIds[0]) === specimenId);
+      const u: OrderUpdate = { ...base(), specimenId, tests: test ? [{ ...test }] : [] };
+      if (placer) u.placerOrderNumber = placer;
+      if (filler) u.fillerOrderNumber = filler;
+      if (priority) u.priority = priority;
+      if (requestedAt) u.requestedAt = requestedAt;
+      const collectedAt = collectedObr ?? sp?.collectedAt;
+      if (collectedAt) u.collectedAt = collectedAt;
+      const specimenType = typeObr || sp?.type;
+      if (specimenType) u.specimenType = specimenType;
+      out.push(u);
+    }
+  }
+  return out;
+}
+
+/** OBR-4 CE/CWE (HL7 v2.5.1 2.A.13): 1 id, 2 text, 3 system, 4 alt id, 5 alt text, 6 alt system. */
+function testOf(seg: Hl7Segment): OrderTest | undefined {
+  const c = (i: number) => seg.get(4, i).trim();
+  let code = c(1);
+  let display = c(2);
+  let system = c(3);
+  let altCode = c(4);
+  let altDisplay = c(5);
+  let altSystem = c(6);
+  if (!code && altCode) {
+    code = altCode;
+    display = altDisplay;
+    system = altSystem;
+    altCode = altDisplay = altSystem = '';
+  }
+  if (!code) return undefined;
+  const t: OrderTest = { code };
+  if (display) t.display = display;
+  if (system) t.system = system;
+  if (altCode) t.altCode = altCode;
+  if (altDisplay) t.altDisplay = altDisplay;
+  if (altSystem) t.altSystem = altSystem;
+  return t;
+}
+
+const PRIORITY: Record<string, OrderPriority> = { S: 'S', STAT: 'S', A: 'A', ASAP: 'A', R: 'R', ROUTINE: 'R' };
+const RANK: Record<OrderPriority, number> = { S: 3, A: 2, R: 1 };
+
+function priorityOf(orc: Hl7Segment, tq1: Hl7Segment | undefined, obr: Hl7Segment | undefined): OrderPriority | undefined {
+  // ORC-7 TQ component 6 priority (2.A.81, Table 0027); TQ1-9 CWE (Table 0485); OBR-27.6; OBR-5 (ID, ≤ v2.4)
+  const candidates = [orc.get(7, 6), tq1?.get(9, 1) ?? '', obr?.get(27, 6) ?? '', obr?.get(5) ?? ''];
+  for (const c of candidates) {
+    const v = c.trim().toUpperCase();
+    if (v) return PRIORITY[v];
+  }
+  return undefined;
+}
+
+function requestedAtOf(orc: Hl7Segment, tq1: Hl7Segment | undefined, obr: Hl7Segment | undefined): string | undefined {
+  // ORC-9 date/time of transaction; OBR-6 requested date/time; TQ1-7 start; ORC-7.4 TQ start
+  const tries: Array<[string, string]> = [
+    [orc.get(9, 1), orc.location(9)],
+    [obr?.get(6, 1) ?? '', obr?.location(6) ?? ''],
+    [tq1?.get(7, 1) ?? '', tq1?.location(7) ?? ''],
+    [orc.get(7, 4, 1, 1), orc.location(7)],
+  ];
+  for (const [v, loc] of tries) {
+    const iso = hl7TimeToIso(v, loc);
+    if (iso) return iso;
+  }
+  return undefined;
+}
+
+/** PID (HL7 v2.5.1 3.4.2): 3 identifier list (CX id^^^authority^type), 5 name, 7 DOB, 8 sex. */
+function readPatient(seg: Hl7Segment): OrderPatient | undefined {
+  const ids: PatientIdentifier[] = [];
+  const reps = seg.repetitions(3).length;
+  for (let r = 1; r <= reps; r++) {
+    const id = seg.get(3, 1, r).trim();
+    if (!id) continue;
+    const pi: PatientIdentifier = { id };
+    const auth = seg.get(3, 4, r, 1).trim();
+    const type = seg.get(3, 5, r).trim();
+    if (auth) pi.authority = auth;
+    if (type) pi.type = type;
+    ids.push(pi);
+  }
+  const p: OrderPatient = {};
+  if (ids.length) {
+    p.patientId = ids[0].id;
+    p.patientIds = ids;
+  }
+  // XPN: 1 family name (FN, subcomponent 1 = surname), 2 given, 3 second/middle
+  const name = [seg.get(5, 1, 1, 1), seg.get(5, 2, 1), seg.get(5, 3, 1)].map((s) => s.trim());
+  while (name.length && name[name.length - 1] === '') name.pop();
+  if (name.length) p.name = name.join('^');
+  const dob = seg.get(7, 1).trim().slice(0, 8);
+  if (dob) {
+    if (!/^\d{4}(\d{2}(\d{2})?)?$/.test(dob)) throw new ParseError('PID-7 is not a date', { location: seg.location(7), hl7ErrorCode: 102 });
+    p.birthDate = dob;
+  }
+  const sex = seg.get(8).trim();
+  if (sex) p.sex = sex;
+  return Object.keys(p).length ? p : undefined;
+}
+
+function clonePatient(p: OrderPatient): OrderPatient {
+  const c: OrderPatient = { ...p };
+  if (p.patientIds) c.patientIds = p.patientIds.map((x) => ({ ...x }));
+  return c;
+}
+
+/** Several OBRs for one (control, specimen): one order with several tests. */
+function merge(into: OrderUpdate, u: OrderUpdate): void {
+  for (const t of u.tests) {
+    if (!into.tests.some((x) => x.code === t.code && (x.system ?? '') === (t.system ?? ''))) into.tests.push(t);
+  }
+  into.placerOrderNumber ??= u.placerOrderNumber;
+  into.fillerOrderNumber ??= u.fillerOrderNumber;
+  if (u.priority && (!into.priority || RANK[u.priority] > RANK[into.priority])) into.priority = u.priority; // most urgent wins
+  into.requestedAt ??= u.requestedAt;
+  into.collectedAt ??= u.collectedAt;
+  into.specimenType ??= u.specimenType;
+  // drop keys that stayed undefined so results compare cleanly
+  for (const k of Object.keys(into) as Array<keyof OrderUpdate>) if (into[k] === undefined) delete into[k];
+}

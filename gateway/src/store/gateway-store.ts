@@ -1,0 +1,619 @@
+import { mkdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import type { Database as Db, Statement } from 'better-sqlite3';
+import type { CommitResult, InboundMessage, QuarantineInput } from '../contracts/driver';
+import { StoreError } from '../contracts/errors';
+import type { Observation } from '../contracts/observation';
+import type { DeliveryOutcome, OutboxEntry } from '../contracts/output';
+import type {
+  DeadLetter,
+  DestinationPolicy,
+  DestinationStats,
+  GatewayStoreApi,
+  MessageDetail,
+  MessageQuery,
+  MessageSummary,
+  OutboxState,
+  QuarantineRow,
+  RetentionPolicy,
+  RetentionReport,
+  StoreOptions,
+} from '../contracts/store';
+import { componentLogger } from '../log/logger';
+import { metrics } from '../metrics/registry';
+import { UidGenerator } from './ids';
+import { prepareDatabase } from './migrations';
+import { backoffMs, DEFAULT_DESTINATION_POLICY, isExhausted, LeaseTable, resolvePolicy } from './outbox';
+import { applyRetention } from './retention';
+import { toStoreError, WriteQueue, type WriteQueueStats } from './write-queue';
+
+export const DB_FILE = 'gateway.db';
+const MAX_PAGE_COUNT_UNLIMITED = 4294967294;
+
+export interface GatewayStoreStats extends WriteQueueStats {
+  schemaVersion: number;
+}
+
+interface MessageRow {
+  id: number;
+  uid: string;
+  device_id: string;
+  driver: string;
+  message_type: string | null;
+  source_message_id: string | null;
+  received_at: string;
+  status: MessageSummary['status'];
+  observation_count: number;
+  bytes: number;
+}
+
+interface OutboxRow {
+  id: number;
+  destination: string;
+  key: string;
+  message_id: number | null;
+  payload: Buffer;
+  content_type: string | null;
+  state: OutboxState;
+  attempts: number;
+  next_attempt_at: number;
+  created_at: number;
+  last_error: string | null;
+  delivered_at: number | null;
+  dead_at: number | null;
+}
+
+const SUMMARY_COLS = `m.id, m.uid, m.device_id, m.driver, m.message_type, m.source_message_id, m.received_at, m.status, m.observation_count, m.bytes`;
+
+function summary(r: MessageRow): MessageSummary {
+  const s: MessageSummary = {
+    id: r.id,
+    uid: r.uid,
+    deviceId: r.device_id,
+    driver: r.driver,
+    receivedAt: r.received_at,
+    status: r.status,
+    observationCount: r.observation_count,
+    bytes: r.bytes,
+  };
+  if (r.message_type != null) s.messageType = r.message_type;
+  if (r.source_message_id != null) s.sourceMessageId = r.source_message_id;
+  return s;
+}
+
+function parseJson(s: string | null): Record<string, unknown> | undefined {
+  if (s == null) return undefined;
+  return JSON.parse(s) as Record<string, unknown>;
+}
+
+function iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function normalizeIso(s: string): string {
+  const t = Date.parse(s);
+  return Number.isNaN(t) ? s : new Date(t).toISOString();
+}
+
+/**
+ * The gateway store (architecture §3): one SQLite file in WAL mode with synchronous=FULL, written
+ * only through the group-commit queue; reads are synchronous and see committed data only (the queue
+ * flushes synchronously, so no read ever runs inside an open transaction).
+ */
+export class GatewayStore implements GatewayStoreApi {
+  readonly file: string;
+  private readonly log = componentLogger('store');
+  private readonly queue: WriteQueue;
+  private readonly uids = new UidGenerator();
+  private readonly leases = new LeaseTable();
+  private readonly policies = new Map<string, DestinationPolicy>();
+  private readonly seenDestinations = new Set<string>();
+  private closing: Promise<void> | undefined;
+  private closed = false;
+  private readonly st: Record<string, Statement>;
+  private readonly schemaVersion: number;
+
+  static open(opts: StoreOptions): GatewayStore {
+    return new GatewayStore(opts);
+  }
+
+  private constructor(private readonly opts: StoreOptions) {
+    mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
+    this.file = join(opts.dataDir, DB_FILE);
+    const db = new Database(this.file);
+    try {
+      const m = prepareDatabase(db);
+      this.schemaVersion = m.to;
+      if (m.from !== m.to || m.vacuumed) this.log.info({ from: m.from, to: m.to, vacuumed: m.vacuumed }, 'store schema migrated');
+    } catch (e) {
+      db.close();
+      throw toStoreError(e, `cannot open ${this.file}`);
+    }
+    this.db = db;
+    this.setMaxDbBytes(opts.maxDbBytes ?? 0);
+    this.queue = new WriteQueue(db, opts.maxBatch ?? 512, {
+      onBatch: (n) => metrics.commitBatch.observe(n),
+      onLatency: (s) => metrics.commitLatency.observe(s),
+      onBatchError: (err, n) => this.log.error({ code: err.code, err: err.message, ops: n }, 'group commit failed; batch rejected'),
+    });
+    this.st = this.prepareStatements();
+    this.registerGauges();
+    this.log.info({ file: this.file, maxDbBytes: opts.maxDbBytes ?? 0 }, 'store opened');
+  }
+
+  private readonly db: Db;
+
+  private prepareStatements(): Record<string, Statement> {
+    const db = this.db;
+    return {
+      findDedupe: db.prepare(`SELECT id, uid FROM messages WHERE device_id = ? AND dedupe_key = ?`),
+      insertMessage: db.prepare(
+        `INSERT INTO messages (uid, device_id, driver, message_type, source_message_id, sender, dedupe_key, received_at, bytes, raw, meta, observation_count)
+         VALUES (@uid, @deviceId, @driver, @messageType, @sourceMessageId, @sender, @dedupeKey, @receivedAt, @bytes, @raw, @meta, @observationCount)`,
+      ),
+      insertObservation: db.prepare(
+        `INSERT INTO observations (id, message_id, seq, device_id, code, patient_id, specimen_id, effective_at, status, json)
+         VALUES (@id, @messageId, @seq, @deviceId, @code, @patientId, @specimenId, @effectiveAt, @status, @json)`,
+      ),
+      observationsOf: db.prepare(`SELECT json FROM observations WHERE message_id = ? ORDER BY seq`),
+      markFinished: db.prepare(`UPDATE messages SET status = ? WHERE id = ?`),
+      unfinished: db.prepare(`SELECT id, uid FROM messages WHERE device_id = ? AND status = 'committed' ORDER BY id LIMIT ?`),
+      insertQuarantine: db.prepare(
+        `INSERT INTO quarantine (device_id, driver, reason, error_code, received_at, bytes, raw, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      appendOutbox: db.prepare(
+        `INSERT INTO outbox (destination, key, message_id, payload, content_type, state, attempts, next_attempt_at, created_at)
+         VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (destination, key) DO NOTHING`,
+      ),
+      duePending: db.prepare(
+        `SELECT id, destination, key, message_id, payload, content_type, attempts, created_at FROM outbox
+          WHERE destination = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY id`,
+      ),
+      headPending: db.prepare(
+        `SELECT id, destination, key, message_id, payload, content_type, attempts, created_at, next_attempt_at FROM outbox
+          WHERE destination = ? AND state = 'pending' ORDER BY id LIMIT 1`,
+      ),
+      pendingByDue: db.prepare(`SELECT id, next_attempt_at FROM outbox WHERE destination = ? AND state = 'pending' ORDER BY next_attempt_at`),
+      outboxForSettle: db.prepare(`SELECT state, attempts, created_at FROM outbox WHERE id = ? AND destination = ?`),
+      settleDelivered: db.prepare(`UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, last_error = NULL WHERE id = ?`),
+      settleRetry: db.prepare(`UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?`),
+      settleDead: db.prepare(`UPDATE outbox SET state = 'dead', attempts = ?, dead_at = ?, last_error = ? WHERE id = ?`),
+      deliveriesOf: db.prepare(`SELECT destination, key, state, attempts, last_error, delivered_at FROM outbox WHERE message_id = ? ORDER BY id`),
+      getMessage: db.prepare(`SELECT ${SUMMARY_COLS}, m.raw, m.meta FROM messages m WHERE m.id = ?`),
+      getQuarantine: db.prepare(`SELECT * FROM quarantine WHERE id = ?`),
+      outboxStats: db.prepare(`SELECT destination, state, count(*) AS n, min(created_at) AS oldest FROM outbox GROUP BY destination, state`),
+    };
+  }
+
+  // ---------------------------------------------------------------- upkeep / lifecycle
+
+  /** Change the quota at run time (0 = none). Cannot go below the current file's page count. */
+  setMaxDbBytes(maxDbBytes: number): void {
+    if (!Number.isFinite(maxDbBytes) || maxDbBytes < 0) throw new RangeError('maxDbBytes must be >= 0');
+    const pageSize = Number(this.db.pragma('page_size', { simple: true }));
+    const pages = maxDbBytes > 0 ? Math.max(1, Math.floor(maxDbBytes / pageSize)) : MAX_PAGE_COUNT_UNLIMITED;
+    this.db.pragma(`max_page_count = ${pages}`);
+  }
+
+  /** Group-commit counters: `transactions` counts committed transactions (one fsync each). */
+  stats(): GatewayStoreStats {
+    return { ...this.queue.stats(), schemaVersion: this.schemaVersion };
+  }
+
+  /** Connection and file settings as SQLite reports them (for tests, /readyz and support). */
+  diagnostics(): { journalMode: string; synchronous: number; autoVacuum: number; foreignKeys: number; busyTimeoutMs: number; userVersion: number; pageSize: number; pageCount: number; freelistCount: number; maxPageCount: number } {
+    this.assertOpen();
+    const p = (name: string) => this.db.pragma(name, { simple: true }) as number | string;
+    return {
+      journalMode: String(p('journal_mode')),
+      synchronous: Number(p('synchronous')),
+      autoVacuum: Number(p('auto_vacuum')),
+      foreignKeys: Number(p('foreign_keys')),
+      busyTimeoutMs: Number(p('busy_timeout')),
+      userVersion: Number(p('user_version')),
+      pageSize: Number(p('page_size')),
+      pageCount: Number(p('page_count')),
+      freelistCount: Number(p('freelist_count')),
+      maxPageCount: Number(p('max_page_count')),
+    };
+  }
+
+  fileBytes(): number {
+    this.assertOpen();
+    let n = 0;
+    for (const f of [this.file, `${this.file}-wal`]) {
+      try {
+        n += statSync(f).size;
+      } catch {
+        /* no WAL yet */
+      }
+    }
+    return n;
+  }
+
+  async applyRetention(policy: RetentionPolicy, now: number = Date.now()): Promise<RetentionReport> {
+    this.assertOpen();
+    const r = await applyRetention(this.db, this.queue, policy, now, () => this.fileBytes());
+    this.log.debug({ ...r }, 'retention done');
+    return r;
+  }
+
+  close(): Promise<void> {
+    if (!this.closing) {
+      this.closing = (async () => {
+        this.queue.closeAndDrain();
+        try {
+          if (!this.db.inTransaction) this.db.pragma('wal_checkpoint(TRUNCATE)');
+        } catch (e) {
+          this.log.warn({ err: String(e) }, 'checkpoint at close failed');
+        }
+        this.db.close();
+        this.closed = true;
+        this.log.info('store closed');
+      })();
+    }
+    return this.closing;
+  }
+
+  private assertOpen(): void {
+    if (this.closed || this.closing) throw new StoreError('store is closed');
+  }
+
+  private registerGauges(): void {
+    const collect = (set: (labels: Record<string, string>, v: number) => void, what: 'depth' | 'age') => {
+      if (this.closed || this.closing) return;
+      for (const s of this.destinationStats()) {
+        set({ destination: s.destination }, what === 'depth' ? s.pending : s.oldestPendingAgeMs / 1000);
+      }
+    };
+    metrics.outboxDepth.collect((set) => collect(set, 'depth'));
+    metrics.outboxOldestAge.collect((set) => collect(set, 'age'));
+  }
+
+  // ---------------------------------------------------------------- ingest
+
+  submit(msg: InboundMessage): Promise<CommitResult> {
+    if (!msg || typeof msg.deviceId !== 'string' || !msg.deviceId || typeof msg.driver !== 'string' || !Buffer.isBuffer(msg.raw) || !Array.isArray(msg.drafts)) {
+      return Promise.reject(new StoreError('invalid inbound message: deviceId, driver, raw (Buffer) and drafts are required'));
+    }
+    const receivedAt = (msg.receivedAt ?? new Date()).toISOString();
+    const uid = this.uids.next();
+    return this.queue.enqueue(() => this.submitOp(msg, uid, receivedAt), { timed: true });
+  }
+
+  private submitOp(msg: InboundMessage, uid: string, receivedAt: string): CommitResult {
+    if (msg.dedupeKey != null) {
+      const dup = this.st.findDedupe.get(msg.deviceId, msg.dedupeKey) as { id: number; uid: string } | undefined;
+      if (dup) return { messageId: dup.id, messageUid: dup.uid, duplicate: true, observations: this.observationsOf(dup.id) };
+    }
+    const info = this.st.insertMessage.run({
+      uid,
+      deviceId: msg.deviceId,
+      driver: msg.driver,
+      messageType: msg.messageType ?? null,
+      sourceMessageId: msg.sourceMessageId ?? null,
+      sender: msg.sender ?? null,
+      dedupeKey: msg.dedupeKey ?? null,
+      receivedAt,
+      bytes: msg.raw.length,
+      raw: msg.raw,
+      meta: msg.meta === undefined ? null : JSON.stringify(msg.meta),
+      observationCount: msg.drafts.length,
+    });
+    const messageId = Number(info.lastInsertRowid);
+    const observations: Observation[] = msg.drafts.map((d, i) => {
+      const o: Observation = { ...d, id: `${uid}-${i + 1}`, messageId, messageUid: uid, seq: i + 1, deviceId: msg.deviceId, driver: msg.driver, receivedAt };
+      if (msg.sourceMessageId !== undefined) o.sourceMessageId = msg.sourceMessageId;
+      return o;
+    });
+    for (const o of observations) {
+      this.st.insertObservation.run({
+        id: o.id,
+        messageId,
+        seq: o.seq,
+        deviceId: o.deviceId,
+        code: `${o.code?.system ?? ''}|${o.code?.code ?? ''}`,
+        patientId: o.subject?.patientId ?? null,
+        specimenId: o.subject?.specimenId ?? null,
+        effectiveAt: o.effectiveAt ?? null,
+        status: o.status,
+        json: JSON.stringify(o),
+      });
+    }
+    return { messageId, messageUid: uid, duplicate: false, observations };
+  }
+
+  quarantine(q: QuarantineInput): Promise<number> {
+    if (!q || !Buffer.isBuffer(q.raw) || !q.deviceId) return Promise.reject(new StoreError('invalid quarantine input: deviceId and raw (Buffer) are required'));
+    const receivedAt = new Date().toISOString();
+    return this.queue.enqueue(
+      () =>
+        Number(
+          this.st.insertQuarantine.run(q.deviceId, q.driver, q.reason, q.errorCode, receivedAt, q.raw.length, q.raw, q.meta === undefined ? null : JSON.stringify(q.meta))
+            .lastInsertRowid,
+        ),
+      { timed: true },
+    );
+  }
+
+  markFinished(messageIds: number[], status: 'routed' | 'flow-error' = 'routed'): Promise<void> {
+    const ids = [...messageIds];
+    return this.queue.enqueue(() => {
+      for (const id of ids) this.st.markFinished.run(status, id);
+    });
+  }
+
+  unfinished(deviceId: string, limit = 1000): Array<{ messageId: number; messageUid: string; observations: Observation[] }> {
+    this.assertOpen();
+    const rows = this.st.unfinished.all(deviceId, Math.max(0, Math.floor(limit))) as Array<{ id: number; uid: string }>;
+    return rows.map((r) => ({ messageId: r.id, messageUid: r.uid, observations: this.observationsOf(r.id) }));
+  }
+
+  private observationsOf(messageId: number): Observation[] {
+    return (this.st.observationsOf.all(messageId) as Array<{ json: string }>).map((r) => JSON.parse(r.json) as Observation);
+  }
+
+  // ---------------------------------------------------------------- outbox
+
+  setDestinationPolicy(destination: string, policy: Partial<DestinationPolicy>): void {
+    this.policies.set(destination, resolvePolicy(policy, this.policies.get(destination) ?? DEFAULT_DESTINATION_POLICY));
+    this.seenDestinations.add(destination);
+  }
+
+  private policy(destination: string): DestinationPolicy {
+    return this.policies.get(destination) ?? DEFAULT_DESTINATION_POLICY;
+  }
+
+  appendOutbox(
+    destination: string,
+    items: Array<{ key: string; messageId?: number; payload: Buffer; contentType?: string }>,
+  ): Promise<{ inserted: number; ignored: number }> {
+    if (!destination) return Promise.reject(new StoreError('destination is required'));
+    for (const it of items) {
+      if (!it || typeof it.key !== 'string' || !it.key || !Buffer.isBuffer(it.payload)) {
+        return Promise.reject(new StoreError('invalid outbox item: key (string) and payload (Buffer) are required'));
+      }
+    }
+    const list = [...items];
+    this.seenDestinations.add(destination);
+    return this.queue.enqueue(() => {
+      const now = Date.now();
+      let inserted = 0;
+      for (const it of list) inserted += this.st.appendOutbox.run(destination, it.key, it.messageId ?? null, it.payload, it.contentType ?? null, now, now).changes;
+      return { inserted, ignored: list.length - inserted };
+    });
+  }
+
+  lease(destination: string, limit: number, leaseMs: number): OutboxEntry[] {
+    this.assertOpen();
+    const now = Date.now();
+    const out: OutboxEntry[] = [];
+    if (limit <= 0) return out;
+    const toEntry = (r: OutboxRow): OutboxEntry => {
+      const e: OutboxEntry = { id: r.id, destination: r.destination, key: r.key, payload: r.payload, attempts: r.attempts, createdAt: r.created_at };
+      if (r.message_id != null) e.messageId = r.message_id;
+      if (r.content_type != null) e.contentType = r.content_type;
+      return e;
+    };
+    if (this.policy(destination).strictOrder) {
+      // head-of-line: only the oldest pending entry, only when due and not already in flight
+      const head = this.st.headPending.get(destination) as OutboxRow | undefined;
+      if (!head || head.next_attempt_at > now || this.leases.activeUntil(head.id, now) !== undefined) return out;
+      out.push(toEntry(head));
+    } else {
+      for (const r of this.st.duePending.iterate(destination, now) as IterableIterator<OutboxRow>) {
+        if (this.leases.activeUntil(r.id, now) !== undefined) continue;
+        out.push(toEntry(r));
+        if (out.length >= limit) break; // ends the iterator (statement reset)
+      }
+    }
+    for (const e of out) this.leases.take(e.id, destination, now + Math.max(0, leaseMs));
+    return out;
+  }
+
+  release(destination: string, ids: number[]): void {
+    this.leases.release(destination, ids);
+  }
+
+  settle(destination: string, outcomes: DeliveryOutcome[]): Promise<void> {
+    const list = [...outcomes];
+    const policy = this.policy(destination);
+    const unavailable = list.filter((o) => o.outcome === 'unavailable').map((o) => o.id);
+    this.leases.release(destination, unavailable);
+    const settledIds = list.filter((o) => o.outcome !== 'unavailable').map((o) => o.id);
+    if (!settledIds.length) return Promise.resolve();
+    return this.queue
+      .enqueue(() => {
+        const now = Date.now();
+        const c = { delivered: 0, failed: 0, dead: 0 };
+        for (const o of list) {
+          if (o.outcome === 'unavailable') continue;
+          const row = this.st.outboxForSettle.get(o.id, destination) as { state: OutboxState; attempts: number; created_at: number } | undefined;
+          if (!row || row.state !== 'pending') continue; // unknown, or already settled (a second settle is a no-op)
+          if (o.outcome === 'delivered') {
+            this.st.settleDelivered.run(now, o.id);
+            c.delivered++;
+            continue;
+          }
+          const attempts = row.attempts + 1;
+          c.failed++;
+          if (o.outcome === 'dead' || isExhausted(policy, attempts, row.created_at, now)) {
+            this.st.settleDead.run(attempts, now, o.error ?? null, o.id);
+            c.dead++;
+          } else {
+            this.st.settleRetry.run(attempts, now + backoffMs(policy, attempts), o.error ?? null, o.id);
+          }
+        }
+        return c;
+      })
+      .then(
+        (c) => {
+          this.leases.release(destination, settledIds);
+          if (c.delivered) metrics.delivered.inc({ destination }, c.delivered);
+          if (c.failed) metrics.failed.inc({ destination }, c.failed);
+          if (c.dead) {
+            metrics.deadLettered.inc({ destination }, c.dead);
+            this.log.warn({ destination, count: c.dead }, 'outbox entries moved to dead letters');
+          }
+        },
+        (e: unknown) => {
+          // not recorded: the entries become leasable again (the destination de-duplicates by key)
+          this.leases.release(destination, settledIds);
+          throw e;
+        },
+      );
+  }
+
+  nextDueInMs(destination: string): number | null {
+    this.assertOpen();
+    const now = Date.now();
+    let best: number | null = null;
+    if (this.policy(destination).strictOrder) {
+      const head = this.st.headPending.get(destination) as OutboxRow | undefined;
+      if (!head) return null;
+      best = Math.max(head.next_attempt_at, this.leases.activeUntil(head.id, now) ?? 0);
+    } else {
+      for (const r of this.st.pendingByDue.iterate(destination) as IterableIterator<{ id: number; next_attempt_at: number }>) {
+        const until = this.leases.activeUntil(r.id, now);
+        const due = until === undefined ? r.next_attempt_at : Math.max(r.next_attempt_at, until);
+        if (best === null || due < best) best = due;
+        if (until === undefined) break; // rows come by due time: the first free one bounds the rest
+      }
+    }
+    return best === null ? null : Math.max(0, best - now);
+  }
+
+  destinationStats(destination?: string): DestinationStats[] {
+    this.assertOpen();
+    const now = Date.now();
+    const inFlight = this.leases.inFlight(now);
+    const by = new Map<string, DestinationStats>();
+    const get = (d: string) => {
+      let s = by.get(d);
+      if (!s) {
+        s = { destination: d, pending: 0, inFlight: inFlight.get(d) ?? 0, dead: 0, delivered: 0, oldestPendingAgeMs: 0 };
+        by.set(d, s);
+      }
+      return s;
+    };
+    for (const d of this.seenDestinations) get(d);
+    for (const r of this.st.outboxStats.all() as Array<{ destination: string; state: OutboxState; n: number; oldest: number }>) {
+      const s = get(r.destination);
+      if (r.state === 'pending') {
+        s.pending = r.n;
+        s.oldestPendingAgeMs = Math.max(0, now - r.oldest);
+      } else if (r.state === 'dead') s.dead = r.n;
+      else s.delivered = r.n;
+    }
+    const all = [...by.values()].sort((a, b) => a.destination.localeCompare(b.destination));
+    return destination === undefined ? all : all.filter((s) => s.destination === destination);
+  }
+
+  deadLetters(destination?: string, limit = 50, beforeId?: number): DeadLetter[] {
+    this.assertOpen();
+    const where = [`state = 'dead'`];
+    const args: unknown[] = [];
+    if (destination !== undefined) (where.push('destination = ?'), args.push(destination));
+    if (beforeId !== undefined) (where.push('id < ?'), args.push(beforeId));
+    args.push(Math.min(Math.max(1, Math.floor(limit)), 1000));
+    const rows = this.db
+      .prepare(`SELECT id, destination, key, message_id, attempts, last_error, created_at, dead_at FROM outbox WHERE ${where.join(' AND ')} ORDER BY id DESC LIMIT ?`)
+      .all(...args) as OutboxRow[];
+    return rows.map((r) => {
+      const d: DeadLetter = { id: r.id, destination: r.destination, key: r.key, attempts: r.attempts, createdAt: iso(r.created_at), deadAt: iso(r.dead_at ?? r.created_at) };
+      if (r.message_id != null) d.messageId = r.message_id;
+      if (r.last_error != null) d.lastError = r.last_error;
+      return d;
+    });
+  }
+
+  replay(opts: { ids?: number[]; destination?: string }): Promise<number> {
+    const ids = opts.ids ? [...opts.ids] : undefined;
+    const destination = opts.destination;
+    return this.queue.enqueue(() => {
+      const now = Date.now();
+      const base = `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, dead_at = NULL WHERE state = 'dead'`;
+      const dest = destination !== undefined ? ' AND destination = ?' : '';
+      if (ids) {
+        const st = this.db.prepare(`${base}${dest} AND id = ?`);
+        let n = 0;
+        for (const id of ids) n += (destination !== undefined ? st.run(now, destination, id) : st.run(now, id)).changes;
+        return n;
+      }
+      const st = this.db.prepare(`${base}${dest}`);
+      return (destination !== undefined ? st.run(now, destination) : st.run(now)).changes;
+    });
+  }
+
+  // ---------------------------------------------------------------- search
+
+  searchMessages(q: MessageQuery): MessageSummary[] {
+    this.assertOpen();
+    const where: string[] = [];
+    const args: unknown[] = [];
+    if (q.deviceId !== undefined) (where.push('m.device_id = ?'), args.push(q.deviceId));
+    if (q.from !== undefined) (where.push('m.received_at >= ?'), args.push(normalizeIso(q.from)));
+    if (q.to !== undefined) (where.push('m.received_at < ?'), args.push(normalizeIso(q.to)));
+    if (q.status !== undefined) (where.push('m.status = ?'), args.push(q.status));
+    if (q.beforeId !== undefined) (where.push('m.id < ?'), args.push(q.beforeId));
+    if (q.patientId !== undefined) (where.push('m.id IN (SELECT message_id FROM observations WHERE patient_id = ?)'), args.push(q.patientId));
+    if (q.specimenId !== undefined) (where.push('m.id IN (SELECT message_id FROM observations WHERE specimen_id = ?)'), args.push(q.specimenId));
+    const limit = Math.min(Math.max(1, Math.floor(q.limit ?? 50)), 1000);
+    args.push(limit);
+    const sql = `SELECT ${SUMMARY_COLS} FROM messages m ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.id DESC LIMIT ?`;
+    return (this.db.prepare(sql).all(...args) as MessageRow[]).map(summary);
+  }
+
+  getMessage(id: number): MessageDetail | undefined {
+    this.assertOpen();
+    const r = this.st.getMessage.get(id) as (MessageRow & { raw: Buffer; meta: string | null }) | undefined;
+    if (!r) return undefined;
+    const deliveries = (this.st.deliveriesOf.all(id) as OutboxRow[]).map((d) => {
+      const x: MessageDetail['deliveries'][number] = { destination: d.destination, key: d.key, state: d.state, attempts: d.attempts };
+      if (d.last_error != null) x.lastError = d.last_error;
+      if (d.delivered_at != null) x.deliveredAt = iso(d.delivered_at);
+      return x;
+    });
+    const detail: MessageDetail = { ...summary(r), raw: r.raw, observations: this.observationsOf(id), deliveries };
+    const meta = parseJson(r.meta);
+    if (meta !== undefined) detail.meta = meta;
+    return detail;
+  }
+
+  listQuarantine(limit = 50, beforeId?: number): QuarantineRow[] {
+    this.assertOpen();
+    const args: unknown[] = [];
+    let where = '';
+    if (beforeId !== undefined) (where = 'WHERE id < ?'), args.push(beforeId);
+    args.push(Math.min(Math.max(1, Math.floor(limit)), 1000));
+    const rows = this.db
+      .prepare(`SELECT id, device_id, driver, reason, error_code, received_at, bytes FROM quarantine ${where} ORDER BY id DESC LIMIT ?`)
+      .all(...args) as QuarantineDbRow[];
+    return rows.map(quarantineRow);
+  }
+
+  getQuarantine(id: number): (QuarantineRow & { raw: Buffer; meta?: Record<string, unknown> }) | undefined {
+    this.assertOpen();
+    const r = this.st.getQuarantine.get(id) as (QuarantineDbRow & { raw: Buffer; meta: string | null }) | undefined;
+    if (!r) return undefined;
+    const out: QuarantineRow & { raw: Buffer; meta?: Record<string, unknown> } = { ...quarantineRow(r), raw: r.raw };
+    const meta = parseJson(r.meta);
+    if (meta !== undefined) out.meta = meta;
+    return out;
+  }
+}
+
+interface QuarantineDbRow {
+  id: number;
+  device_id: string;
+  driver: string;
+  reason: string;
+  error_code: string;
+  received_at: string;
+  bytes: number;
+}
+
+function quarantineRow(r: QuarantineDbRow): QuarantineRow {
+  return { id: r.id, deviceId: r.device_id, driver: r.driver, reason: r.reason, errorCode: r.error_code, receivedAt: r.received_at, bytes: r.bytes };
+}
