@@ -11,7 +11,7 @@ function obs(p: Partial<Observation> & Pick<Observation, 'code'>, seq: number): 
 const subject = { patientId: 'BN0012345', patientIds: [{ id: 'BN0012345', authority: 'BV_DEMO', type: 'MR' }, { id: '079085001234', authority: 'VNM', type: 'NNVNM' }], patientName: 'Nguyễn^Văn An', birthDate: '19850412', sex: 'M', specimenId: '2503010042' };
 const order = { placerOrderNumber: 'HIS-ORD-7781', fillerOrderNumber: '2503010042', service: { system: 'http://loinc.org', code: '58410-2', display: 'CBC panel' }, collectedAt: '2025-03-01T08:05:00+07:00', section: 'HM' };
 const OBS: Observation[] = [
-  obs({ code: { system: 'http://loinc.org', code: '6690-2', display: 'WBC' }, valueType: 'NM', value: { kind: 'quantity', value: 7.85, unit: '10*3/uL' }, referenceRange: '4.00-10.00', interpretation: ['N'], effectiveAt: '2025-03-01T09:29:50+07:00', subject, order, equipment: { id: 'XN1000-1', name: 'HEMA01' }, operator: 'tech1' }, 1),
+  obs({ code: { system: 'http://loinc.org', code: '6690-2', display: 'WBC' }, valueType: 'NM', value: { kind: 'quantity', value: 7.85, unit: '10*3/uL', decimal: '7.850' }, referenceRange: '4.00-10.00', interpretation: ['N'], effectiveAt: '2025-03-01T09:29:50+07:00', subject, order, equipment: { id: 'XN1000-1', name: 'HEMA01' }, operator: 'tech1' }, 1),
   obs({ code: { system: 'http://loinc.org', code: '777-3', display: 'PLT' }, value: { kind: 'quantity', value: 512, unit: '10*3/uL' }, interpretation: ['H', 'A'], subject, order, comments: ['Platelet clumps? a|b^c'], status: 'preliminary', statusCode: 'R' }, 2),
   obs({ code: { system: 'http://loinc.org', code: '1988-5', display: 'CRP' }, value: { kind: 'quantity', value: 0.5, unit: 'mg/L', comparator: '<' }, subject, order }, 3),
   obs({ code: { system: 'urn:iso:std:iso:11073:10101', code: '150456', display: 'MDC_PULS_OXIM_SAT_O2' }, value: { kind: 'quantity', value: 97, unit: '%' }, subject: { patientId: 'P2' }, status: 'corrected' }, 4),
@@ -27,7 +27,7 @@ describe('buildOruR251', () => {
     expect(lines[0]).toMatch(/^MSH\|\^~\\&\|VNGW\|BV_DEMO\|HIS\|BV_DEMO\|\d{14}[+-]\d{4}\|\|ORU\^R01\^ORU_R01\|GW-000123\|P\|2\.5\.1\|\|\|\|\|VNM\|UNICODE UTF-8$/);
     expect(lines.map((l) => l.slice(0, 3))).toEqual(['MSH', 'PID', 'OBR', 'OBX', 'OBX', 'NTE', 'OBX', 'OBX', 'OBX', 'SPM', 'PID', 'OBR', 'OBX']);
     expect(lines[1]).toBe('PID|1||BN0012345^^^BV_DEMO^MR~079085001234^^^VNM^NNVNM||Nguyễn^Văn An||19850412|M');
-    expect(lines[3]).toBe('OBX|1|NM|6690-2^WBC^LN||7.85|10*3/uL^^UCUM|4.00-10.00|N|||F|||20250301092950+0700||tech1||XN1000-1^HEMA01');
+    expect(lines[3]).toBe('OBX|1|NM|6690-2^WBC^LN||7.850|10*3/uL^^UCUM|4.00-10.00|N|||F|||20250301092950+0700||tech1||XN1000-1^HEMA01');
     expect(lines[4]).toContain('|H~A|||R');
     expect(lines[5]).toBe('NTE|1|L|Platelet clumps? a\\F\\b\\S\\c');
     expect(lines[6]).toContain('|SN|1988-5^CRP^LN||<^0.5|mg/L^^UCUM|');
@@ -48,7 +48,10 @@ describe('buildOruR251', () => {
     for (const o of OBS) {
       const d = byCode.get(o.code.code)!;
       expect(d.code).toEqual(o.code);
-      expect(d.value).toEqual(o.value);
+      // numbers travel as the device wrote them: precision ('7.850') is part of a lab result
+      if (o.value?.kind === 'quantity') {
+        expect(d.value).toEqual({ ...o.value, decimal: o.value.decimal ?? String(o.value.value) });
+      } else expect(d.value).toEqual(o.value);
       expect(d.interpretation).toEqual(o.interpretation);
       expect(d.referenceRange).toEqual(o.referenceRange);
       expect(d.status).toBe(o.status);

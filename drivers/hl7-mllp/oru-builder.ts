@@ -92,7 +92,8 @@ function valueOf(o: Observation): { type: string; value: string; unit: string } 
   switch (v.kind) {
     case 'quantity': {
       const unit = v.unit ? `${e(v.unit)}^^UCUM` : '';
-      const num = String(v.value);
+      // the number as the device sent it keeps its precision ('4.20'); HL7 v2.5.1 2.A.47 NM allows it
+      const num = v.decimal && /^[+-]?(\d+\.?\d*|\.\d+)$/.test(v.decimal) ? v.decimal : String(v.value);
       // SN for comparators (HL7 v2.5.1 2.A.70), NM otherwise (2.A.47)
       if (v.comparator) return { type: 'SN', value: `${e(v.comparator)}^${num}`, unit };
       return { type: 'NM', value: num, unit };

@@ -46,7 +46,7 @@ describe('parseOru rules', () => {
     const r = parseOru(parseHl7(readFileSync(join(casesDir, 'pcd01-identified', 'input.hl7'), 'utf8')));
     const hr = r.drafts.find((d) => d.code.code === '147842')!;
     expect(hr.code.system).toBe('urn:iso:std:iso:11073:10101');
-    expect(hr.value).toEqual({ kind: 'quantity', value: 72, unit: '/min' });
+    expect(hr.value).toEqual({ kind: 'quantity', value: 72, unit: '/min', decimal: '72' });
     expect(hr.equipment).toEqual({ id: 'FEDCBA9876543210' });
     expect(hr.effectiveAt).toBe('2024-01-01T12:00:00+00:00');
     expect(hr.subject?.patientId).toBe('PID123');

@@ -310,7 +310,7 @@ function readValue(seg: Hl7Segment, valueType: string, unit: string): Observatio
       if (v === '') return undefined;
       // HL7 v2.5.1 2.A.47 NM: optional sign, digits, optional decimal point; Table 0357 102
       if (!NUMBER.test(v)) throw new ParseError(`${loc}: NM value is not numeric`, { location: loc, hl7ErrorCode: 102 });
-      return { kind: 'quantity', value: Number(v), unit };
+      return { kind: 'quantity', value: Number(v), unit, decimal: v };
     }
     case 'SN': {
       // HL7 v2.5.1 2.A.70 SN: comparator^num1^separator/suffix^num2
@@ -319,7 +319,7 @@ function readValue(seg: Hl7Segment, valueType: string, unit: string): Observatio
       if (n1 && !NUMBER.test(n1.trim())) throw new ParseError(`${loc}: SN number is not numeric`, { location: loc, hl7ErrorCode: 102 });
       if (!sep && !n2) {
         const c = cmp === '<' || cmp === '>' || cmp === '<=' || cmp === '>=' ? cmp : undefined;
-        const q: ObservationValue = { kind: 'quantity', value: Number(n1), unit };
+        const q: ObservationValue = { kind: 'quantity', value: Number(n1), unit, decimal: n1.trim() };
         if (c) q.comparator = c;
         return q;
       }

@@ -90,6 +90,8 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   if (cmd === 'run' || cmd === 'demo') {
+    // the data dir holds PHI (raw messages, observations): files readable by the gateway's user only
+    process.umask(0o077);
     let settings;
     try {
       settings = loadSettings({ file: values.settings });

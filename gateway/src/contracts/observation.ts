@@ -9,7 +9,9 @@ export interface Coding {
 }
 
 export type ObservationValue =
-  | { kind: 'quantity'; value: number; unit: string; comparator?: '<' | '>' | '<=' | '>=' }
+  /** `decimal`: the number exactly as the device sent it ('4.20'). Trailing zeros state the precision of a
+   * lab result, so outputs send `decimal` when present and `value` only for computed numbers. */
+  | { kind: 'quantity'; value: number; unit: string; comparator?: '<' | '>' | '<=' | '>='; decimal?: string }
   | { kind: 'text'; text: string }
   | { kind: 'coded'; system: string; code: string; display?: string };
 

@@ -48,7 +48,7 @@ export async function startNodeRed(o: NodeRedOptions): Promise<{ stop(): Promise
     adminAuth: { type: 'credentials', users: [{ username: o.admin.user, password: o.admin.passwordHash, permissions: '*' }] },
     nodesDir: nodeDirs(),
     externalModules: { autoInstall: false, palette: { allowInstall: false, allowUpload: false }, modules: { allowInstall: false } },
-    editorTheme: { projects: { enabled: false }, tours: false, palette: { editable: false }, page: { title: 'IoMT gateway' }, header: { title: 'IoMT gateway' } },
+    editorTheme: { projects: { enabled: false }, tours: false, page: { title: 'IoMT gateway' }, header: { title: 'IoMT gateway' } },
     diagnostics: { enabled: false },
     telemetry: { enabled: false },
     runtimeState: { enabled: false },
@@ -77,7 +77,9 @@ export async function startNodeRed(o: NodeRedOptions): Promise<{ stop(): Promise
     if (id !== undefined) o.tracker.completed(id, ev.error);
   });
   o.app.use(settings.httpAdminRoot, RED.httpAdmin);
+  const started = new Promise<void>((resolve) => RED.events.once('flows:started', () => resolve()));
   await RED.start();
+  await started;
   return {
     editorPath: settings.httpAdminRoot + '/',
     stop: async () => {

@@ -225,15 +225,17 @@ export class OrderCache {
   findBySpecimen(specimenId: string): CachedOrder | undefined {
     const id = specimenId.trim();
     if (!id) return undefined;
-    const row = this.s.bySpecimen.get(id);
-    return row ? this.toOrder(row) : undefined;
+    return this.guard(() => {
+      const row = this.s.bySpecimen.get(id);
+      return row ? this.toOrder(row) : undefined;
+    });
   }
 
   /** All orders (pending and cancelled) of a patient, oldest first. */
   findByPatient(patientId: string): CachedOrder[] {
     const id = patientId.trim();
     if (!id) return [];
-    return this.s.byPatient.all(id).map((r) => this.toOrder(r));
+    return this.guard(() => this.s.byPatient.all(id).map((r) => this.toOrder(r)));
   }
 
   /**
@@ -263,9 +265,11 @@ export class OrderCache {
    * also not after `expire()`.
    */
   pendingSince(cursor: number, limit = 100): { orders: CachedOrder[]; cursor: number } {
-    const rows = this.s.since.all(cursor, Math.max(1, Math.floor(limit)));
-    const orders = rows.map((r) => this.toOrder(r));
-    return { orders, cursor: rows.length ? rows[rows.length - 1].change_seq : cursor };
+    return this.guard(() => {
+      const rows = this.s.since.all(cursor, Math.max(1, Math.floor(limit)));
+      const orders = rows.map((r) => this.toOrder(r));
+      return { orders, cursor: rows.length ? rows[rows.length - 1].change_seq : cursor };
+    });
   }
 
   /** Persist a broadcast subscriber's cursor (e.g. per analyzer). */
@@ -275,7 +279,7 @@ export class OrderCache {
 
   /** A subscriber's saved cursor, 0 when none. */
   loadCursor(name: string): number {
-    return this.s.getCursor.get(name)?.cursor ?? 0;
+    return this.guard(() => this.s.getCursor.get(name)?.cursor ?? 0);
   }
 
   /** Record that this order (in its current version) was downloaded to an analyzer. */
@@ -288,7 +292,7 @@ export class OrderCache {
   }
 
   downloadedTo(orderId: number): OrderDownload[] {
-    return this.s.downloads.all(orderId).map((d) => ({ deviceId: d.device_id, downloadedAt: new Date(d.downloaded_at).toISOString(), changeSeq: d.change_seq }));
+    return this.guard(() => this.s.downloads.all(orderId)).map((d) => ({ deviceId: d.device_id, downloadedAt: new Date(d.downloaded_at).toISOString(), changeSeq: d.change_seq }));
   }
 
   /**
@@ -461,8 +465,8 @@ export class OrderCache {
       if (e instanceof StoreError) throw e;
       const code = (e as { code?: string })?.code ?? '';
       if (code === 'SQLITE_FULL') throw new StoreFullError('order cache: database or disk is full', { cause: e });
-      if (typeof code === 'string' && code.startsWith('SQLITE_')) throw new StoreError(`order cache: ${code}`, { cause: e });
-      throw e;
+      // SQLITE_* errors, and better-sqlite3's TypeError on a closed connection: the cache could not commit
+      throw new StoreError(`order cache: ${typeof code === 'string' && code.startsWith('SQLITE_') ? code : 'database unavailable'}`, { cause: e });
     }
   }
 }

@@ -1,0 +1,322 @@
+/**
+ * The ASTM driver (architecture §3): transport bytes → AstmLink (E1381/LIS01) → records →
+ * results parser (E1394/LIS02) → sink. The frame that completes a message is ACKed only after the
+ * sink committed it (ack-after-commit); a store failure is a NAK (the analyzer retransmits), and
+ * ENQ is answered with NAK (busy) for a while after it. Unparseable messages are quarantined —
+ * quarantine is a commit of the raw bytes — and then ACKed (protocols.md §1.3.7 "store first").
+ * Host queries are answered from `hooks.onQuery` as a new sender session after the analyzer's EOT.
+ */
+import { createHash } from 'node:crypto';
+import type { CommitResult, DriverStatus, InboundMessage, ObservationSink } from '../../gateway/src/contracts/driver';
+import { GatewayError, ParseError } from '../../gateway/src/contracts/errors';
+import { componentLogger, StateChangeLog } from '../../gateway/src/log/logger';
+import { metrics } from '../../gateway/src/metrics/registry';
+import { AstmLink, type LinkEvent } from './link';
+import { realClock, type LinkClock } from './link-clock';
+import type { LinkOptions } from './link-options';
+import { buildOrderResponse, type AstmOrder } from './order-response';
+import { defaultProfile, type AstmProfile } from './profile';
+import { parseRecords } from './records';
+import { parseAstmMessage, type AstmHostQuery } from './results-parser';
+import { SerialTransport, type SerialTransportOptions } from './transport/serial-transport';
+import { TcpClientTransport, type TcpClientTransportOptions } from './transport/tcp-client-transport';
+import { TcpServerTransport, type TcpServerTransportOptions } from './transport/tcp-server-transport';
+import type { Transport, TransportConnection } from './transport/transport';
+
+export const DRIVER_NAME = 'astm';
+
+export type AstmTransportOptions =
+  | ({ kind: 'serial' } & Partial<Omit<SerialTransportOptions, 'path'>> & { path: string })
+  | ({ kind: 'tcp-server' } & TcpServerTransportOptions)
+  | ({ kind: 'tcp-client' } & TcpClientTransportOptions);
+
+export interface AstmDriverOptions {
+  deviceId: string;
+  /** Device profile (firmware-config/profiles/astm); default: generic strict LIS2-A2. */
+  profile?: AstmProfile;
+  transport: AstmTransportOptions;
+  /** Overrides of the profile's link options (timers in tests, lenient switches). */
+  link?: Partial<LinkOptions>;
+  /** After a store failure answer ENQ with NAK (busy) this long. Default 10000. */
+  storeBusyMs?: number;
+  /** onQuery must answer within this time (analyzers time out after 10–30 s). Default 8000. */
+  queryTimeoutMs?: number;
+  /** Clock for the link timers (tests). */
+  clock?: LinkClock;
+}
+
+export interface AstmDriverHooks {
+  onCommitted?(r: CommitResult, inbound: InboundMessage): void;
+  /** Answer a host query from the order cache. 'unknown' → `L|1|I` (or O.26 Y/Z per profile). */
+  onQuery?(q: AstmHostQuery): Promise<AstmOrder[] | 'unknown'>;
+}
+
+export class AstmDriver {
+  readonly profile: AstmProfile;
+  private readonly log;
+  private readonly changes = new StateChangeLog();
+  private transport: Transport | undefined;
+  private links = new Map<string, { link: AstmLink; conn: TransportConnection }>();
+  private storeBusyUntil = 0;
+  private busyTimer: NodeJS.Timeout | undefined;
+  private lastMessageAt: string | undefined;
+  private lastError: string | undefined;
+  private lastErrorAt: string | undefined;
+  private closed = false;
+
+  constructor(
+    readonly opts: AstmDriverOptions,
+    private readonly sink: ObservationSink,
+    private readonly hooks: AstmDriverHooks = {},
+  ) {
+    if (!opts.deviceId) throw new TypeError('AstmDriver: deviceId is required');
+    if (!opts.transport) throw new TypeError('AstmDriver: transport is required');
+    this.profile = opts.profile ?? defaultProfile();
+    this.log = componentLogger('astm-driver', { deviceId: opts.deviceId });
+  }
+
+  /** Open the transport (serial: keeps retrying; TCP server: rejects when the port cannot be bound). */
+  async start(signal?: AbortSignal): Promise<void> {
+    if (this.transport) return;
+    this.closed = false;
+    const t = this.opts.transport;
+    const s = this.profile.serial;
+    let transport: Transport;
+    if (t.kind === 'serial') {
+      const { kind: _k, ...o } = t;
+      transport = new SerialTransport({ baudRate: s.baudRate, dataBits: s.dataBits, parity: s.parity, stopBits: s.stopBits, rtscts: s.rtscts, xon: s.xon, ...o });
+    } else if (t.kind === 'tcp-server') {
+      const { kind: _k, ...o } = t;
+      transport = new TcpServerTransport(o);
+    } else {
+      const { kind: _k, ...o } = t;
+      transport = new TcpClientTransport(o);
+    }
+    this.transport = transport;
+    transport.on('connection', (c: TransportConnection) => this.attach(c));
+    transport.on('state', (st: { state: string; lastError?: string }) => {
+      if (this.changes.changed('transport', st.state)) this.log.info({ state: st.state, error: st.lastError }, 'transport state');
+    });
+    await transport.start(signal);
+  }
+
+  /** Run until `signal` aborts, then close. */
+  async run(signal: AbortSignal): Promise<void> {
+    await this.start(signal);
+    if (!signal.aborted) await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }));
+    await this.close();
+  }
+
+  /** Safe twice. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.busyTimer) clearTimeout(this.busyTimer);
+    for (const { link, conn } of this.links.values()) {
+      link.close();
+      conn.close();
+    }
+    this.links.clear();
+    const t = this.transport;
+    this.transport = undefined;
+    await t?.close();
+  }
+
+  /** Bound port of a TCP server transport. */
+  get boundPort(): number | undefined {
+    return this.transport instanceof TcpServerTransport ? this.transport.boundPort : undefined;
+  }
+
+  status(): DriverStatus {
+    const ts = this.transport?.status();
+    const s: DriverStatus = { deviceId: this.opts.deviceId, driver: DRIVER_NAME, state: this.closed || !ts ? 'stopped' : ts.state, connections: this.links.size };
+    if (ts?.detail) s.detail = ts.detail;
+    if (this.lastMessageAt) s.lastMessageAt = this.lastMessageAt;
+    const err = this.lastError ?? ts?.lastError;
+    if (err) s.lastError = err;
+    const errAt = this.lastErrorAt ?? ts?.lastErrorAt;
+    if (errAt) s.lastErrorAt = errAt;
+    return s;
+  }
+
+  /** Tell the link the store is (un)available: ENQ is answered with NAK (busy) while unavailable. */
+  setStoreAvailable(available: boolean): void {
+    this.storeBusyUntil = available ? 0 : Number.MAX_SAFE_INTEGER;
+    for (const { link } of this.links.values()) link.setBusy(!available);
+  }
+
+  // ------------------------------------------------------------------------------------------
+
+  private attach(conn: TransportConnection): void {
+    if (this.closed) return conn.close();
+    const link: AstmLink = new AstmLink(
+      {
+        write: (b) => {
+          if (this.log.isLevelEnabled('trace')) this.log.trace({ conn: conn.id, raw: b.toString('latin1') }, 'tx');
+          conn.write(b);
+        },
+        onMessage: (records): Promise<void> => this.handleMessage(records, conn, link),
+        onDiscard: (records, reason) => void this.quarantineDiscarded(records, reason, conn),
+        onEvent: (e) => this.onLinkEvent(e, conn),
+      },
+      { ...this.profile.link, ...(this.opts.link ?? {}), role: 'computer' },
+      this.opts.clock ?? realClock,
+    );
+    link.setBusy(Date.now() < this.storeBusyUntil);
+    this.links.set(conn.id, { link, conn });
+    this.log.info({ conn: conn.id, remote: conn.remote }, 'connection open');
+    conn.on('data', (b: Buffer) => {
+      if (this.log.isLevelEnabled('trace')) this.log.trace({ conn: conn.id, raw: b.toString('latin1') }, 'rx');
+      link.onBytes(b);
+    });
+    conn.on('error', (e: Error) => this.error(`connection error: ${e.message}`));
+    conn.on('close', () => {
+      link.close();
+      this.links.delete(conn.id);
+      this.log.info({ conn: conn.id }, 'connection closed');
+    });
+  }
+
+  private onLinkEvent(e: LinkEvent, conn: TransportConnection): void {
+    const device = this.opts.deviceId;
+    switch (e.type) {
+      case 'nak':
+        metrics.rejected.inc({ device, reason: `nak-${e.reason}` });
+        this.log.warn({ conn: conn.id, reason: e.reason, fn: e.fn }, 'NAK sent');
+        break;
+      case 'duplicate-frame':
+        this.log.info({ conn: conn.id, fn: e.fn }, 'repeated frame (lost ACK): ACKed again, not processed twice');
+        break;
+      case 'timeout':
+      case 'contention':
+      case 'interrupted':
+      case 'send-failed':
+        this.log.warn({ conn: conn.id, event: e.type, detail: e }, 'link event');
+        break;
+      case 'state':
+        this.log.debug({ conn: conn.id, state: e.state }, 'link state');
+        break;
+      default:
+        break;
+    }
+  }
+
+  private error(msg: string): void {
+    this.lastError = msg;
+    this.lastErrorAt = new Date().toISOString();
+  }
+
+  private decode(records: Buffer[]): { raw: Buffer; lines: string[] } {
+    const cr = Buffer.from([0x0d]);
+    const parts: Buffer[] = [];
+    for (const r of records) parts.push(r, cr);
+    const raw = Buffer.concat(parts);
+    return { raw, lines: records.map((r) => r.toString(this.profile.encoding)) };
+  }
+
+  /** Awaited by the link before the completing frame is ACKed; a rejection makes it NAK. */
+  private async handleMessage(records: Buffer[], conn: TransportConnection, link: AstmLink): Promise<void> {
+    const device = this.opts.deviceId;
+    metrics.received.inc({ device });
+    this.lastMessageAt = new Date().toISOString();
+    const { raw, lines } = this.decode(records);
+    let parsed;
+    try {
+      parsed = parseAstmMessage(parseRecords(lines), this.profile);
+    } catch (e) {
+      const err = e instanceof GatewayError ? e : new ParseError((e as Error).message, { cause: e });
+      // store first: quarantine commits the raw bytes; the ACK follows that commit
+      await this.sink.quarantine({ deviceId: device, driver: DRIVER_NAME, raw, reason: err.message, errorCode: err.code, meta: { remote: conn.remote, location: (err as ParseError).location } });
+      metrics.quarantined.inc({ device });
+      this.error(`quarantined: ${err.message}`);
+      this.log.warn({ conn: conn.id, reason: err.message, code: err.code }, 'message quarantined');
+      return;
+    }
+    const h = parsed.header;
+    const inbound: InboundMessage = {
+      deviceId: device,
+      driver: DRIVER_NAME,
+      raw,
+      receivedAt: new Date(),
+      messageType: 'ASTM',
+      drafts: parsed.drafts,
+      // a whole message re-sent after a lost final ACK is recognised by its content
+      dedupeKey: `sha256:${createHash('sha256').update(raw).digest('hex')}`,
+      meta: { remote: conn.remote, version: h.version, processingId: h.processingId, queries: parsed.queries.length, termination: parsed.terminationCode, records: records.length },
+    };
+    if (h.messageControlId) inbound.sourceMessageId = h.messageControlId;
+    const sender = h.sender.filter((s) => s).join('^');
+    if (sender) inbound.sender = sender;
+    let result: CommitResult;
+    try {
+      result = await this.sink.submit(inbound);
+    } catch (e) {
+      // never ACK without a commit (architecture §3); NAK now, and answer ENQ with NAK (busy) for a while
+      metrics.rejected.inc({ device, reason: 'store' });
+      this.error(`store: ${(e as Error).message}`);
+      this.log.error({ conn: conn.id, err: (e as Error).message, code: (e as GatewayError).code }, 'commit failed: NAK');
+      this.markStoreBusy();
+      throw e;
+    }
+    if (result.duplicate) {
+      metrics.duplicates.inc({ device });
+      this.log.info({ conn: conn.id, messageId: result.messageId }, 'duplicate message: acknowledged, not stored again');
+    } else {
+      metrics.committed.inc({ device });
+      try {
+        this.hooks.onCommitted?.(result, inbound);
+      } catch (e) {
+        this.log.error({ err: String(e) }, 'onCommitted callback failed');
+      }
+    }
+    for (const q of parsed.queries) void this.answerQuery(q, link, conn);
+  }
+
+  private markStoreBusy(): void {
+    const ms = this.opts.storeBusyMs ?? 10_000;
+    this.storeBusyUntil = Date.now() + ms;
+    for (const { link } of this.links.values()) link.setBusy(true);
+    if (this.busyTimer) clearTimeout(this.busyTimer);
+    this.busyTimer = setTimeout(() => {
+      this.busyTimer = undefined;
+      if (Date.now() >= this.storeBusyUntil) for (const { link } of this.links.values()) link.setBusy(false);
+    }, ms);
+    this.busyTimer.unref?.();
+  }
+
+  private async quarantineDiscarded(records: Buffer[], reason: string, conn: TransportConnection): Promise<void> {
+    const device = this.opts.deviceId;
+    try {
+      await this.sink.quarantine({ deviceId: device, driver: DRIVER_NAME, raw: this.decode(records).raw, reason: `incomplete message: ${reason}`, errorCode: 'GW_ERR_PARSE', meta: { remote: conn.remote } });
+      metrics.quarantined.inc({ device });
+    } catch (e) {
+      this.log.error({ err: (e as Error).message }, 'could not quarantine a discarded partial message');
+    }
+    this.log.warn({ conn: conn.id, reason, records: records.length }, 'partial message discarded (kept in quarantine)');
+  }
+
+  private async answerQuery(q: AstmHostQuery, link: AstmLink, conn: TransportConnection): Promise<void> {
+    if (!this.hooks.onQuery) {
+      this.log.info({ conn: conn.id }, 'host query received; no onQuery hook configured, not answered');
+      return;
+    }
+    const timeoutMs = this.opts.queryTimeoutMs ?? 8_000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const orders = await Promise.race([
+        this.hooks.onQuery(q),
+        new Promise<never>((_, rej) => {
+          timer = setTimeout(() => rej(new Error(`onQuery did not answer within ${timeoutMs} ms`)), timeoutMs);
+        }),
+      ]);
+      const records = buildOrderResponse(q, orders, { profile: this.profile });
+      const enc = this.profile.encoding === 'utf8' ? 'utf8' : 'latin1';
+      await link.send(records.map((r) => Buffer.from(r, enc)));
+      this.log.info({ conn: conn.id, orders: orders === 'unknown' ? 0 : orders.length }, 'host query answered');
+    } catch (e) {
+      this.error(`host query: ${(e as Error).message}`);
+      this.log.warn({ conn: conn.id, err: (e as Error).message }, 'host query not answered');
+    } finally {
+      if (timer) clearTimeout(timer);
+    }
+  }
+}

@@ -1,0 +1,150 @@
+/**
+ * Serial transport (RS-232 via USB adapter or on-board UART). Paths may be stable udev links
+ * (`/dev/serial/by-id/...`). LIS01 §1.1 defaults 9600 8N1, no handshake; everything configurable.
+ * Absent at start or unplugged later: retry with exponential backoff, never throw.
+ */
+import { EventEmitter } from 'node:events';
+import { SerialPort } from 'serialport';
+import { backoffMs, type Transport, type TransportConnection, type TransportStatus } from './transport';
+
+export interface SerialTransportOptions {
+  path: string;
+  baudRate?: number; // default 9600
+  dataBits?: 7 | 8; // default 8
+  parity?: 'none' | 'even' | 'odd'; // default none
+  stopBits?: 1 | 2; // default 1
+  rtscts?: boolean;
+  xon?: boolean; // XON/XOFF both directions
+  reopenBaseMs?: number; // default 1000
+  reopenMaxMs?: number; // default 30000
+}
+
+class SerialConnection extends EventEmitter implements TransportConnection {
+  private closed = false;
+  constructor(
+    readonly id: string,
+    readonly remote: string,
+    private readonly port: SerialPort,
+  ) {
+    super();
+  }
+  write(buf: Buffer): void {
+    if (this.closed) return;
+    this.port.write(buf, (err) => {
+      if (err) this.emit('error', err);
+    });
+  }
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.port.isOpen) this.port.close(() => undefined);
+  }
+  private closeEmitted = false;
+  markClosed(): void {
+    this.closed = true;
+    if (this.closeEmitted) return;
+    this.closeEmitted = true;
+    this.emit('close');
+  }
+}
+
+export class SerialTransport extends EventEmitter implements Transport {
+  private stopped = true;
+  private attempt = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private port: SerialPort | undefined;
+  private conn: SerialConnection | undefined;
+  private seq = 0;
+  private st: TransportStatus = { state: 'stopped', connections: 0 };
+
+  constructor(readonly opts: SerialTransportOptions) {
+    super();
+    if (!opts.path) throw new TypeError('SerialTransport: path is required');
+  }
+
+  status(): TransportStatus {
+    return { ...this.st };
+  }
+
+  private setStatus(p: Partial<TransportStatus>): void {
+    this.st = { ...this.st, ...p };
+    this.emit('state', this.status());
+  }
+
+  async start(signal?: AbortSignal): Promise<void> {
+    if (!this.stopped) return;
+    this.stopped = false;
+    this.setStatus({ state: 'starting', detail: this.opts.path });
+    signal?.addEventListener('abort', () => void this.close(), { once: true });
+    this.open();
+  }
+
+  private open(): void {
+    if (this.stopped) return;
+    const o = this.opts;
+    const port = new SerialPort({
+      path: o.path,
+      baudRate: o.baudRate ?? 9600,
+      dataBits: o.dataBits ?? 8,
+      parity: o.parity ?? 'none',
+      stopBits: o.stopBits ?? 1,
+      rtscts: o.rtscts ?? false,
+      xon: o.xon ?? false,
+      xoff: o.xon ?? false,
+      autoOpen: false,
+    });
+    this.port = port;
+    port.on('error', (err) => this.fail(err));
+    port.open((err) => {
+      if (err) {
+        this.fail(err);
+        port.removeAllListeners();
+        this.scheduleReopen();
+        return;
+      }
+      if (this.stopped) {
+        port.close(() => undefined);
+        return;
+      }
+      this.attempt = 0;
+      const conn = new SerialConnection(`serial-${++this.seq}`, o.path, port);
+      this.conn = conn;
+      port.on('data', (b: Buffer) => conn.emit('data', b));
+      port.on('close', () => {
+        conn.markClosed();
+        this.conn = undefined;
+        this.setStatus({ state: this.stopped ? 'stopped' : 'disconnected', connections: 0 });
+        this.scheduleReopen(); // adapter unplugged (err.disconnected) or closed: reopen with backoff
+      });
+      this.setStatus({ state: 'connected', connections: 1, detail: o.path });
+      this.emit('connection', conn);
+    });
+  }
+
+  private fail(err: Error): void {
+    // log state changes once: the caller (driver) sees 'state' events; keep the last error
+    this.setStatus({ state: this.stopped ? 'stopped' : 'disconnected', lastError: err.message, lastErrorAt: new Date().toISOString(), connections: this.conn ? 1 : 0 });
+  }
+
+  private scheduleReopen(): void {
+    if (this.stopped || this.timer) return;
+    const ms = backoffMs(this.attempt++, this.opts.reopenBaseMs ?? 1000, this.opts.reopenMaxMs ?? 30_000);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.open();
+    }, ms);
+  }
+
+  async close(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const port = this.port;
+    this.port = undefined;
+    if (port?.isOpen) await new Promise<void>((r) => port.close(() => r()));
+    this.conn?.markClosed();
+    this.conn = undefined;
+    this.setStatus({ state: 'stopped', connections: 0 });
+  }
+}
