@@ -150,7 +150,7 @@ export function machineInfo(dataDir?: string): MachineInfo {
   let fs: string | undefined;
   if (dataDir) {
     try {
-      fs = execFileSync('stat', ['-f', '-c', '%T', dataDir], { encoding: 'utf8' }).trim();
+      fs = execFileSync('findmnt', ['-n', '-o', 'FSTYPE', '-T', dataDir], { encoding: 'utf8' }).trim();
     } catch {
       /* unknown */
     }

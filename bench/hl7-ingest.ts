@@ -341,9 +341,11 @@ export function renderMarkdown(args: { command: string; info: ReturnType<typeof 
   lines.push(
     'Notes: the reference server (bench/reference-server.ts) only appends each message to a file and calls fdatasync through fs.promises ' +
       '(libuv thread pool, event loop free) before answering AA: mode A syncs once per message, mode B (group commit) syncs once for all messages ' +
-      'that arrived while the previous sync ran. node-hl7-server 2.x keeps the text of earlier messages in its per-connection buffer, so on a kept-open ' +
-      'connection every later message is parsed together with the first one and answered with the first MSH-10 in MSA-2 (counted as wrong ACKs above); ' +
-      'it also acknowledges before anything is stored. Only 127.0.0.1 is used; client and target share the machine.',
+      'that arrived while the previous sync ran. node-hl7-server 2.x never clears its per-connection receive buffer: on a kept-open connection the n-th ' +
+      'message makes it hand all n messages received so far to the handler again and write n ACKs (n(n+1)/2 handler calls in total), so the sender ' +
+      'reads the ACK of the first message (MSA-2 = the first MSH-10) as the answer to every later one: counted as wrong ACKs above, and the cost per ' +
+      'message grows with the connection age. With one connection per message it behaves. It acknowledges before anything is stored (no durability), ' +
+      'so it is a parsing/transport baseline, not a durable peer. Only 127.0.0.1 is used; senders and target share the machine.',
   );
   return lines.join('\n');
 }

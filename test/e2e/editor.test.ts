@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
 import { tempDir, requirePeer } from '../helpers/env';
-import { startGatewayProcess, ADMIN_PASSWORD, type GatewayProcess } from '../helpers/gateway-process';
+import { startGatewayProcess, ADMIN_PASSWORD, ROOT, type GatewayProcess } from '../helpers/gateway-process';
 
 // A person logs in to the embedded Node-RED editor in a real browser (Debian chromium).
 describe('Node-RED editor in a real browser', () => {
@@ -52,6 +52,6 @@ describe('Node-RED editor in a real browser', () => {
       return out;
     });
     expect(types.sort()).toEqual(['iomt-hl7-in', 'iomt-hl7-out']);
-    await page.screenshot({ path: `${tmp.dir}/editor.png` });
+    await page.screenshot({ path: `${ROOT}/.tmp/editor.png` });
   });
 });
