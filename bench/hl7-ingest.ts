@@ -6,14 +6,16 @@
  *   ref-fsync   reference server, one fdatasync per message (mode A)
  *   nhs-keep    node-hl7-server 2.x, one kept-open connection per sender
  *   nhs-conn    node-hl7-server 2.x, one connection per message
- *   gateway     the gateway CLI as a child (`run --flows bench/flows/ingest.json`), forwarding to a
- *               simulated HIS; also end-to-end latency (analyzer send → HIS receipt) at a paced rate
+ *   gateway     the gateway CLI as a child, `run --flows bench/flows/ingest.json` (commit, no destination)
+ *   gateway-relay  the gateway with flows/hl7-relay.json: commit, then forward HL7 v2.5.1 to a simulated
+ *               HIS (${HIS_HOST}:${HIS_PORT}); also end-to-end latency (analyzer write → HIS receipt,
+ *               matched on the specimen id) at a paced rate
  *
  * Every target runs as its own process (fresh data dir per run) so its RSS can be read from /proc.
  * ACKs are checked: MSA-1 AA and MSA-2 = the MSH-10 just sent; "mismatched" counts AA for another id.
  * Only 127.0.0.1; bounded by --duration-s × --reps × loads × targets.
  *
- *   node dist/bench/hl7-ingest.js [--targets ref-group,ref-fsync,nhs-keep,nhs-conn,gateway]
+ *   node dist/bench/hl7-ingest.js [--targets ref-group,ref-fsync,nhs-keep,nhs-conn,gateway,gateway-relay]
  *     [--duration-s 10] [--reps 3] [--loads 1,8] [--e2e-rate 1000] [--e2e-duration-s 10]
  *     [--e2e-connections 8] [--data-dir DIR] [--json FILE] [--no-doc]
  */
@@ -51,6 +53,8 @@ export interface RunningTarget {
   pid: number;
   /** Stop the target; may return counters the target printed. */
   stop(): Promise<Record<string, unknown> | undefined>;
+  /** Recent stdout/stderr of the target (diagnostics). */
+  output?(): string;
 }
 
 export interface TargetSpec {
@@ -106,66 +110,68 @@ function gatewayCli(): { args: string[]; why?: string } {
   return { args: [], why: 'gateway CLI not built (npm run build)' };
 }
 
-export function gatewayFlowFile(): string | undefined {
+/** Flow files: ingest only (bench/flows/ingest.json, no destination) and relay (HL7 in → HIS at ${HIS_HOST}:${HIS_PORT}). */
+export function gatewayFlowFile(kind: 'ingest' | 'relay'): string | undefined {
   const root = repoRoot();
-  for (const f of [join(root, 'bench', 'flows', 'ingest.json'), join(root, 'flows', 'hl7-relay.json')]) if (existsSync(f)) return f;
-  return undefined;
+  const f = kind === 'ingest' ? join(root, 'bench', 'flows', 'ingest.json') : join(root, 'flows', 'hl7-relay.json');
+  return existsSync(f) ? f : undefined;
 }
 
-const gatewayTarget: TargetSpec = {
-  id: 'gateway',
-  label: 'gateway (durable store + HL7 forward)',
-  forwards: true,
-  unavailable() {
-    const cli = gatewayCli();
-    if (cli.why) return cli.why;
-    if (!gatewayFlowFile()) return 'no flow file (bench/flows/ingest.json)';
-    return undefined;
-  },
-  async start(ctx) {
-    const cli = gatewayCli();
-    const flows = gatewayFlowFile() as string;
-    const httpPort = await freePort();
-    const hl7Port = await freePort();
-    const env: NodeJS.ProcessEnv = {
-      ...process.env,
-      IOMT_DATA_DIR: ctx.dataDir,
-      IOMT_HTTP_HOST: '127.0.0.1',
-      IOMT_HTTP_PORT: String(httpPort),
-      IOMT_ADMIN_PASSWORD: 'bench-admin-pw-0000',
-      IOMT_LOG_LEVEL: process.env.IOMT_BENCH_LOG_LEVEL ?? 'warn',
-      HL7_IN_HOST: '127.0.0.1',
-      HL7_IN_PORT: String(hl7Port),
-      HIS_HOST: '127.0.0.1',
-      HIS_PORT: String(ctx.hisPort),
-    };
-    const { target } = await spawnReady(process.execPath, [...cli.args, 'run', '--flows', flows], { env, noWait: true }).catch((e) => {
-      throw new Error(`gateway did not start: ${String(e)}`);
-    });
-    // ready = /readyz answers 200 and the HL7 port accepts connections
-    const end = Date.now() + 60_000;
-    for (;;) {
-      const r = await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => undefined);
-      if (r?.ok) break;
-      if (target.child.exitCode !== null) throw new Error(`gateway exited during start:\n${target.output()}`);
-      if (Date.now() > end) {
-        await target.stop(1000);
-        throw new Error(`gateway not ready within 60 s:\n${target.output()}`);
+function gatewayTarget(kind: 'ingest' | 'relay'): TargetSpec {
+  return {
+    id: kind === 'ingest' ? 'gateway' : 'gateway-relay',
+    label: kind === 'ingest' ? 'gateway, ingest only (bench/flows/ingest.json)' : 'gateway, ingest + HL7 forward to HIS (flows/hl7-relay.json)',
+    forwards: kind === 'relay',
+    unavailable() {
+      const cli = gatewayCli();
+      if (cli.why) return cli.why;
+      if (!gatewayFlowFile(kind)) return `no flow file for ${kind}`;
+      return undefined;
+    },
+    async start(ctx) {
+      const cli = gatewayCli();
+      const flows = gatewayFlowFile(kind) as string;
+      const httpPort = await freePort();
+      const hl7Port = await freePort();
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        IOMT_DATA_DIR: ctx.dataDir,
+        IOMT_HTTP_HOST: '127.0.0.1',
+        IOMT_HTTP_PORT: String(httpPort),
+        IOMT_ADMIN_PASSWORD: 'bench-admin-pw-0000',
+        IOMT_LOG_LEVEL: process.env.IOMT_BENCH_LOG_LEVEL ?? 'warn',
+        HL7_IN_HOST: '127.0.0.1',
+        HL7_IN_PORT: String(hl7Port),
+        HIS_HOST: '127.0.0.1',
+        HIS_PORT: String(ctx.hisPort),
+      };
+      const { target } = await spawnReady(process.execPath, [...cli.args, 'run', '--flows', flows], { env, noWait: true });
+      // ready = /readyz answers 200
+      const end = Date.now() + 60_000;
+      for (;;) {
+        const r = await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => undefined);
+        if (r?.ok) break;
+        if (target.child.exitCode !== null) throw new Error(`gateway exited during start:\n${target.output()}`);
+        if (Date.now() > end) {
+          await target.stop(1000);
+          throw new Error(`gateway not ready within 60 s:\n${target.output()}`);
+        }
+        await sleep(100);
       }
-      await sleep(100);
-    }
-    return {
-      port: hl7Port,
-      pid: target.pid,
-      stop: async () => {
-        await target.stop(10_000);
-        return undefined;
-      },
-    };
-  },
-};
+      return {
+        port: hl7Port,
+        pid: target.pid,
+        output: () => target.output(),
+        stop: async () => {
+          await target.stop(10_000);
+          return undefined;
+        },
+      };
+    },
+  };
+}
 
-export const TARGETS: TargetSpec[] = [referenceTarget('group'), referenceTarget('fsync-each'), nodeHl7ServerTarget(false), nodeHl7ServerTarget(true), gatewayTarget];
+export const TARGETS: TargetSpec[] = [referenceTarget('group'), referenceTarget('fsync-each'), nodeHl7ServerTarget(false), nodeHl7ServerTarget(true), gatewayTarget('ingest'), gatewayTarget('relay')];
 
 export interface RunResult {
   target: string;

@@ -11,7 +11,7 @@ import { SimulatedHis, type HisMode } from './his/his';
 export const SIMULATE_USAGE = `usage: iomt-gateway simulate <device> [options]
 
   hl7   --host H --port P [--count N] [--rate R] [--connections C] [--device NAME]
-        [--tls-ca FILE] [--ack-timeout-ms MS]
+        [--tls-ca FILE | --tls] [--ack-timeout-ms MS]
         Simulated analyzer: sends N ORU^R01 (v2.3.1, CBC) at R msg/s (0 = as fast as ACKs allow)
         over C stop-and-wait connections; prints a summary; exit 0 only if every message got AA.
 
@@ -156,7 +156,7 @@ async function hisCmd(argv: string[], out: Out): Promise<number> {
 }
 
 async function astmCmd(argv: string[], out: Out): Promise<number> {
-  let mod: { simulateAstm?: (argv: string[]) => Promise<number> };
+  let mod: { simulateAstm?: (argv: string[], out?: Out) => Promise<number> };
   try {
     // lazy: simulator/astm is written separately and may be absent in this build
     const path = './astm/cli';
@@ -169,7 +169,7 @@ async function astmCmd(argv: string[], out: Out): Promise<number> {
     out.err('simulate astm is not available: simulator/astm/cli does not export simulateAstm');
     return 2;
   }
-  return mod.simulateAstm(argv);
+  return mod.simulateAstm(argv, out);
 }
 
 /** Entry point; returns the process exit code. */

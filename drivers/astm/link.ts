@@ -71,6 +71,7 @@ export class AstmLink {
   // input serialisation
   private inbox: Buffer[] = [];
   private pumping: Promise<void> | undefined;
+  private running = false;
 
   // receive: frame scanner
   private rx: Rx = 'idle';
@@ -126,12 +127,15 @@ export class AstmLink {
   onBytes(buf: Buffer): void {
     if (this.state === 'closed' || buf.length === 0) return;
     this.inbox.push(buf);
-    if (!this.pumping) this.pumping = this.pump().finally(() => (this.pumping = undefined));
+    if (!this.running) {
+      this.running = true;
+      this.pumping = this.pump();
+    }
   }
 
   /** Resolves when every byte fed so far has been processed (including pending commits). */
   async drain(): Promise<void> {
-    while (this.pumping) await this.pumping;
+    while (this.running) await this.pumping;
   }
 
   /** Queue one message (records without CR) for sending to the peer. Resolves when the peer ACKed every frame. */
@@ -179,13 +183,17 @@ export class AstmLink {
   }
 
   private async pump(): Promise<void> {
-    while (this.inbox.length && this.state !== 'closed') {
-      const buf = this.inbox.shift()!;
-      for (let i = 0; i < buf.length; i++) {
-        if (this.closed) return;
-        const r = this.onByte(buf[i]);
-        if (r) await r;
+    try {
+      while (this.inbox.length && !this.closed) {
+        const buf = this.inbox.shift()!;
+        for (let i = 0; i < buf.length; i++) {
+          if (this.closed) return;
+          const r = this.onByte(buf[i]);
+          if (r) await r;
+        }
       }
+    } finally {
+      this.running = false; // set synchronously when no await happened
     }
   }
 

@@ -64,7 +64,7 @@ export function buildOrderResponse(query: AstmHostQuery, orders: AstmOrder[] | '
   for (const o of known) {
     p++;
     // P.3 practice ID, P.6 name, P.8 DOB, P.9 sex
-    recs.push(trimFields(`P|${p}|${e(o.patientId)}|||${e(o.patientName)}||${e(o.birthDate)}|${e(o.sex)}`));
+    recs.push(trimFields(`P|${p}|${e(o.patientId)}|||${(o.patientName ?? '').split('^').map(e).join('^')}||${e(o.birthDate)}|${e(o.sex)}`));
     const tests = o.tests.length ? o.tests : query.tests.filter((t) => t !== 'ALL');
     // O.3 specimen, O.5 tests, O.6 priority, O.12 action code, O.26 report type 'Q' (response to query)
     recs.push(`O|1|${e(o.specimenId)}||${testList(tests)}|${e(o.priority ?? 'R')}||||||${e(o.actionCode ?? 'N')}||||||||||||||Q`);

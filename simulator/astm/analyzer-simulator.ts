@@ -51,6 +51,7 @@ export class AstmAnalyzerSimulator extends EventEmitter {
   /** Replies/bytes statistics for reports. */
   readonly stats = { framesSent: 0, naksReceived: 0, acksReceived: 0, corrupted: 0, wrongFn: 0 };
   private faults: AstmFaults;
+  private readonly profile: AstmProfile;
   private lastFrame: Buffer | undefined;
   private frameNo = 0;
   private silent = false;
@@ -65,11 +66,16 @@ export class AstmAnalyzerSimulator extends EventEmitter {
     super();
     this.faults = { ...(opts.faults ?? {}) };
     const profile = opts.profile ?? defaultProfile();
+    this.profile = profile;
     this.link = new AstmLink(
       {
         write: (b) => this.out(b),
         onMessage: async (records) => {
           const msg = records.map((r) => r.toString('latin1'));
+          if (!msg.length || msg[msg.length - 1][0] !== 'L') {
+            this.emit('partial', msg); // interrupted/incomplete session: not a message
+            return;
+          }
           this.received.push(msg);
           this.emit('message', msg);
         },
@@ -103,7 +109,8 @@ export class AstmAnalyzerSimulator extends EventEmitter {
   async query(specimenIds: string[], opts: { timeoutMs?: number; sender?: string } = {}): Promise<string[]> {
     const before = this.received.length;
     const ts = stamp(new Date());
-    const ranges = specimenIds.map((s) => `^${s}`).join('\\');
+    // Q.3 starting range: the specimen ID sits in the profile's component (`patientID^specimenID`, Sysmex `^^sample`)
+    const ranges = specimenIds.map((s) => `${'^'.repeat(this.profile.query.specimenComponent - 1)}${s}`).join('\\');
     await this.sendMessage([`H|\\^&|||${opts.sender ?? 'SIM^1'}|||||LIS||P|1|${ts}`, `Q|1|${ranges}||ALL||||||||O`, 'L|1|N']);
     const timeoutMs = opts.timeoutMs ?? 30_000;
     return new Promise<string[]>((resolve, reject) => {
@@ -134,6 +141,7 @@ export class AstmAnalyzerSimulator extends EventEmitter {
     if (this.faults.contention && this.heldForContention.length && b.includes(ENQ) && this.link.linkState === 'neutral') {
       // the gateway bids: bid too (its ENQ is swallowed — the instrument wins, LIS01 §1.3.5)
       const rest = Buffer.from([...b].filter((x) => x !== ENQ));
+      this.emit('fault', 'contention');
       for (const go of this.heldForContention.splice(0)) go();
       if (rest.length) this.link.onBytes(rest);
       return;
@@ -152,7 +160,10 @@ export class AstmAnalyzerSimulator extends EventEmitter {
     // replies while receiving (the state is already 'receiving' for frame replies, 'neutral' for the ENQ reply)
     if (buf.length === 1 && buf[0] === ACK && this.link.linkState === 'receiving') {
       this.replies++;
-      if (f.receiverInterrupt && this.replies === 1) buf = Buffer.from([EOT]);
+      if (f.receiverInterrupt && this.replies === 1) {
+        buf = Buffer.from([EOT]);
+        this.emit('fault', 'interrupt');
+      }
       else if (f.nakStorm && this.replies <= f.nakStorm) buf = Buffer.from([NAK]);
     }
     if (buf[0] === STX && buf.length > 7) {

@@ -4,7 +4,7 @@ import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import type { CommitResult, InboundMessage, QuarantineInput } from '../contracts/driver';
 import { StoreError } from '../contracts/errors';
-import type { Observation } from '../contracts/observation';
+import type { Observation, ObservationDraft } from '../contracts/observation';
 import type { DeliveryOutcome, OutboxEntry } from '../contracts/output';
 import type {
   DeadLetter,
@@ -149,14 +149,12 @@ export class GatewayStore implements GatewayStoreApi {
     return {
       findDedupe: db.prepare(`SELECT id, uid FROM messages WHERE device_id = ? AND dedupe_key = ?`),
       insertMessage: db.prepare(
-        `INSERT INTO messages (uid, device_id, driver, message_type, source_message_id, sender, dedupe_key, received_at, bytes, raw, meta, observation_count)
-         VALUES (@uid, @deviceId, @driver, @messageType, @sourceMessageId, @sender, @dedupeKey, @receivedAt, @bytes, @raw, @meta, @observationCount)`,
+        `INSERT INTO messages (uid, device_id, driver, message_type, source_message_id, sender, dedupe_key, received_at, bytes, meta, observation_count)
+         VALUES (@uid, @deviceId, @driver, @messageType, @sourceMessageId, @sender, @dedupeKey, @receivedAt, @bytes, @meta, @observationCount)`,
       ),
-      insertObservation: db.prepare(
-        `INSERT INTO observations (id, message_id, seq, device_id, code, patient_id, specimen_id, effective_at, status, json)
-         VALUES (@id, @messageId, @seq, @deviceId, @code, @patientId, @specimenId, @effectiveAt, @status, @json)`,
-      ),
-      observationsOf: db.prepare(`SELECT json FROM observations WHERE message_id = ? ORDER BY seq`),
+      insertBody: db.prepare(`INSERT INTO message_bodies (message_id, raw, observations) VALUES (?, ?, ?)`),
+      insertKey: db.prepare(`INSERT OR IGNORE INTO message_keys (message_id, kind, value) VALUES (?, ?, ?)`),
+      observationsOf: db.prepare(`SELECT m.uid, m.device_id, m.driver, m.received_at, m.source_message_id, b.observations FROM messages m JOIN message_bodies b ON b.message_id = m.id WHERE m.id = ?`),
       markFinished: db.prepare(`UPDATE messages SET status = ? WHERE id = ?`),
       unfinished: db.prepare(`SELECT id, uid FROM messages WHERE device_id = ? AND status = 'committed' ORDER BY id LIMIT ?`),
       insertQuarantine: db.prepare(
@@ -180,7 +178,7 @@ export class GatewayStore implements GatewayStoreApi {
       settleRetry: db.prepare(`UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?`),
       settleDead: db.prepare(`UPDATE outbox SET state = 'dead', attempts = ?, dead_at = ?, last_error = ? WHERE id = ?`),
       deliveriesOf: db.prepare(`SELECT destination, key, state, attempts, last_error, delivered_at FROM outbox WHERE message_id = ? ORDER BY id`),
-      getMessage: db.prepare(`SELECT ${SUMMARY_COLS}, m.raw, m.meta FROM messages m WHERE m.id = ?`),
+      getMessage: db.prepare(`SELECT ${SUMMARY_COLS}, b.raw, m.meta FROM messages m JOIN message_bodies b ON b.message_id = m.id WHERE m.id = ?`),
       getQuarantine: db.prepare(`SELECT * FROM quarantine WHERE id = ?`),
       outboxStats: db.prepare(`SELECT destination, state, count(*) AS n, min(created_at) AS oldest FROM outbox GROUP BY destination, state`),
     };
@@ -297,29 +295,18 @@ export class GatewayStore implements GatewayStoreApi {
       dedupeKey: msg.dedupeKey ?? null,
       receivedAt,
       bytes: msg.raw.length,
-      raw: msg.raw,
       meta: msg.meta === undefined ? null : JSON.stringify(msg.meta),
       observationCount: msg.drafts.length,
     });
     const messageId = Number(info.lastInsertRowid);
-    const observations: Observation[] = msg.drafts.map((d, i) => {
-      const o: Observation = { ...d, id: `${uid}-${i + 1}`, messageId, messageUid: uid, seq: i + 1, deviceId: msg.deviceId, driver: msg.driver, receivedAt };
-      if (msg.sourceMessageId !== undefined) o.sourceMessageId = msg.sourceMessageId;
-      return o;
-    });
-    for (const o of observations) {
-      this.st.insertObservation.run({
-        id: o.id,
-        messageId,
-        seq: o.seq,
-        deviceId: o.deviceId,
-        code: `${o.code?.system ?? ''}|${o.code?.code ?? ''}`,
-        patientId: o.subject?.patientId ?? null,
-        specimenId: o.subject?.specimenId ?? null,
-        effectiveAt: o.effectiveAt ?? null,
-        status: o.status,
-        json: JSON.stringify(o),
-      });
+    this.st.insertBody.run(messageId, msg.raw, compactDrafts(msg.drafts));
+    const observations = expandObservations(msg.drafts, { messageId, uid, deviceId: msg.deviceId, driver: msg.driver, receivedAt, sourceMessageId: msg.sourceMessageId });
+    const keys = new Set<string>();
+    for (const d of msg.drafts) {
+      const pid = d.subject?.patientId;
+      const sid = d.subject?.specimenId;
+      if (pid && !keys.has(`p${pid}`)) (keys.add(`p${pid}`), this.st.insertKey.run(messageId, 'patient', pid));
+      if (sid && !keys.has(`s${sid}`)) (keys.add(`s${sid}`), this.st.insertKey.run(messageId, 'specimen', sid));
     }
     return { messageId, messageUid: uid, duplicate: false, observations };
   }
@@ -351,7 +338,18 @@ export class GatewayStore implements GatewayStoreApi {
   }
 
   private observationsOf(messageId: number): Observation[] {
-    return (this.st.observationsOf.all(messageId) as Array<{ json: string }>).map((r) => JSON.parse(r.json) as Observation);
+    const r = this.st.observationsOf.get(messageId) as
+      | { uid: string; device_id: string; driver: string; received_at: string; source_message_id: string | null; observations: string }
+      | undefined;
+    if (!r) return [];
+    return expandObservations(expandDrafts(r.observations), {
+      messageId,
+      uid: r.uid,
+      deviceId: r.device_id,
+      driver: r.driver,
+      receivedAt: r.received_at,
+      sourceMessageId: r.source_message_id ?? undefined,
+    });
   }
 
   // ---------------------------------------------------------------- outbox
@@ -557,8 +555,8 @@ export class GatewayStore implements GatewayStoreApi {
     if (q.to !== undefined) (where.push('m.received_at < ?'), args.push(normalizeIso(q.to)));
     if (q.status !== undefined) (where.push('m.status = ?'), args.push(q.status));
     if (q.beforeId !== undefined) (where.push('m.id < ?'), args.push(q.beforeId));
-    if (q.patientId !== undefined) (where.push('m.id IN (SELECT message_id FROM observations WHERE patient_id = ?)'), args.push(q.patientId));
-    if (q.specimenId !== undefined) (where.push('m.id IN (SELECT message_id FROM observations WHERE specimen_id = ?)'), args.push(q.specimenId));
+    if (q.patientId !== undefined) (where.push(`m.id IN (SELECT message_id FROM message_keys WHERE kind = 'patient' AND value = ?)`), args.push(q.patientId));
+    if (q.specimenId !== undefined) (where.push(`m.id IN (SELECT message_id FROM message_keys WHERE kind = 'specimen' AND value = ?)`), args.push(q.specimenId));
     const limit = Math.min(Math.max(1, Math.floor(q.limit ?? 50)), 1000);
     args.push(limit);
     const sql = `SELECT ${SUMMARY_COLS} FROM messages m ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.id DESC LIMIT ?`;
@@ -616,4 +614,52 @@ interface QuarantineDbRow {
 
 function quarantineRow(r: QuarantineDbRow): QuarantineRow {
   return { id: r.id, deviceId: r.device_id, driver: r.driver, reason: r.reason, errorCode: r.error_code, receivedAt: r.received_at, bytes: r.bytes };
+}
+
+/**
+ * Observations are stored as one JSON document per message, each observation as its difference from
+ * the one before (`$x` lists keys the previous one had and this one lacks). Results of one message
+ * share subject, order, status, time and instrument, so this stores them once and keeps the write
+ * per message small: on this disk, commit cost grows with the pages written.
+ */
+export function compactDrafts(drafts: ObservationDraft[]): string {
+  let prev: Record<string, string> = {};
+  const out = drafts.map((d) => {
+    const cur: Record<string, string> = {};
+    const o: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(d)) {
+      if (v === undefined) continue;
+      const j = JSON.stringify(v);
+      cur[k] = j;
+      if (prev[k] !== j) o[k] = v;
+    }
+    const gone = Object.keys(prev).filter((k) => !(k in cur));
+    if (gone.length) o.$x = gone;
+    prev = cur;
+    return o;
+  });
+  return JSON.stringify(out);
+}
+
+export function expandDrafts(json: string): ObservationDraft[] {
+  const rows = JSON.parse(json) as Array<Record<string, unknown>>;
+  let prev: Record<string, unknown> = {};
+  return rows.map((r) => {
+    const { $x, ...changed } = r;
+    const cur: Record<string, unknown> = { ...prev, ...changed };
+    if (Array.isArray($x)) for (const k of $x) delete cur[k as string];
+    prev = cur;
+    return structuredClone(cur) as unknown as ObservationDraft;
+  });
+}
+
+function expandObservations(
+  drafts: ObservationDraft[],
+  m: { messageId: number; uid: string; deviceId: string; driver: string; receivedAt: string; sourceMessageId?: string },
+): Observation[] {
+  return drafts.map((d, i) => {
+    const o: Observation = { ...d, id: `${m.uid}-${i + 1}`, messageId: m.messageId, messageUid: m.uid, seq: i + 1, deviceId: m.deviceId, driver: m.driver, receivedAt: m.receivedAt };
+    if (m.sourceMessageId !== undefined) o.sourceMessageId = m.sourceMessageId;
+    return o;
+  });
 }

@@ -13,11 +13,11 @@ export interface Migration {
 export const MIGRATIONS: Migration[] = [
   {
     version: 1,
-    name: 'messages, observations, quarantine, outbox',
+    name: 'messages (with observations), message keys, quarantine, outbox',
     up: `
       CREATE TABLE messages (
         id                INTEGER PRIMARY KEY AUTOINCREMENT,
-        uid               TEXT    NOT NULL UNIQUE,
+        uid               TEXT    NOT NULL,              -- unique by construction (ids.ts); not indexed: nothing looks it up
         device_id         TEXT    NOT NULL,
         driver            TEXT    NOT NULL,
         message_type      TEXT,
@@ -26,35 +26,31 @@ export const MIGRATIONS: Migration[] = [
         dedupe_key        TEXT,
         received_at       TEXT    NOT NULL,              -- ISO 8601 UTC (toISOString), sorts as text
         bytes             INTEGER NOT NULL,
-        raw               BLOB    NOT NULL,
         meta              TEXT,                          -- JSON, no PHI
         observation_count INTEGER NOT NULL DEFAULT 0,
         status            TEXT    NOT NULL DEFAULT 'committed' CHECK (status IN ('committed', 'routed', 'flow-error'))
       );
       CREATE UNIQUE INDEX messages_dedupe ON messages (device_id, dedupe_key) WHERE dedupe_key IS NOT NULL;
       CREATE INDEX messages_device_status ON messages (device_id, status, id);
-      CREATE INDEX messages_device_received ON messages (device_id, received_at);
       CREATE INDEX messages_received ON messages (received_at);
-      CREATE INDEX messages_status ON messages (status, id);
 
-      CREATE TABLE observations (
-        id           TEXT    PRIMARY KEY,               -- \${messageUid}-\${seq}
-        message_id   INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
-        seq          INTEGER NOT NULL,
-        device_id    TEXT    NOT NULL,
-        code         TEXT    NOT NULL,
-        patient_id   TEXT,
-        specimen_id  TEXT,
-        effective_at TEXT,
-        status       TEXT    NOT NULL,
-        json         TEXT    NOT NULL                   -- the full Observation
+      -- The large, write-once parts of a message live apart from its small, updated metadata row, so that
+      -- marking a message routed rewrites a few bytes, not the raw payload. Observations are one compact JSON
+      -- document per message (each observation stored as its difference from the one before): one insert per message, not one per result.
+      CREATE TABLE message_bodies (
+        message_id   INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
+        raw          BLOB    NOT NULL,
+        observations TEXT    NOT NULL
       );
-      CREATE INDEX observations_message ON observations (message_id, seq);
-      CREATE INDEX observations_device_time ON observations (device_id, effective_at);
-      CREATE INDEX observations_time ON observations (effective_at);
-      CREATE INDEX observations_patient ON observations (patient_id) WHERE patient_id IS NOT NULL;
-      CREATE INDEX observations_specimen ON observations (specimen_id) WHERE specimen_id IS NOT NULL;
-      CREATE INDEX observations_status ON observations (status);
+
+      -- Patient and specimen ids of each message, for search (one row per distinct value, not per observation).
+      CREATE TABLE message_keys (
+        message_id INTEGER NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        kind       TEXT    NOT NULL CHECK (kind IN ('patient', 'specimen')),
+        value      TEXT    NOT NULL,
+        PRIMARY KEY (message_id, kind, value)
+      ) WITHOUT ROWID;
+      CREATE INDEX message_keys_value ON message_keys (kind, value);
 
       CREATE TABLE quarantine (
         id          INTEGER PRIMARY KEY AUTOINCREMENT,

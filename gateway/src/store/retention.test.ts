@@ -48,13 +48,14 @@ describe('retention', () => {
     const leased = store.lease('his', 10, 60_000);
     await store.settle('his', [{ id: leased.find((e) => e.key === 'd')!.id, outcome: 'delivered' }]);
     store.release('his', leased.map((e) => e.id));
-    expect(count('observations')).toBe(12);
+    expect(count('message_keys')).toBeGreaterThan(0);
+    const keysBefore = count('message_keys');
 
     const r = await store.applyRetention({ ...OFF, maxAgeDays: 30 }, now);
     expect(r.messagesDeleted).toBe(3);
     const left = store.searchMessages({}).map((m) => m.id).sort((a, b) => a - b);
     expect(left).toEqual([unfinished.messageId, pendingOut.messageId, recent.messageId]);
-    expect(count('observations')).toBe(6); // cascaded
+    expect(count('message_keys')).toBeLessThan(keysBefore); // cascaded
     expect(store.getMessage(routed.messageId)).toBeUndefined();
     // the pending outbox row is untouched and still deliverable
     expect(store.lease('his', 10, 60_000).map((e) => e.key)).toEqual(['p']);

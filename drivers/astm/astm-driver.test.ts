@@ -1,0 +1,231 @@
+/**
+ * End-to-end: the driver on a real transport (TCP, socat pty pair with serialport) against the
+ * analyzer simulator, with a test sink that stores in a Map.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import net from 'node:net';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { CommitResult, InboundMessage, ObservationSink, QuarantineInput } from '../../gateway/src/contracts/driver';
+import { StoreError } from '../../gateway/src/contracts/errors';
+import { requirePeer, tempDir, waitFor } from '../../test/helpers/env';
+import { AstmAnalyzerSimulator, buildResultSession } from '../../simulator/astm/analyzer-simulator';
+import { AstmDriver } from './astm-driver';
+import { encodeFrame } from './frame';
+import { loadProfiles } from './profile';
+import { field, parseRecords } from './records';
+import { SerialTransport } from './transport/serial-transport';
+import { TcpClientTransport } from './transport/tcp-client-transport';
+import type { Transport, TransportConnection } from './transport/transport';
+
+const profiles = loadProfiles(join(__dirname, '../../firmware-config/profiles/astm'));
+
+class MapSink implements ObservationSink {
+  messages = new Map<string, InboundMessage>();
+  quarantined: QuarantineInput[] = [];
+  failNext = 0;
+  private id = 0;
+  async submit(msg: InboundMessage): Promise<CommitResult> {
+    if (this.failNext > 0) {
+      this.failNext--;
+      throw new StoreError('simulated disk full');
+    }
+    const key = msg.dedupeKey ?? String(this.id + 1);
+    if (this.messages.has(key)) return { messageId: 0, messageUid: key, duplicate: true, observations: [] };
+    this.messages.set(key, msg);
+    return { messageId: ++this.id, messageUid: key, duplicate: false, observations: [] };
+  }
+  async quarantine(q: QuarantineInput): Promise<number> {
+    this.quarantined.push(q);
+    return this.quarantined.length;
+  }
+  get drafts(): number {
+    return [...this.messages.values()].reduce((n, m) => n + m.drafts.length, 0);
+  }
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function firstConnection(t: Transport): Promise<TransportConnection> {
+  return new Promise((r) => t.once('connection', r));
+}
+
+async function tcpPair(opts: { profile?: string; hooks?: ConstructorParameters<typeof AstmDriver>[2]; sink?: MapSink } = {}) {
+  const sink = opts.sink ?? new MapSink();
+  const profile = profiles.get(opts.profile ?? 'generic-lis2-a2')!;
+  const driver = new AstmDriver({ deviceId: 'chem-1', profile, transport: { kind: 'tcp-server', port: 0, host: '127.0.0.1' }, storeBusyMs: 10_000 }, sink, opts.hooks);
+  await driver.start();
+  cleanups.push(() => driver.close());
+  const client = new TcpClientTransport({ host: '127.0.0.1', port: driver.boundPort!, reconnectBaseMs: 100 });
+  const connP = firstConnection(client);
+  await client.start();
+  cleanups.push(() => client.close());
+  const sim = new AstmAnalyzerSimulator(await connP, { profile });
+  cleanups.push(() => sim.close());
+  return { sink, driver, sim, profile };
+}
+
+describe('AstmDriver over TCP (gateway listens)', () => {
+  it('results arrive; corrupted and wrong-FN frames are NAKed and recovered; split writes; nothing duplicated', async () => {
+    const { sink, sim, profile, driver } = await tcpPair();
+    sim.setFaults({ corruptChecksumEvery: 3, wrongFrameNumberEvery: 4, splitWrites: 7 });
+    for (let i = 1; i <= 5; i++) await sim.sendMessage(buildResultSession(profile, { seq: i, tests: 3 }));
+    expect(sink.messages.size).toBe(5);
+    expect(sink.drafts).toBe(15);
+    expect(sim.stats.naksReceived).toBe(sim.stats.corrupted + sim.stats.wrongFn);
+    expect(sim.stats.corrupted).toBeGreaterThan(0);
+    const specimens = [...sink.messages.values()].map((m) => m.drafts[0].subject?.specimenId);
+    expect(new Set(specimens).size).toBe(5);
+    expect(driver.status()).toMatchObject({ driver: 'astm', state: 'connected', connections: 1 });
+    expect(driver.status().lastMessageAt).toBeDefined();
+  });
+
+  it('store failure → NAK; the analyzer retransmits and the message is stored once', async () => {
+    const sink = new MapSink();
+    sink.failNext = 1;
+    const { sim, profile } = await tcpPair({ sink });
+    await sim.sendMessage(buildResultSession(profile, { seq: 1 }));
+    expect(sim.stats.naksReceived).toBe(1);
+    expect(sink.messages.size).toBe(1);
+  });
+
+  it('host query answered from onQuery as a new session after the analyzer EOT', async () => {
+    const queries: unknown[] = [];
+    const { sim } = await tcpPair({
+      profile: 'roche-cobas-c311',
+      hooks: {
+        onQuery: async (q) => {
+          queries.push(q);
+          return q.specimenIds[0] === '2503010057' ? [{ specimenId: '2503010057', patientId: 'BN0067890', tests: ['717', '690'] }] : 'unknown';
+        },
+      },
+    });
+    const answer = await sim.query(['2503010057'], { timeoutMs: 10_000 });
+    expect(queries).toEqual([expect.objectContaining({ specimenIds: ['2503010057'], tests: ['ALL'], status: 'O' })]);
+    const o = parseRecords(answer).records.find((r) => r.type === 'O')!;
+    expect([field(o, 3), field(o, 5), field(o, 26)]).toEqual(['2503010057', '^^^717/\\^^^690/', 'Q']);
+    expect(answer[answer.length - 1]).toBe('L|1|F');
+    const none = await sim.query(['NOPE'], { timeoutMs: 10_000 });
+    expect(none.slice(1)).toEqual(['L|1|I']);
+  });
+
+  it('contention and receiver interrupt while the gateway answers a query', async () => {
+    const sink = new MapSink();
+    const profile = profiles.get('generic-lis2-a2')!;
+    const driver = new AstmDriver(
+      { deviceId: 'd2', profile, transport: { kind: 'tcp-server', port: 0, host: '127.0.0.1' }, link: { contentionBackoffMs: 300, interruptHoldoffMs: 300 } },
+      sink,
+      { onQuery: async () => [{ specimenId: 'S1', tests: ['GLU'] }] },
+    );
+    await driver.start();
+    cleanups.push(() => driver.close());
+    const client = new TcpClientTransport({ host: '127.0.0.1', port: driver.boundPort! });
+    const connP = firstConnection(client);
+    await client.start();
+    cleanups.push(() => client.close());
+    const sim = new AstmAnalyzerSimulator(await connP, { profile, faults: { receiverInterrupt: true } });
+    cleanups.push(() => sim.close());
+    const events: string[] = [];
+    sim.on('fault', (f: string) => events.push(f));
+    // receiver interrupt: the first frame of the gateway's answer gets EOT; the gateway stops and re-sends later
+    const answer = await sim.query(['S1'], { timeoutMs: 10_000 });
+    expect(answer[answer.length - 1]).toBe('L|1|F');
+    // contention: the analyzer bids at the moment the gateway bids for its next answer; the analyzer wins
+    sim.setFaults({});
+    const before = sim.received.length;
+    let results: Promise<void> | undefined;
+    const onLink = (e: { type: string }): void => {
+      if (e.type !== 'sent' || results) return;
+      // the query is out (EOT just written): hold results until the gateway bids, then bid at the same moment
+      sim.setFaults({ contention: true });
+      results = sim.sendMessage(buildResultSession(profile, { seq: 9 }));
+    };
+    sim.on('link', onLink);
+    await sim.query(['S1'], { timeoutMs: 10_000 });
+    await results;
+    expect(sim.received.length).toBe(before + 1);
+    expect(events).toEqual(['interrupt', 'contention']);
+    expect([...sink.messages.values()].some((m) => m.drafts.length === 3)).toBe(true);
+  });
+
+  it('bad input: non-ASTM text, binary noise, a 70,000-byte frame → NAK/quarantine, no crash', async () => {
+    const { sink, driver, sim, profile } = await tcpPair();
+    const sock = net.connect(driver.boundPort!, '127.0.0.1');
+    cleanups.push(() => void sock.destroy());
+    const got: number[] = [];
+    sock.on('data', (b) => got.push(...b));
+    await new Promise((r) => sock.once('connect', r));
+    sock.write('GET / HTTP/1.1\r\nHost: x\r\n\r\n');
+    sock.write(Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 97 + 13) & 0xff).filter((b) => b !== 5)));
+    sock.write(Buffer.from([5]));
+    await waitFor(() => got.includes(6));
+    sock.write(encodeFrame(1, Buffer.alloc(70_000, 'x'), true));
+    await waitFor(() => got.includes(0x15));
+    // a well-framed message that is not E1394 (no H record) is quarantined, then ACKed
+    const n = got.length;
+    sock.write(encodeFrame(1, Buffer.from('hello world\r'), true));
+    await waitFor(() => got.length > n);
+    sock.write(encodeFrame(2, Buffer.from('L|1|N\r'), true));
+    await waitFor(() => sink.quarantined.length === 1);
+    expect(sink.quarantined[0]).toMatchObject({ driver: 'astm', errorCode: 'GW_ERR_PARSE' });
+    sock.write(Buffer.from([4]));
+    // the other connection still works
+    await sim.sendMessage(buildResultSession(profile, { seq: 1 }));
+    expect(sink.messages.size).toBe(1);
+    expect(driver.status().state).not.toBe('error');
+  });
+});
+
+describe('AstmDriver over a serial pty pair (socat)', () => {
+  it('results and a host query across real serial ports; corrupted frames recovered', async () => {
+    requirePeer('socat');
+    const t = tempDir('astm-pty-');
+    cleanups.push(t.cleanup);
+    const gw = join(t.dir, 'ttyGW');
+    const dev = join(t.dir, 'ttyDEV');
+    const socat: ChildProcess = spawn('socat', ['-d', '-d', `pty,raw,echo=0,link=${gw}`, `pty,raw,echo=0,link=${dev}`], { stdio: 'ignore' });
+    cleanups.push(() => void socat.kill('SIGTERM'));
+    await waitFor(() => existsSync(gw) && existsSync(dev));
+    const profile = profiles.get('sysmex-xn')!;
+    // open the device end first
+    const devT = new SerialTransport({ path: dev, baudRate: 9600, reopenBaseMs: 100 });
+    const devConnP = firstConnection(devT);
+    await devT.start();
+    cleanups.push(() => devT.close());
+    const sim = new AstmAnalyzerSimulator(await devConnP, { profile, faults: { corruptChecksumEvery: 4 } });
+    cleanups.push(() => sim.close());
+    const sink = new MapSink();
+    const driver = new AstmDriver({ deviceId: 'xn-1', profile, transport: { kind: 'serial', path: gw, reopenBaseMs: 100 } }, sink, {
+      onQuery: async (q) => [{ specimenId: q.specimenIds[0], tests: ['WBC', 'HGB'], priority: 'S' }],
+    });
+    await driver.start();
+    cleanups.push(() => driver.close());
+    await waitFor(() => driver.status().state === 'connected');
+    for (let i = 1; i <= 3; i++) await sim.sendMessage(buildResultSession(profile, { seq: i, tests: 4 }));
+    expect(sink.messages.size).toBe(3);
+    expect(sink.drafts).toBe(12);
+    expect(sim.stats.naksReceived).toBe(sim.stats.corrupted);
+    const d = [...sink.messages.values()][0].drafts[0];
+    expect(d).toMatchObject({ code: { system: 'http://loinc.org', code: '6690-2' }, localCode: { code: 'WBC' }, status: 'final' });
+    sim.setFaults({});
+    const answer = await sim.query(['SPEC-9'], { timeoutMs: 10_000 });
+    const o = parseRecords(answer).records.find((r) => r.type === 'O')!;
+    expect([field(o, 3), field(o, 5), field(o, 6)]).toEqual(['SPEC-9', '^^^^WBC^1\\^^^^HGB^1', 'S']);
+  });
+
+  it('serial path absent at start: keeps retrying, never throws', async () => {
+    const sink = new MapSink();
+    const driver = new AstmDriver({ deviceId: 'gone', transport: { kind: 'serial', path: '/dev/serial/by-id/does-not-exist', reopenBaseMs: 50, reopenMaxMs: 100 } }, sink);
+    await driver.start();
+    cleanups.push(() => driver.close());
+    await waitFor(() => driver.status().lastError);
+    expect(driver.status().state).toBe('disconnected');
+    await driver.close();
+    await driver.close(); // safe twice
+    expect(driver.status().state).toBe('stopped');
+  });
+});
