@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { loadSettings } from './config/settings';
@@ -9,6 +9,7 @@ import { ConfigError, type ConfigProblem } from './contracts/errors';
 import { createRootLogger } from './log/logger';
 import { startGateway } from './gateway';
 import { packageRoot } from './package-root';
+import { checkProfileDir } from '../../drivers/astm/profile';
 
 const USAGE = `iomt-gateway <command> [options]
 
@@ -29,20 +30,10 @@ function reportProblems(problems: ConfigProblem[]): void {
 }
 
 /** Validate device profiles with the driver that owns them (profiles are data: firmware-config/profiles). */
-async function checkProfiles(dir: string): Promise<ConfigProblem[]> {
-  if (!existsSync(dir)) return [];
-  const out: ConfigProblem[] = [];
+function checkProfiles(dir: string): ConfigProblem[] {
+  if (!existsSync(dir)) return [{ file: dir, path: '', reason: 'profiles directory not found' }];
   const astmDir = join(dir, 'astm');
-  if (existsSync(astmDir) && readdirSync(astmDir).some((f) => f.endsWith('.json'))) {
-    try {
-      const mod = await import('../../drivers/astm/profile');
-      const fn = (mod as any).checkProfileDir ?? (mod as any).validateProfileDir;
-      if (typeof fn === 'function') out.push(...(await fn(astmDir)));
-    } catch (e) {
-      out.push({ file: astmDir, path: '', reason: `cannot validate ASTM profiles: ${(e as Error).message}` });
-    }
-  }
-  return out;
+  return existsSync(astmDir) ? checkProfileDir(astmDir) : [];
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -81,7 +72,7 @@ async function main(argv: string[]): Promise<number> {
     }
     const flows = values.flows ?? join(packageRoot(), 'flows', 'hl7-relay.json');
     problems.push(...checkFlowFile(flows));
-    problems.push(...(await checkProfiles(values.profiles ?? join(packageRoot(), 'firmware-config', 'profiles'))));
+    problems.push(...checkProfiles(values.profiles ?? join(packageRoot(), 'firmware-config', 'profiles')));
     if (problems.length) {
       reportProblems(problems);
       return 1;

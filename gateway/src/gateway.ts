@@ -7,6 +7,8 @@ import type { GatewaySettings } from './config/settings';
 import { resolveAdminCredentials, dataDirSecret } from './config/admin-credentials';
 import { componentLogger } from './log/logger';
 import { GatewayStore } from './store/gateway-store';
+import Database from 'better-sqlite3';
+import { OrderCache } from './orders/order-cache';
 import { GatewayRuntime, setRuntime } from './runtime';
 import { BasicAuth } from './http/auth';
 import { apiRouter } from './http/api';
@@ -51,6 +53,12 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
 
   const store = GatewayStore.open({ dataDir: settings.dataDir, maxDbBytes: settings.store.maxDbBytes });
   const runtime = new GatewayRuntime(settings, store);
+  // The order cache writes rarely (orders from the HIS) on its own connection to the same file.
+  const ordersDb = new Database(join(settings.dataDir, 'gateway.db'));
+  ordersDb.pragma('journal_mode = WAL');
+  ordersDb.pragma('synchronous = FULL');
+  ordersDb.pragma('busy_timeout = 10000');
+  runtime.orders = new OrderCache(ordersDb, { expiryDays: settings.orders.expiryDays });
   setRuntime(runtime);
 
   const app = express();
@@ -112,6 +120,12 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
 
   const retentionTimer = settings.retention.intervalMinutes > 0
     ? setInterval(() => {
+        try {
+          const n = runtime.orders?.expire() ?? 0;
+          if (n) log.info({ expired: n }, 'expired cached orders');
+        } catch (e) {
+          log.error({ err: String(e) }, 'order expiry failed');
+        }
         store
           .applyRetention(settings.retention)
           
@@ -143,6 +157,7 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
         server.closeAllConnections?.();
         await new Promise<void>((r) => server.close(() => r()));
         await store.close();
+        ordersDb.close();
         setRuntime(undefined);
         log.info('gateway stopped');
       })();

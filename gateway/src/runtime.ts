@@ -4,6 +4,7 @@ import type { Output } from './contracts/output';
 import type { GatewaySettings } from './config/settings';
 import { FlowTracker } from './pipeline/flow-tracker';
 import { OutboxWorker, type OutboxWorkerOptions } from './pipeline/outbox-worker';
+import type { OrderCache } from './orders/order-cache';
 
 /**
  * The running gateway as the Node-RED nodes see it: the store, the flow tracker, the device
@@ -14,6 +15,9 @@ export class GatewayRuntime {
   readonly tracker: FlowTracker;
   private readonly devices = new Map<string, () => DriverStatus>();
   private readonly destinations = new Map<string, OutboxWorker>();
+
+  /** HIS/LIS orders for host queries and order download (its own connection to the same SQLite file). */
+  orders: OrderCache | undefined;
 
   constructor(readonly settings: GatewaySettings, readonly store: GatewayStoreApi) {
     this.tracker = new FlowTracker(store);

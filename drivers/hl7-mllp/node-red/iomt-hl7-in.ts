@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { Hl7Receiver } from '../hl7-receiver';
 import { getRuntime } from '../../../gateway/src/runtime';
-import { resolveEnvTemplate, resolveNumber } from '../../../gateway/src/config/env-template';
+import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../gateway/src/config/env-template';
 import { DeviceEmitter, showStatus, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
 
 interface Hl7InConfig {
@@ -24,6 +24,7 @@ interface Hl7InConfig {
   idleTimeoutS?: string;
   maxConnections?: string;
   charset?: string;
+  acceptOrders?: boolean | string;
 }
 
 export = function register(RED: any): void {
@@ -58,9 +59,13 @@ export = function register(RED: any): void {
       return;
     }
     const rt = getRuntime();
+    // ORM^O01 / OML^O21 from the HIS/LIS go to the order cache (host queries, order download)
+    const orders = resolveBool(config.acceptOrders, false) && rt.orders
+      ? { accept: (updates: Parameters<NonNullable<typeof rt.orders>['apply']>[0], header: { controlId: string }) => { rt.orders!.apply(updates, { deviceId, messageControlId: header.controlId }); } }
+      : undefined;
     const emitter = new DeviceEmitter(node, deviceId, 'hl7-mllp');
     const receiver = new Hl7Receiver(
-      { deviceId, host, port, tls, maxBytes, idleTimeoutMs, maxConnections, charset: config.charset === 'latin1' ? 'latin1' : 'utf8' },
+      { deviceId, host, port, tls, maxBytes, idleTimeoutMs, maxConnections, charset: config.charset === 'latin1' ? 'latin1' : 'utf8', orders },
       rt.store,
       (r, inbound) => {
         emitter.committed(r, inbound.messageType);

@@ -21,6 +21,8 @@ export interface GatewaySettings {
   logLevel: LogLevel;
   store: { maxDbBytes: number };
   retention: RetentionPolicy & { intervalMinutes: number };
+  /** HIS/LIS order cache (host queries): orders unchanged this long are dropped. */
+  orders: { expiryDays: number };
   /** Editor on/off: headless boxes may switch the editor off (runtime still runs). */
   editor: { enabled: boolean };
   /** Where the settings came from, for messages. */
@@ -35,6 +37,7 @@ export const DEFAULT_SETTINGS: Omit<GatewaySettings, 'source'> = {
   store: { maxDbBytes: 0 },
   retention: { maxAgeDays: 30, maxBytes: 2 * 1024 ** 3, settledMaxAgeDays: 7, quarantineMaxAgeDays: 90, intervalMinutes: 60 },
   editor: { enabled: true },
+  orders: { expiryDays: 7 },
 };
 
 /** Environment overrides: name → settings path and type. */
@@ -53,6 +56,7 @@ export const ENV_OVERRIDES: Array<{ env: string; path: string; type: 'string' | 
   { env: 'IOMT_RETENTION_MAX_AGE_DAYS', path: 'retention.maxAgeDays', type: 'int' },
   { env: 'IOMT_RETENTION_MAX_BYTES', path: 'retention.maxBytes', type: 'int' },
   { env: 'IOMT_EDITOR', path: 'editor.enabled', type: 'bool' },
+  { env: 'IOMT_ORDER_EXPIRY_DAYS', path: 'orders.expiryDays', type: 'int' },
 ];
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
@@ -148,6 +152,7 @@ export function validateSettings(s: GatewaySettings, file: string): ConfigProble
   for (const k of ['maxAgeDays', 'maxBytes', 'settledMaxAgeDays', 'quarantineMaxAgeDays', 'intervalMinutes'] as const) {
     if (!Number.isFinite(r?.[k]) || r[k] < 0) bad(`retention.${k}`, 'must be a number >= 0');
   }
+  if (!Number.isFinite(s.orders?.expiryDays) || s.orders.expiryDays < 1) bad('orders.expiryDays', 'must be a whole number of days >= 1');
   if (!Number.isFinite(s.store?.maxDbBytes) || s.store.maxDbBytes < 0) bad('store.maxDbBytes', 'must be a number >= 0 (0 = no quota)');
   return p;
 }
