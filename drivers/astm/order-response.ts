@@ -18,6 +18,9 @@ export interface AstmOrder {
   tests: string[];
   priority?: string; // O.6: S stat, A ASAP, R routine
   actionCode?: string; // O.12: N new (default), A add, C cancel ...
+  requestedAt?: string; // O.7 YYYYMMDDHHMMSS
+  collectedAt?: string; // O.8 YYYYMMDDHHMMSS
+  specimenType?: string; // O.16 specimen descriptor (SER, WB ...)
 }
 
 export interface OrderResponseOptions {
@@ -66,8 +69,9 @@ export function buildOrderResponse(query: AstmHostQuery, orders: AstmOrder[] | '
     // P.3 practice ID, P.6 name, P.8 DOB, P.9 sex
     recs.push(trimFields(`P|${p}|${e(o.patientId)}|||${(o.patientName ?? '').split('^').map(e).join('^')}||${e(o.birthDate)}|${e(o.sex)}`));
     const tests = o.tests.length ? o.tests : query.tests.filter((t) => t !== 'ALL');
-    // O.3 specimen, O.5 tests, O.6 priority, O.12 action code, O.26 report type 'Q' (response to query)
-    recs.push(`O|1|${e(o.specimenId)}||${testList(tests)}|${e(o.priority ?? 'R')}||||||${e(o.actionCode ?? 'N')}||||||||||||||Q`);
+    // O.3 specimen, O.5 tests, O.6 priority, O.7/O.8 times, O.12 action code, O.16 specimen type,
+    // O.26 report type 'Q' (response to query) — protocols.md §2.3 C
+    recs.push(`O|1|${e(o.specimenId)}||${testList(tests)}|${e(o.priority ?? 'R')}|${e(o.requestedAt)}|${e(o.collectedAt)}||||${e(o.actionCode ?? 'N')}||||${e(o.specimenType)}||||||||||Q`);
   }
   if (profile.query.noInfoStyle === 'order-record') {
     for (const s of missing) {

@@ -102,9 +102,11 @@ describe('host query', () => {
   it('answers with H, P, O (action code N, O.26 Q), L|1|F (protocols.md §2.3 C)', () => {
     const profile = profiles.get('roche-cobas-c311')!;
     const q = parseAstmMessage(parseRecords(query), profile).queries[0];
-    const recs = buildOrderResponse(q, [{ specimenId: '2503010057', patientId: 'BN0067890', patientName: 'TRẦN^THỊ BÌNH', birthDate: '19790130', sex: 'F', tests: ['14749-6', '690', '685'] }], { profile, now: new Date(2025, 2, 1, 10, 0, 2) });
+    const recs = buildOrderResponse(q, [{ specimenId: '2503010057', patientId: 'BN0067890', patientName: 'TRẦN^THỊ BÌNH', birthDate: '19790130', sex: 'F', tests: ['14749-6', '690', '685'], requestedAt: '20250301094500', collectedAt: '20250301094000', specimenType: 'SER' }], { profile, now: new Date(2025, 2, 1, 10, 0, 2) });
     expect(recs[0]).toBe('H|\\^&|||IOMT-GW|||||CHEM01^c311^1||P|1|20250301100002');
     expect(recs[1]).toBe('P|1|BN0067890|||TRAN^THI BINH||19790130|F');
+    // byte-identical to the composed example of protocols.md §2.3 C
+    expect(recs[2]).toBe('O|1|2503010057||^^^717/\\^^^690/\\^^^685/|R|20250301094500|20250301094000||||N||||SER||||||||||Q');
     const o = parseRecords(recs).records[2];
     expect([field(o, 3), field(o, 5), field(o, 6), field(o, 12), field(o, 26)]).toEqual(['2503010057', '^^^717/\\^^^690/\\^^^685/', 'R', 'N', 'Q']);
     expect(recs[3]).toBe('L|1|F');
