@@ -339,6 +339,16 @@ export function renderMarkdown(args: { command: string; info: ReturnType<typeof 
       lines.push(`| ${e.target}${e.error ? ` (failed: ${e.error.replace(/\|/g, '/').split('\n')[0]})` : ''} | ${e.rate} | ${e.connections} | ${e.durationS} | ${e.sent} | ${e.acked} | ${e.delivered} | ${f2(e.p50)} | ${f2(e.p99)} | ${f2(e.max)} |`);
     }
     lines.push('');
+    for (const e of args.e2e) {
+      const achieved = e.acked / e.durationS;
+      if (!e.error && achieved < 0.95 * e.rate) {
+        lines.push(
+          `${e.target}: the analyzers achieved only ${achieved.toFixed(0)} msg/s of the ${e.rate} msg/s offered (stop-and-wait on ${e.connections} connections), i.e. the target ` +
+            'is beyond its sustained capacity here; the end-to-end latency is then dominated by the outbox backlog, not by the per-message path.',
+        );
+        lines.push('');
+      }
+    }
   }
   if (args.skipped.length) {
     lines.push(`Not run: ${args.skipped.join('; ')}.`);

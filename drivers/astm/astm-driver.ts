@@ -138,6 +138,28 @@ export class AstmDriver {
     return s;
   }
 
+  /**
+   * Order download (broadcast mode): send orders to every connected analyzer as a new sender session
+   * (E1381 establishment → H, P, O…, L). Resolves with the number of links that took them; a link
+   * that is busy receiving waits its turn (the instrument wins contention, E1381 8.2.7.1).
+   */
+  async sendOrders(orders: AstmOrder[]): Promise<number> {
+    if (!orders.length) return 0;
+    const records = buildOrderResponse({ specimenIds: [], tests: ['ALL'], status: 'O' }, orders, { profile: this.profile });
+    const enc = this.profile.encoding === 'utf8' ? 'utf8' : 'latin1';
+    let sent = 0;
+    for (const { link, conn } of [...this.links.values()]) {
+      try {
+        await link.send(records.map((r) => Buffer.from(r, enc)));
+        sent++;
+      } catch (e) {
+        this.error(`order download: ${(e as Error).message}`);
+        this.log.warn({ conn: conn.id, err: (e as Error).message }, 'order download failed');
+      }
+    }
+    return sent;
+  }
+
   /** Tell the link the store is (un)available: ENQ is answered with NAK (busy) while unavailable. */
   setStoreAvailable(available: boolean): void {
     this.storeBusyUntil = available ? 0 : Number.MAX_SAFE_INTEGER;

@@ -14,7 +14,7 @@ describe('README example', () => {
     expect(r.drafts).toHaveLength(1);
     expect(r.drafts[0]).toMatchObject({
       code: { system: 'http://loinc.org', code: '718-7' },
-      value: { kind: 'quantity', value: 11.6, unit: 'g/dL' },
+      value: { kind: 'quantity', value: 11.6, unit: 'g/dL', decimal: '11.6' },
       referenceRange: '13.0-17.0',
       interpretation: ['L'],
       status: 'final',

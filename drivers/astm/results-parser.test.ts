@@ -38,7 +38,7 @@ describe('results parser', () => {
     expect(r.drafts[0]).toMatchObject({
       code: { system: 'http://loinc.org', code: '6690-2' },
       localCode: { system: 'local', code: 'WBC' },
-      value: { kind: 'quantity', value: 7.85, unit: '10*3/uL' },
+      value: { kind: 'quantity', value: 7.85, unit: '10*3/uL', decimal: '7.85' },
       referenceRange: '4.00-10.00',
       interpretation: ['N'],
       status: 'final',
@@ -60,7 +60,7 @@ describe('results parser', () => {
     const r = parseAstmMessage(parseRecords(lines('vendor-sysmex-xn.astm')), profiles.get('sysmex-xn')!);
     expect(r.drafts.map((d) => d.localCode?.code ?? d.code.code)).toEqual(['WBC', 'RBC', 'HGB', 'PLT', 'Anemia', 'SCAT_WDF']);
     expect(r.drafts[0]).toMatchObject({ code: { code: '6690-2' }, equipment: { id: 'XN-550' }, subject: { patientId: 'PID-7781', specimenId: '77', instrumentSpecimenId: '77' } });
-    expect(r.drafts[3].value).toEqual({ kind: 'quantity', value: 10, unit: '10*3/uL', comparator: '<' });
+    expect(r.drafts[3].value).toEqual({ kind: 'quantity', value: 10, unit: '10*3/uL', comparator: '<', decimal: '10' });
     expect(r.drafts[4]).toMatchObject({ interpretation: ['A'], status: 'final' });
     expect(r.drafts[4].value).toBeUndefined();
     expect(r.drafts[5].value).toEqual({ kind: 'text', text: 'PNG\\20250301\\QA_WDF.PNG' });

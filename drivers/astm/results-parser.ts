@@ -59,7 +59,8 @@ function parseValue(raw: string, unit: string | undefined): ObservationValue | u
   if (!v) return undefined;
   const m = NUMBER.exec(v);
   if (m) {
-    const q: ObservationValue = { kind: 'quantity', value: Number(m[2]), unit: unit ?? '' };
+    // keep the number as sent: '4.20' states a precision that 4.2 loses (contracts/observation.ts)
+    const q: ObservationValue = { kind: 'quantity', value: Number(m[2]), unit: unit ?? '', decimal: m[2] };
     if (m[1]) q.comparator = m[1] as '<' | '>' | '<=' | '>=';
     return q;
   }

@@ -8,7 +8,7 @@ type NodeDef = Record<string, unknown> & { id?: string; type?: string; wires?: u
 const NODE_RULES: Record<string, { ports?: string[]; positive?: string[]; uniqueBy?: string; files?: Array<{ prop: string; when: string }> }> = {
   'iomt-hl7-in': { ports: ['port'], positive: ['maxBytes', 'idleTimeoutS', 'maxConnections'], uniqueBy: 'deviceId', files: [{ prop: 'tlsCert', when: 'tls' }, { prop: 'tlsKey', when: 'tls' }] },
   'iomt-hl7-out': { ports: ['port'], positive: ['ackTimeoutS', 'maxAttempts', 'maxAgeHours', 'reconnectMaxS'], uniqueBy: 'destination' },
-  'iomt-astm-device': { uniqueBy: 'deviceId' },
+  'iomt-astm-device': { positive: ['baudRate'], uniqueBy: 'deviceId' },
 };
 
 /**

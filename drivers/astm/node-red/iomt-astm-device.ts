@@ -1,0 +1,198 @@
+/**
+ * Thin Node-RED wrapper (conventions §11): `iomt-astm-device` connects one ASTM E1381/E1394 analyzer
+ * over a serial port or TCP (either role), commits each result message before the final ACK, sends
+ * the normalized observations into the flow, and answers host queries from the order cache.
+ */
+import { join } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { AstmDriver, type AstmTransportOptions } from '../astm-driver';
+import { loadProfiles, defaultProfile, type AstmProfile } from '../profile';
+import type { AstmOrder } from '../order-response';
+import { getRuntime } from '../../../gateway/src/runtime';
+import { packageRoot } from '../../../gateway/src/package-root';
+import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../gateway/src/config/env-template';
+import { DeviceEmitter, showStatus, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
+import { ordersForAstmQuery, toAstmOrder } from '../../../gateway/src/orders/astm-order-answer';
+import { componentLogger } from '../../../gateway/src/log/logger';
+
+interface AstmDeviceConfig {
+  id: string;
+  name?: string;
+  deviceId?: string;
+  profile?: string;
+  transport?: 'serial' | 'tcp-server' | 'tcp-client' | string;
+  serialPath?: string;
+  baudRate?: string;
+  dataBits?: string;
+  parity?: string;
+  stopBits?: string;
+  flowControl?: string;
+  tcpHost?: string;
+  tcpPort?: string;
+  answerQueries?: boolean | string;
+  broadcastOrders?: boolean | string;
+}
+
+/** Profiles are data (firmware-config/profiles/astm); IOMT_PROFILES_DIR adds a site's own directory. */
+function profileDirs(): string[] {
+  const dirs = [join(packageRoot(), 'firmware-config', 'profiles', 'astm')];
+  if (process.env.IOMT_PROFILES_DIR) dirs.push(join(process.env.IOMT_PROFILES_DIR, 'astm'));
+  return dirs.filter((d) => existsSync(d) && readdirSync(d).some((f) => f.endsWith('.json')));
+}
+
+function allProfiles(): Map<string, AstmProfile> {
+  const out = new Map<string, AstmProfile>();
+  for (const d of profileDirs()) for (const [k, v] of loadProfiles(d)) out.set(k, v);
+  return out;
+}
+
+export = function register(RED: any): void {
+  const log = componentLogger('astm-node');
+  let profiles: Map<string, AstmProfile>;
+  let profileError: string | undefined;
+  try {
+    profiles = allProfiles();
+  } catch (e) {
+    profiles = new Map();
+    profileError = (e as Error).message;
+    log.error({ err: profileError }, 'ASTM profiles are invalid; run iomt-gateway check-config');
+  }
+
+  // Editor helpers: the profile dropdown and the serial port picker (admin login required).
+  RED.httpAdmin.get('/iomt/astm/profiles', RED.auth.needsPermission('flows.read'), (_req: any, res: any) => {
+    res.json([...profiles.values()].map((p) => ({ id: p.id, name: p.name, serial: p.serial, tcpRole: p.tcpRole })));
+  });
+  RED.httpAdmin.get('/iomt/serial-ports', RED.auth.needsPermission('flows.read'), async (_req: any, res: any) => {
+    try {
+      const { SerialPort } = await import('serialport');
+      const ports = await SerialPort.list();
+      const byId = existsSync('/dev/serial/by-id') ? readdirSync('/dev/serial/by-id').map((f) => `/dev/serial/by-id/${f}`) : [];
+      res.json({ stable: byId, ports: ports.map((p) => ({ path: p.path, manufacturer: p.manufacturer, serialNumber: p.serialNumber, vendorId: p.vendorId, productId: p.productId })) });
+    } catch (e) {
+      res.status(500).json({ error: (e as Error).message });
+    }
+  });
+
+  function IomtAstmDevice(this: RedNode, config: AstmDeviceConfig) {
+    RED.nodes.createNode(this, config);
+    const node = this;
+    const deviceId = resolveEnvTemplate(config.deviceId).trim() || config.name || config.id;
+    const profileId = resolveEnvTemplate(config.profile).trim() || 'generic-lis2-a2';
+    if (profileError) {
+      node.error(`profiles: ${profileError}`);
+      showStatus(node, { state: 'error', detail: 'invalid profiles' });
+      return;
+    }
+    const profile = profiles.get(profileId) ?? (profileId === 'generic-lis2-a2' ? defaultProfile() : undefined);
+    if (!profile) {
+      node.error(`unknown ASTM profile '${profileId}' (have: ${[...profiles.keys()].join(', ')})`);
+      showStatus(node, { state: 'error', detail: 'unknown profile' });
+      return;
+    }
+    const kind = resolveEnvTemplate(config.transport).trim() || 'serial';
+    let transport: AstmTransportOptions;
+    if (kind === 'serial') {
+      const path = resolveEnvTemplate(config.serialPath).trim();
+      if (!path) {
+        node.error('serial transport needs a port path (prefer /dev/serial/by-id/...)');
+        showStatus(node, { state: 'error', detail: 'no serial port' });
+        return;
+      }
+      const flow = resolveEnvTemplate(config.flowControl).trim();
+      const parity = resolveEnvTemplate(config.parity).trim();
+      transport = {
+        kind: 'serial',
+        path,
+        baudRate: resolveNumber(config.baudRate, profile.serial.baudRate),
+        dataBits: resolveNumber(config.dataBits, profile.serial.dataBits) as 7 | 8,
+        parity: (parity || profile.serial.parity) as 'none' | 'even' | 'odd',
+        stopBits: resolveNumber(config.stopBits, profile.serial.stopBits) as 1 | 2,
+        rtscts: flow ? flow === 'rtscts' : profile.serial.rtscts,
+        xon: flow ? flow === 'xon' : profile.serial.xon,
+      } as AstmTransportOptions;
+    } else if (kind === 'tcp-server' || kind === 'tcp-client') {
+      const port = resolveNumber(config.tcpPort, 0);
+      if (!Number.isInteger(port) || port <= 0 || port > 65535) {
+        node.error(`invalid TCP port '${config.tcpPort}'`);
+        showStatus(node, { state: 'error', detail: 'invalid port' });
+        return;
+      }
+      const host = resolveEnvTemplate(config.tcpHost).trim();
+      transport = kind === 'tcp-server' ? { kind, port, host: host || '0.0.0.0' } : { kind, port, host: host || '127.0.0.1' };
+    } else {
+      node.error(`unknown transport '${kind}'`);
+      return;
+    }
+    const rt = getRuntime();
+    const emitter = new DeviceEmitter(node, deviceId, 'astm');
+    const answerQueries = resolveBool(config.answerQueries, true);
+    const driver = new AstmDriver({ deviceId, profile, transport }, rt.store, {
+      onCommitted: (r, inbound) => {
+        emitter.committed(r, inbound.messageType);
+        showStatus(node, driver.status());
+      },
+      // Host query (E1394 Q record): answered from the order cache, never a synchronous HIS call.
+      onQuery: answerQueries && rt.orders
+        ? async (q) => {
+            const answer = ordersForAstmQuery(rt.orders!, { patientId: q.patientId, specimenIds: q.specimenIds, tests: q.tests });
+            if (answer !== 'unknown') for (const a of answer) rt.orders!.markDownloaded(a.orderId, deviceId);
+            return answer as AstmOrder[] | 'unknown';
+          }
+        : undefined,
+    });
+    let unregister: (() => void) | undefined;
+    try {
+      unregister = rt.registerDevice(deviceId, () => driver.status());
+    } catch (e) {
+      node.error((e as Error).message);
+      showStatus(node, { state: 'error', detail: 'duplicate device id' });
+      return;
+    }
+    const abort = new AbortController();
+    // Optional order download: pending orders go to the analyzer as they arrive (cursor kept in the store).
+    let broadcastTimer: NodeJS.Timeout | undefined;
+    if (resolveBool(config.broadcastOrders, false) && rt.orders) {
+      const cursorName = `astm:${deviceId}`;
+      let busy = false;
+      broadcastTimer = setInterval(() => {
+        if (busy || driver.status().connections === 0) return;
+        busy = true;
+        (async () => {
+          const cache = rt.orders!;
+          const { orders, cursor } = cache.pendingSince(cache.loadCursor(cursorName), 50);
+          const send = orders.filter((o) => o.status === 'pending' || cache.downloadedTo(o.id).some((d) => d.deviceId === deviceId));
+          if (send.length) {
+            const n = await driver.sendOrders(send.map((o) => toAstmOrder(o) as AstmOrder));
+            if (!n) return; // not taken: try again next round from the same cursor
+            for (const o of send) cache.markDownloaded(o.id, deviceId);
+          }
+          cache.saveCursor(cursorName, cursor);
+        })()
+          .catch((e) => node.warn(`order download: ${(e as Error).message}`))
+          .finally(() => (busy = false));
+      }, 2000);
+      broadcastTimer.unref();
+    }
+    showStatus(node, { state: 'starting' });
+    const cancelStart = whenFlowsStarted(RED, () => {
+      emitter.start();
+      // A serial port absent at start is retried by the transport; it never stops the rest of the flow.
+      driver.run(abort.signal).catch((e: Error) => {
+        node.error(`ASTM ${kind}: ${e.message}`);
+        showStatus(node, { state: 'error', detail: e.message });
+      });
+    });
+    const statusTimer = setInterval(() => showStatus(node, driver.status()), 3000);
+    statusTimer.unref();
+    node.on('close', (_removed, done) => {
+      cancelStart();
+      clearInterval(statusTimer);
+      if (broadcastTimer) clearInterval(broadcastTimer);
+      emitter.stop();
+      abort.abort();
+      unregister?.();
+      driver.close().then(() => done(), () => done());
+    });
+  }
+  RED.nodes.registerType('iomt-astm-device', IomtAstmDevice);
+};
