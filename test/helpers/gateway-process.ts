@@ -19,7 +19,7 @@ export interface GatewayProcess {
 }
 
 /** Start the built gateway CLI (`npm run build` first; `npm test` does) as a real child process. */
-export async function startGatewayProcess(opts: { dataDir: string; flows?: string; env?: Record<string, string>; hl7Port?: number; httpPort?: number }): Promise<GatewayProcess> {
+export async function startGatewayProcess(opts: { dataDir: string; flows?: string; env?: Record<string, string>; hl7Port?: number; httpPort?: number; https?: boolean }): Promise<GatewayProcess> {
   const httpPort = opts.httpPort ?? (await freePort());
   const hl7Port = opts.hl7Port ?? (await freePort());
   const child = spawn(process.execPath, [CLI, 'run', '--flows', opts.flows ?? join(ROOT, 'flows', 'hl7-relay.json')], {
@@ -42,11 +42,12 @@ export async function startGatewayProcess(opts: { dataDir: string; flows?: strin
   child.stderr!.on('data', (d) => (out += d));
   const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
   const auth = 'Basic ' + Buffer.from(`admin:${ADMIN_PASSWORD}`).toString('base64');
-  const base = `http://127.0.0.1:${httpPort}`;
+  const base = `${opts.https ? 'https' : 'http'}://127.0.0.1:${httpPort}`;
   let dead = false;
   void exited.then(() => (dead = true));
   await waitFor(async () => {
     if (dead) throw new Error(`gateway exited during start:\n${out}`);
+    if (opts.https) return httpsOk(`${base}/readyz`);
     const r = await fetch(`${base}/readyz`).catch(() => undefined);
     return r?.ok;
   }, 30_000, 100).catch((e) => {
@@ -71,4 +72,16 @@ export async function startGatewayProcess(opts: { dataDir: string; flows?: strin
       return exited;
     },
   };
+}
+
+/** GET over HTTPS without verifying (readiness probe only; tests verify the chain themselves). */
+function httpsOk(url: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    require('node:https')
+      .get(url, { rejectUnauthorized: false }, (res: import('node:http').IncomingMessage) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      })
+      .on('error', () => resolve(false));
+  });
 }

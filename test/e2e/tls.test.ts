@@ -1,0 +1,75 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { join } from 'node:path';
+import https from 'node:https';
+import { freePort, requirePeer, tempDir, waitFor } from '../helpers/env';
+import { makeCerts } from '../helpers/tls';
+import { startGatewayProcess, ADMIN_PASSWORD, type GatewayProcess } from '../helpers/gateway-process';
+import { MllpClient } from '../../drivers/hl7-mllp/mllp-client';
+import { MllpServer } from '../../drivers/hl7-mllp/mllp-server';
+import { parseAck, buildAck } from '../../drivers/hl7-mllp/ack';
+import { parseHl7, readHeader } from '../../drivers/hl7-mllp/hl7-message';
+
+// TLS on every network interface: MLLP in, MLLP out to the HIS, and the operator HTTP port.
+describe('TLS end to end', () => {
+  const tmp = tempDir();
+  let gw: GatewayProcess;
+  let his: MllpServer;
+  const received: string[] = [];
+  let certs: ReturnType<typeof makeCerts>;
+
+  beforeAll(async () => {
+    requirePeer('openssl');
+    certs = makeCerts(tmp.dir);
+    his = new MllpServer({ host: '127.0.0.1', port: 0, tls: { key: certs.key, cert: certs.cert } }, async (payload) => {
+      const text = payload.toString();
+      received.push(text);
+      return Buffer.from(buildAck({ request: readHeader(parseHl7(text)), code: 'AA', controlId: `H${received.length}` }));
+    });
+    const { port: hisPort } = await his.start();
+    gw = await startGatewayProcess({
+      dataDir: join(tmp.dir, 'gw'),
+      httpPort: await freePort(),
+      env: {
+        IOMT_HTTP_TLS_CERT: certs.certFile,
+        IOMT_HTTP_TLS_KEY: certs.keyFile,
+        HL7_IN_TLS: 'true',
+        HL7_IN_TLS_CERT: certs.certFile,
+        HL7_IN_TLS_KEY: certs.keyFile,
+        HIS_HOST: 'localhost',
+        HIS_PORT: String(hisPort),
+        HIS_TLS: 'true',
+        HIS_TLS_CA: certs.caFile,
+        HIS_RECONNECT_MAX_S: '1',
+        NODE_EXTRA_CA_CERTS: certs.caFile,
+      },
+      https: true,
+    });
+  });
+  afterAll(async () => {
+    await gw?.kill();
+    await his?.close();
+    tmp.cleanup();
+  });
+
+  it('accepts MLLP over TLS, forwards over TLS to the HIS, and serves the API over HTTPS only', async () => {
+    const client = new MllpClient({ host: '127.0.0.1', port: gw.hl7Port, tls: { ca: certs.ca, servername: 'localhost' }, ackTimeoutMs: 5000 });
+    const msg = Buffer.from('MSH|^~\\&|TLSLAB|L1|||20250301||ORU^R01|TLS-1|P|2.5.1\rPID|1||P1\rOBR|1||TLS-SPEC-1|X^Y\rOBX|1|NM|718-7^HGB^LN||13.2|g/dL|||||F\r');
+    expect(parseAck(await client.send(msg)).code).toBe('AA');
+    await client.close();
+    await waitFor(() => received.some((t) => t.includes('TLS-SPEC-1')), 15_000);
+    // plain MLLP to the TLS listener gets nothing useful
+    const plain = new MllpClient({ host: '127.0.0.1', port: gw.hl7Port, ackTimeoutMs: 1500, connectTimeoutMs: 1500 });
+    await expect(plain.send(msg)).rejects.toBeDefined();
+    await plain.close().catch(() => undefined);
+    const body = await new Promise<string>((resolve, reject) => {
+      https
+        .get({ host: '127.0.0.1', port: gw.httpPort, path: '/api/v1/destinations', ca: certs.ca, servername: 'localhost', auth: `admin:${ADMIN_PASSWORD}` }, (res) => {
+          let d = '';
+          res.on('data', (c) => (d += c));
+          res.on('end', () => resolve(d));
+        })
+        .on('error', reject);
+    });
+    expect(JSON.parse(body).destinations[0].destination).toBe('his');
+  });
+});
