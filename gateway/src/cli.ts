@@ -9,7 +9,7 @@ import { ConfigError, type ConfigProblem } from './contracts/errors';
 import { createRootLogger } from './log/logger';
 import { startGateway } from './gateway';
 import { packageRoot } from './package-root';
-import { checkProfileDir } from '../../drivers/astm/profile';
+import { DRIVERS } from '../../drivers';
 
 const USAGE = `iomt-gateway <command> [options]
 
@@ -32,8 +32,12 @@ function reportProblems(problems: ConfigProblem[]): void {
 /** Validate device profiles with the driver that owns them (profiles are data: firmware-config/profiles). */
 function checkProfiles(dir: string): ConfigProblem[] {
   if (!existsSync(dir)) return [{ file: dir, path: '', reason: 'profiles directory not found' }];
-  const astmDir = join(dir, 'astm');
-  return existsSync(astmDir) ? checkProfileDir(astmDir) : [];
+  const out: ConfigProblem[] = [];
+  for (const d of DRIVERS) {
+    const sub = join(dir, d.name);
+    if (d.checkProfiles && existsSync(sub)) out.push(...d.checkProfiles(sub));
+  }
+  return out;
 }
 
 async function main(argv: string[]): Promise<number> {

@@ -1,18 +1,18 @@
 import type { Server } from 'node:http';
 import type { Express } from 'express';
-import { join, resolve } from 'node:path';
 import { mkdirSync } from 'node:fs';
 import { componentLogger } from '../log/logger';
 import type { FlowTracker } from '../pipeline/flow-tracker';
+import { DRIVERS } from '../../../drivers';
+import { OUTPUTS } from '../outputs';
 
 // node-red ships no type declarations
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const RED: any = require('node-red');
 
-/** Directories holding our thin node wrappers (compiled .js beside their .html). */
+/** Directories holding our thin node wrappers (compiled .js beside their .html), from the registration arrays. */
 export function nodeDirs(): string[] {
-  const distRoot = resolve(__dirname, '..', '..', '..'); // dist/ (or the repo root under tsx)
-  return [join(distRoot, 'drivers'), join(distRoot, 'gateway', 'src', 'outputs')];
+  return [...DRIVERS.map((d) => d.nodeRedDir), ...OUTPUTS.map((o) => o.nodeRedDir)];
 }
 
 export interface NodeRedOptions {
