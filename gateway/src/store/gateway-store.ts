@@ -22,11 +22,13 @@ import type {
 } from '../contracts/store';
 import { componentLogger } from '../log/logger';
 import { metrics } from '../metrics/registry';
+import { decodeObservations } from './codec';
 import { UidGenerator } from './ids';
 import { prepareDatabase } from './migrations';
-import { backoffMs, DEFAULT_DESTINATION_POLICY, isExhausted, LeaseTable, resolvePolicy } from './outbox';
-import { applyRetention } from './retention';
-import { toStoreError, WriteQueue, type WriteQueueStats } from './write-queue';
+import { DEFAULT_DESTINATION_POLICY, LeaseTable, resolvePolicy } from './outbox';
+import { toStoreError, type WriteQueueStats } from './write-queue';
+import { WriterClient } from './writer-client';
+import type { SubmitReply } from './writer-protocol';
 
 export const DB_FILE = 'gateway.db';
 const MAX_PAGE_COUNT_UNLIMITED = 4294967294;
@@ -97,14 +99,16 @@ function normalizeIso(s: string): string {
 }
 
 /**
- * The gateway store (architecture §3): one SQLite file in WAL mode with synchronous=FULL, written
- * only through the group-commit queue; reads are synchronous and see committed data only (the queue
- * flushes synchronously, so no read ever runs inside an open transaction).
+ * The gateway store (architecture §3): one SQLite file in WAL mode with synchronous=FULL.
+ * Writes are commands posted to the writer worker (store-writer-worker.ts), which owns the only
+ * write connection, group-commits them and fsyncs off the main thread; each promise resolves after
+ * the COMMIT holding it returned. This thread keeps a read connection (WAL: reads see committed
+ * data only), the in-memory leases and the destination policies. See README "Writer worker".
  */
 export class GatewayStore implements GatewayStoreApi {
   readonly file: string;
   private readonly log = componentLogger('store');
-  private readonly queue: WriteQueue;
+  private readonly writer: WriterClient;
   private readonly uids = new UidGenerator();
   private readonly leases = new LeaseTable();
   private readonly policies = new Map<string, DestinationPolicy>();
@@ -113,57 +117,62 @@ export class GatewayStore implements GatewayStoreApi {
   private closed = false;
   private readonly st: Record<string, Statement>;
   private readonly schemaVersion: number;
+  /** the read connection (migrations ran on it before the writer started) */
+  private readonly db: Db;
 
   static open(opts: StoreOptions): GatewayStore {
     return new GatewayStore(opts);
   }
 
   private constructor(private readonly opts: StoreOptions) {
+    const maxBatch = opts.maxBatch ?? 512;
+    if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError('maxBatch must be an integer >= 1');
     mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
     this.file = join(opts.dataDir, DB_FILE);
     const db = new Database(this.file);
+    let maxPageCount: number;
     try {
+      // synchronous, before the writer starts: open() returns a store whose schema is ready
       const m = prepareDatabase(db);
       this.schemaVersion = m.to;
       if (m.from !== m.to || m.vacuumed) this.log.info({ from: m.from, to: m.to, vacuumed: m.vacuumed }, 'store schema migrated');
+      maxPageCount = this.pagesFor(db, opts.maxDbBytes ?? 0);
+      db.pragma(`max_page_count = ${maxPageCount}`); // mirrors the writer's limit (diagnostics)
+      db.pragma('query_only = ON'); // this thread never writes
     } catch (e) {
       db.close();
       throw toStoreError(e, `cannot open ${this.file}`);
     }
     this.db = db;
-    this.setMaxDbBytes(opts.maxDbBytes ?? 0);
-    this.queue = new WriteQueue(db, opts.maxBatch ?? 512, {
-      onBatch: (n) => metrics.commitBatch.observe(n),
-      onLatency: (s) => metrics.commitLatency.observe(s),
-      onBatchError: (err, n) => this.log.error({ code: err.code, err: err.message, ops: n }, 'group commit failed; batch rejected'),
-    });
+    try {
+      this.writer = new WriterClient(
+        { file: this.file, maxBatch, maxPageCount, busyTimeoutMs: 5000 },
+        {
+          onBatch: (n) => metrics.commitBatch.observe(n),
+          onLog: (level, obj, msg) => this.log[level](obj, msg),
+          onCrash: (err) => this.log.error({ code: err.code, err: err.message }, 'store writer worker died; writes are rejected until the store is reopened'),
+        },
+      );
+    } catch (e) {
+      db.close();
+      throw toStoreError(e, `cannot start the store writer for ${this.file}`);
+    }
     this.st = this.prepareStatements();
     this.registerGauges();
     this.log.info({ file: this.file, maxDbBytes: opts.maxDbBytes ?? 0 }, 'store opened');
   }
 
-  private readonly db: Db;
+  private pagesFor(db: Db, maxDbBytes: number): number {
+    if (!Number.isFinite(maxDbBytes) || maxDbBytes < 0) throw new RangeError('maxDbBytes must be >= 0');
+    const pageSize = Number(db.pragma('page_size', { simple: true }));
+    return maxDbBytes > 0 ? Math.max(1, Math.floor(maxDbBytes / pageSize)) : MAX_PAGE_COUNT_UNLIMITED;
+  }
 
   private prepareStatements(): Record<string, Statement> {
     const db = this.db;
     return {
-      findDedupe: db.prepare(`SELECT id, uid FROM messages WHERE device_id = ? AND dedupe_key = ?`),
-      insertMessage: db.prepare(
-        `INSERT INTO messages (uid, device_id, driver, message_type, source_message_id, sender, dedupe_key, received_at, bytes, meta, observation_count)
-         VALUES (@uid, @deviceId, @driver, @messageType, @sourceMessageId, @sender, @dedupeKey, @receivedAt, @bytes, @meta, @observationCount)`,
-      ),
-      insertBody: db.prepare(`INSERT INTO message_bodies (message_id, raw, observations) VALUES (?, ?, ?)`),
-      insertKey: db.prepare(`INSERT OR IGNORE INTO message_keys (message_id, kind, value) VALUES (?, ?, ?)`),
       observationsOf: db.prepare(`SELECT m.uid, m.device_id, m.driver, m.received_at, m.source_message_id, b.observations FROM messages m JOIN message_bodies b ON b.message_id = m.id WHERE m.id = ?`),
-      markFinished: db.prepare(`UPDATE messages SET status = ? WHERE id = ?`),
       unfinished: db.prepare(`SELECT id, uid FROM messages WHERE device_id = ? AND status = 'committed' ORDER BY id LIMIT ?`),
-      insertQuarantine: db.prepare(
-        `INSERT INTO quarantine (device_id, driver, reason, error_code, received_at, bytes, raw, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-      ),
-      appendOutbox: db.prepare(
-        `INSERT INTO outbox (destination, key, message_id, payload, content_type, state, attempts, next_attempt_at, created_at)
-         VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (destination, key) DO NOTHING`,
-      ),
       duePending: db.prepare(
         `SELECT id, destination, key, message_id, payload, content_type, attempts, created_at FROM outbox
           WHERE destination = ? AND state = 'pending' AND next_attempt_at <= ? ORDER BY id`,
@@ -173,10 +182,6 @@ export class GatewayStore implements GatewayStoreApi {
           WHERE destination = ? AND state = 'pending' ORDER BY id LIMIT 1`,
       ),
       pendingByDue: db.prepare(`SELECT id, next_attempt_at FROM outbox WHERE destination = ? AND state = 'pending' ORDER BY next_attempt_at`),
-      outboxForSettle: db.prepare(`SELECT state, attempts, created_at FROM outbox WHERE id = ? AND destination = ?`),
-      settleDelivered: db.prepare(`UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, last_error = NULL WHERE id = ?`),
-      settleRetry: db.prepare(`UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?`),
-      settleDead: db.prepare(`UPDATE outbox SET state = 'dead', attempts = ?, dead_at = ?, last_error = ? WHERE id = ?`),
       deliveriesOf: db.prepare(`SELECT destination, key, state, attempts, last_error, delivered_at FROM outbox WHERE message_id = ? ORDER BY id`),
       getMessage: db.prepare(`SELECT ${SUMMARY_COLS}, b.raw, m.meta FROM messages m JOIN message_bodies b ON b.message_id = m.id WHERE m.id = ?`),
       getQuarantine: db.prepare(`SELECT * FROM quarantine WHERE id = ?`),
@@ -186,17 +191,20 @@ export class GatewayStore implements GatewayStoreApi {
 
   // ---------------------------------------------------------------- upkeep / lifecycle
 
-  /** Change the quota at run time (0 = none). Cannot go below the current file's page count. */
+  /**
+   * Change the quota at run time (0 = none). Cannot go below the current file's page count. Applies to
+   * every write issued after this call (the command is ordered with them).
+   */
   setMaxDbBytes(maxDbBytes: number): void {
-    if (!Number.isFinite(maxDbBytes) || maxDbBytes < 0) throw new RangeError('maxDbBytes must be >= 0');
-    const pageSize = Number(this.db.pragma('page_size', { simple: true }));
-    const pages = maxDbBytes > 0 ? Math.max(1, Math.floor(maxDbBytes / pageSize)) : MAX_PAGE_COUNT_UNLIMITED;
+    const pages = this.pagesFor(this.db, maxDbBytes);
+    this.assertOpen();
     this.db.pragma(`max_page_count = ${pages}`);
+    this.writer.send({ t: 'maxPageCount', pages }).catch((e: unknown) => this.log.warn({ err: String(e) }, 'quota change not applied by the writer'));
   }
 
   /** Group-commit counters: `transactions` counts committed transactions (one fsync each). */
   stats(): GatewayStoreStats {
-    return { ...this.queue.stats(), schemaVersion: this.schemaVersion };
+    return { ...this.writer.stats(), schemaVersion: this.schemaVersion };
   }
 
   /** Connection and file settings as SQLite reports them (for tests, /readyz and support). */
@@ -230,9 +238,10 @@ export class GatewayStore implements GatewayStoreApi {
     return n;
   }
 
+  /** Runs in the writer: chunked deletes interleaved with other writes, incremental_vacuum, WAL checkpoint(TRUNCATE). */
   async applyRetention(policy: RetentionPolicy, now: number = Date.now()): Promise<RetentionReport> {
     this.assertOpen();
-    const r = await applyRetention(this.db, this.queue, policy, now, () => this.fileBytes());
+    const r = await this.writer.send<RetentionReport>({ t: 'retention', policy: { ...policy }, now });
     this.log.debug({ ...r }, 'retention done');
     return r;
   }
@@ -240,18 +249,18 @@ export class GatewayStore implements GatewayStoreApi {
   close(): Promise<void> {
     if (!this.closing) {
       this.closing = (async () => {
-        this.queue.closeAndDrain();
-        try {
-          if (!this.db.inTransaction) this.db.pragma('wal_checkpoint(TRUNCATE)');
-        } catch (e) {
-          this.log.warn({ err: String(e) }, 'checkpoint at close failed');
-        }
+        await this.writer.close(); // drains: everything issued before close() is committed (or rejected)
         this.db.close();
         this.closed = true;
         this.log.info('store closed');
       })();
     }
     return this.closing;
+  }
+
+  /** @internal test only: crash the writer worker (an uncaught error in it). */
+  crashWriterForTest(): void {
+    this.writer.crashForTest();
   }
 
   private assertOpen(): void {
@@ -275,60 +284,79 @@ export class GatewayStore implements GatewayStoreApi {
     if (!msg || typeof msg.deviceId !== 'string' || !msg.deviceId || typeof msg.driver !== 'string' || !Buffer.isBuffer(msg.raw) || !Array.isArray(msg.drafts)) {
       return Promise.reject(new StoreError('invalid inbound message: deviceId, driver, raw (Buffer) and drafts are required'));
     }
+    if (this.closing) return Promise.reject(new StoreError('store is closed'));
+    const started = process.hrtime.bigint();
     const receivedAt = (msg.receivedAt ?? new Date()).toISOString();
     const uid = this.uids.next();
-    return this.queue.enqueue(() => this.submitOp(msg, uid, receivedAt), { timed: true });
-  }
-
-  private submitOp(msg: InboundMessage, uid: string, receivedAt: string): CommitResult {
-    if (msg.dedupeKey != null) {
-      const dup = this.st.findDedupe.get(msg.deviceId, msg.dedupeKey) as { id: number; uid: string } | undefined;
-      if (dup) return { messageId: dup.id, messageUid: dup.uid, duplicate: true, observations: this.observationsOf(dup.id) };
-    }
-    const info = this.st.insertMessage.run({
-      uid,
-      deviceId: msg.deviceId,
-      driver: msg.driver,
-      messageType: msg.messageType ?? null,
-      sourceMessageId: msg.sourceMessageId ?? null,
-      sender: msg.sender ?? null,
-      dedupeKey: msg.dedupeKey ?? null,
-      receivedAt,
-      bytes: msg.raw.length,
-      meta: msg.meta === undefined ? null : JSON.stringify(msg.meta),
-      observationCount: msg.drafts.length,
-    });
-    const messageId = Number(info.lastInsertRowid);
-    this.st.insertBody.run(messageId, msg.raw, compactDrafts(msg.drafts));
-    const observations = expandObservations(msg.drafts, { messageId, uid, deviceId: msg.deviceId, driver: msg.driver, receivedAt, sourceMessageId: msg.sourceMessageId });
-    const keys = new Set<string>();
-    for (const d of msg.drafts) {
+    const drafts = msg.drafts;
+    const patients = new Set<string>();
+    const specimens = new Set<string>();
+    for (const d of drafts) {
       const pid = d.subject?.patientId;
       const sid = d.subject?.specimenId;
-      if (pid && !keys.has(`p${pid}`)) (keys.add(`p${pid}`), this.st.insertKey.run(messageId, 'patient', pid));
-      if (sid && !keys.has(`s${sid}`)) (keys.add(`s${sid}`), this.st.insertKey.run(messageId, 'specimen', sid));
+      if (pid) patients.add(pid);
+      if (sid) specimens.add(sid);
     }
-    return { messageId, messageUid: uid, duplicate: false, observations };
+    let draftsJson: string;
+    let meta: string | null;
+    try {
+      draftsJson = JSON.stringify(drafts); // a string crosses to the worker far cheaper than the object graph
+      meta = msg.meta === undefined ? null : JSON.stringify(msg.meta);
+    } catch (e) {
+      return Promise.reject(new StoreError(`invalid inbound message: ${String(e)}`, { cause: e }));
+    }
+    // An exact copy in its own ArrayBuffer, moved (not cloned) to the worker. The caller keeps msg.raw;
+    // cloning msg.raw itself would copy its whole backing store (often Node's shared 8 KB pool slab).
+    const raw = new Uint8Array(msg.raw);
+    return this.writer
+      .send<SubmitReply>({
+        t: 'submit',
+        a: {
+          uid,
+          deviceId: msg.deviceId,
+          driver: msg.driver,
+          messageType: msg.messageType ?? null,
+          sourceMessageId: msg.sourceMessageId ?? null,
+          sender: msg.sender ?? null,
+          dedupeKey: msg.dedupeKey ?? null,
+          receivedAt,
+          raw,
+          meta,
+          observationCount: drafts.length,
+          draftsJson,
+          patients: [...patients],
+          specimens: [...specimens],
+        },
+      }, [raw.buffer])
+      .then((r) => {
+        metrics.commitLatency.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        if (r.duplicate) {
+          // committed before this reply was sent: the read connection sees it
+          return { messageId: r.messageId, messageUid: r.uid, duplicate: true, observations: this.closed ? [] : this.observationsOf(r.messageId) };
+        }
+        const observations = expandObservations(drafts, { messageId: r.messageId, uid, deviceId: msg.deviceId, driver: msg.driver, receivedAt, sourceMessageId: msg.sourceMessageId });
+        return { messageId: r.messageId, messageUid: uid, duplicate: false, observations };
+      });
   }
 
   quarantine(q: QuarantineInput): Promise<number> {
     if (!q || !Buffer.isBuffer(q.raw) || !q.deviceId) return Promise.reject(new StoreError('invalid quarantine input: deviceId and raw (Buffer) are required'));
+    const started = process.hrtime.bigint();
     const receivedAt = new Date().toISOString();
-    return this.queue.enqueue(
-      () =>
-        Number(
-          this.st.insertQuarantine.run(q.deviceId, q.driver, q.reason, q.errorCode, receivedAt, q.raw.length, q.raw, q.meta === undefined ? null : JSON.stringify(q.meta))
-            .lastInsertRowid,
-        ),
-      { timed: true },
-    );
+    const raw = new Uint8Array(q.raw);
+    return this.writer
+      .send<number>({
+        t: 'quarantine',
+        a: { deviceId: q.deviceId, driver: q.driver, reason: q.reason, errorCode: q.errorCode, receivedAt, raw, meta: q.meta === undefined ? null : JSON.stringify(q.meta) },
+      }, [raw.buffer])
+      .then((id) => {
+        metrics.commitLatency.observe(Number(process.hrtime.bigint() - started) / 1e9);
+        return id;
+      });
   }
 
   markFinished(messageIds: number[], status: 'routed' | 'flow-error' = 'routed'): Promise<void> {
-    const ids = [...messageIds];
-    return this.queue.enqueue(() => {
-      for (const id of ids) this.st.markFinished.run(status, id);
-    });
+    return this.writer.send<void>({ t: 'markFinished', ids: [...messageIds], status });
   }
 
   unfinished(deviceId: string, limit = 1000): Array<{ messageId: number; messageUid: string; observations: Observation[] }> {
@@ -339,10 +367,10 @@ export class GatewayStore implements GatewayStoreApi {
 
   private observationsOf(messageId: number): Observation[] {
     const r = this.st.observationsOf.get(messageId) as
-      | { uid: string; device_id: string; driver: string; received_at: string; source_message_id: string | null; observations: string }
+      | { uid: string; device_id: string; driver: string; received_at: string; source_message_id: string | null; observations: Buffer }
       | undefined;
     if (!r) return [];
-    return expandObservations(expandDrafts(r.observations), {
+    return expandObservations(decodeObservations(r.observations), {
       messageId,
       uid: r.uid,
       deviceId: r.device_id,
@@ -373,14 +401,14 @@ export class GatewayStore implements GatewayStoreApi {
         return Promise.reject(new StoreError('invalid outbox item: key (string) and payload (Buffer) are required'));
       }
     }
-    const list = [...items];
     this.seenDestinations.add(destination);
-    return this.queue.enqueue(() => {
-      const now = Date.now();
-      let inserted = 0;
-      for (const it of list) inserted += this.st.appendOutbox.run(destination, it.key, it.messageId ?? null, it.payload, it.contentType ?? null, now, now).changes;
-      return { inserted, ignored: list.length - inserted };
+    const transfer: ArrayBuffer[] = [];
+    const list = items.map((it) => {
+      const payload = new Uint8Array(it.payload); // own copy, moved to the worker
+      transfer.push(payload.buffer);
+      return { key: it.key, messageId: it.messageId ?? null, payload, contentType: it.contentType ?? null };
     });
+    return this.writer.send<{ inserted: number; ignored: number }>({ t: 'appendOutbox', destination, items: list, now: Date.now() }, transfer);
   }
 
   lease(destination: string, limit: number, leaseMs: number): OutboxEntry[] {
@@ -421,29 +449,13 @@ export class GatewayStore implements GatewayStoreApi {
     this.leases.release(destination, unavailable);
     const settledIds = list.filter((o) => o.outcome !== 'unavailable').map((o) => o.id);
     if (!settledIds.length) return Promise.resolve();
-    return this.queue
-      .enqueue(() => {
-        const now = Date.now();
-        const c = { delivered: 0, failed: 0, dead: 0 };
-        for (const o of list) {
-          if (o.outcome === 'unavailable') continue;
-          const row = this.st.outboxForSettle.get(o.id, destination) as { state: OutboxState; attempts: number; created_at: number } | undefined;
-          if (!row || row.state !== 'pending') continue; // unknown, or already settled (a second settle is a no-op)
-          if (o.outcome === 'delivered') {
-            this.st.settleDelivered.run(now, o.id);
-            c.delivered++;
-            continue;
-          }
-          const attempts = row.attempts + 1;
-          c.failed++;
-          if (o.outcome === 'dead' || isExhausted(policy, attempts, row.created_at, now)) {
-            this.st.settleDead.run(attempts, now, o.error ?? null, o.id);
-            c.dead++;
-          } else {
-            this.st.settleRetry.run(attempts, now + backoffMs(policy, attempts), o.error ?? null, o.id);
-          }
-        }
-        return c;
+    return this.writer
+      .send<{ delivered: number; failed: number; dead: number }>({
+        t: 'settle',
+        destination,
+        outcomes: list.filter((o) => o.outcome !== 'unavailable').map((o) => ({ id: o.id, outcome: o.outcome, ...('error' in o && o.error !== undefined ? { error: o.error } : {}) })),
+        policy: { ...policy },
+        now: Date.now(),
       })
       .then(
         (c) => {
@@ -529,19 +541,7 @@ export class GatewayStore implements GatewayStoreApi {
   replay(opts: { ids?: number[]; destination?: string }): Promise<number> {
     const ids = opts.ids ? [...opts.ids] : undefined;
     const destination = opts.destination;
-    return this.queue.enqueue(() => {
-      const now = Date.now();
-      const base = `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, dead_at = NULL WHERE state = 'dead'`;
-      const dest = destination !== undefined ? ' AND destination = ?' : '';
-      if (ids) {
-        const st = this.db.prepare(`${base}${dest} AND id = ?`);
-        let n = 0;
-        for (const id of ids) n += (destination !== undefined ? st.run(now, destination, id) : st.run(now, id)).changes;
-        return n;
-      }
-      const st = this.db.prepare(`${base}${dest}`);
-      return (destination !== undefined ? st.run(now, destination) : st.run(now)).changes;
-    });
+    return this.writer.send<number>({ t: 'replay', ...(ids ? { ids } : {}), ...(destination !== undefined ? { destination } : {}), now: Date.now() });
   }
 
   // ---------------------------------------------------------------- search
@@ -616,49 +616,21 @@ function quarantineRow(r: QuarantineDbRow): QuarantineRow {
   return { id: r.id, deviceId: r.device_id, driver: r.driver, reason: r.reason, errorCode: r.error_code, receivedAt: r.received_at, bytes: r.bytes };
 }
 
-/**
- * Observations are stored as one JSON document per message, each observation as its difference from
- * the one before (`$x` lists keys the previous one had and this one lacks). Results of one message
- * share subject, order, status, time and instrument, so this stores them once and keeps the write
- * per message small: on this disk, commit cost grows with the pages written.
- */
-export function compactDrafts(drafts: ObservationDraft[]): string {
-  let prev: Record<string, string> = {};
-  const out = drafts.map((d) => {
-    const cur: Record<string, string> = {};
-    const o: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(d)) {
-      if (v === undefined) continue;
-      const j = JSON.stringify(v);
-      cur[k] = j;
-      if (prev[k] !== j) o[k] = v;
-    }
-    const gone = Object.keys(prev).filter((k) => !(k in cur));
-    if (gone.length) o.$x = gone;
-    prev = cur;
-    return o;
-  });
-  return JSON.stringify(out);
-}
-
-export function expandDrafts(json: string): ObservationDraft[] {
-  const rows = JSON.parse(json) as Array<Record<string, unknown>>;
-  let prev: Record<string, unknown> = {};
-  return rows.map((r) => {
-    const { $x, ...changed } = r;
-    const cur: Record<string, unknown> = { ...prev, ...changed };
-    if (Array.isArray($x)) for (const k of $x) delete cur[k as string];
-    prev = cur;
-    return structuredClone(cur) as unknown as ObservationDraft;
-  });
-}
-
 function expandObservations(
   drafts: ObservationDraft[],
   m: { messageId: number; uid: string; deviceId: string; driver: string; receivedAt: string; sourceMessageId?: string },
 ): Observation[] {
   return drafts.map((d, i) => {
-    const o: Observation = { ...d, id: `${m.uid}-${i + 1}`, messageId: m.messageId, messageUid: m.uid, seq: i + 1, deviceId: m.deviceId, driver: m.driver, receivedAt: m.receivedAt };
+    // Object.assign, not `{ ...d, id, ... }`: V8 takes a slow path for a spread followed by more
+    // properties (measured ~9 µs per observation, ~25x slower), and this runs for every result ingested.
+    const o = Object.assign({}, d) as Observation;
+    o.id = `${m.uid}-${i + 1}`;
+    o.messageId = m.messageId;
+    o.messageUid = m.uid;
+    o.seq = i + 1;
+    o.deviceId = m.deviceId;
+    o.driver = m.driver;
+    o.receivedAt = m.receivedAt;
     if (m.sourceMessageId !== undefined) o.sourceMessageId = m.sourceMessageId;
     return o;
   });

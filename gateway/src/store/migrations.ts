@@ -31,16 +31,20 @@ export const MIGRATIONS: Migration[] = [
         status            TEXT    NOT NULL DEFAULT 'committed' CHECK (status IN ('committed', 'routed', 'flow-error'))
       );
       CREATE UNIQUE INDEX messages_dedupe ON messages (device_id, dedupe_key) WHERE dedupe_key IS NOT NULL;
-      CREATE INDEX messages_device_status ON messages (device_id, status, id);
+      -- Only messages whose flow has not finished (few: those in flight), in id order: a new message is
+      -- appended at the end (one page per commit, whatever the number of devices), markFinished removes it.
+      -- unfinished(deviceId) scans these few rows; search by device/status walks messages by id.
+      CREATE INDEX messages_unfinished ON messages (id) WHERE status = 'committed';
       CREATE INDEX messages_received ON messages (received_at);
 
       -- The large, write-once parts of a message live apart from its small, updated metadata row, so that
-      -- marking a message routed rewrites a few bytes, not the raw payload. Observations are one compact JSON
-      -- document per message (each observation stored as its difference from the one before): one insert per message, not one per result.
+      -- marking a message routed rewrites a few bytes, not the raw payload. Observations are one document per
+      -- message (one insert per message, not one per result): a format byte, then the JSON of the draft array,
+      -- deflated (codec.ts).
       CREATE TABLE message_bodies (
         message_id   INTEGER PRIMARY KEY REFERENCES messages (id) ON DELETE CASCADE,
         raw          BLOB    NOT NULL,
-        observations TEXT    NOT NULL
+        observations BLOB    NOT NULL
       );
 
       -- Patient and specimen ids of each message, for search (one row per distinct value, not per observation).
@@ -106,9 +110,7 @@ export function prepareDatabase(db: Database, opts: { busyTimeoutMs?: number } =
     vacuumed = true;
   }
   db.pragma('journal_mode = WAL');
-  db.pragma('synchronous = FULL');
-  db.pragma('foreign_keys = ON');
-  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+  configureConnection(db, opts);
 
   const from = Number(db.pragma('user_version', { simple: true }));
   if (from > SCHEMA_VERSION) throw new Error(`database schema version ${from} is newer than this gateway (${SCHEMA_VERSION})`);
@@ -120,4 +122,16 @@ export function prepareDatabase(db: Database, opts: { busyTimeoutMs?: number } =
     })();
   }
   return { from, to: SCHEMA_VERSION, vacuumed };
+}
+
+/**
+ * Per-connection settings (the file itself is already in WAL mode): every connection, the main
+ * thread's reader and the writer worker's connection, runs these.
+ */
+export function configureConnection(db: Database, opts: { busyTimeoutMs?: number } = {}): void {
+  db.pragma('synchronous = FULL');
+  db.pragma('foreign_keys = ON');
+  db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
+  // savepoint sub-journals (one per group-commit op) in memory, not in a temp file
+  db.pragma('temp_store = MEMORY');
 }

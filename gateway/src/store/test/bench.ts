@@ -2,7 +2,7 @@
  * Store micro-benchmark (not a test): N concurrent submitters of a real 1 KB Erba ORU (36 OBX),
  * each `await store.submit(...)` in a loop (stop-and-wait, like an MLLP sender waiting for its ACK).
  * Each submitter parses its message itself (parse cost is on the main thread, as in the gateway).
- *   node --import tsx gateway/src/store/test/bench.ts [concurrency=8] [seconds=5]
+ *   node --import tsx gateway/src/store/test/bench.ts [concurrency=8] [seconds=5] [sync]
  */
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,6 +13,7 @@ import { GatewayStore } from '../gateway-store';
 
 const conc = Number(process.argv[2] ?? 8);
 const seconds = Number(process.argv[3] ?? 5);
+const sockets = process.argv[4] !== 'sync'; // 'sync': the next submit runs in the same microtask run as the ACK
 const text = readFileSync(join(__dirname, '../../../../drivers/hl7-mllp/fixtures/erba_msg_002.hl7'), 'utf8').replace(/\r?\n/g, '\r');
 
 async function main(): Promise<void> {
@@ -24,6 +25,8 @@ async function main(): Promise<void> {
   const probe = parseOru(parseHl7(text));
   const loop = async (w: number) => {
     while (!stop) {
+      // like a socket: the next message arrives in its own macrotask (the ACK went out, the sender answered)
+      if (sockets) await new Promise((r) => setImmediate(r));
       const drafts = parseOru(parseHl7(text)).drafts;
       await store.submit({ deviceId: `dev${w}`, driver: 'hl7-mllp', raw, messageType: 'ORU^R01', sourceMessageId: `M${w}-${n}`, drafts, meta: { remote: '10.0.0.1' } });
       n++;

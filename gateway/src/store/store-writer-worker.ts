@@ -1,0 +1,256 @@
+/**
+ * The store's writer (runs in a worker thread, see README "Writer worker"). Owns the only write
+ * connection: group commit (write-queue.ts), COMMIT + fsync, observation compression, retention
+ * deletes, incremental_vacuum and WAL checkpoints. The main thread posts commands (writer-protocol.ts)
+ * and gets one reply per command after the transaction holding it committed.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { statSync } from 'node:fs';
+import Database from 'better-sqlite3';
+import type { Database as Db, Statement } from 'better-sqlite3';
+import { StoreError, StoreFullError } from '../contracts/errors';
+import { encodeObservations } from './codec';
+import { configureConnection } from './migrations';
+import { backoffMs, isExhausted } from './outbox';
+import { applyRetention } from './retention';
+import { toStoreError, WriteQueue } from './write-queue';
+import type { OutboxState } from '../contracts/store';
+import type { Reply, SerializedError, SubmitArgs, SubmitReply, WorkerMessage, WriteCommand, WriterInit } from './writer-protocol';
+
+const port = parentPort;
+if (!port) throw new Error('store-writer-worker must run in a worker thread');
+const init = workerData as WriterInit;
+
+function serialize(e: unknown): SerializedError {
+  const err = toStoreError(e);
+  const cause = (err as { cause?: unknown }).cause;
+  const sqliteCode = typeof cause === 'object' && cause && 'code' in cause ? String((cause as { code: unknown }).code) : undefined;
+  return { full: err instanceof StoreFullError, message: err.message, ...(sqliteCode ? { sqliteCode } : {}) };
+}
+
+function post(m: WorkerMessage): void {
+  port!.postMessage(m);
+}
+
+const buf = (u: Uint8Array): Buffer => (Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength));
+
+let db: Db;
+try {
+  db = new Database(init.file);
+  configureConnection(db, { busyTimeoutMs: init.busyTimeoutMs });
+  db.pragma(`max_page_count = ${init.maxPageCount}`);
+} catch (e) {
+  post({ t: 'fatal', e: serialize(e) });
+  process.exit(1);
+}
+
+// ---------------------------------------------------------------- replies: one post per flush
+
+let replies: Reply[] = [];
+let batches: number[] = [];
+let replyScheduled = false;
+
+function flushReplies(): void {
+  replyScheduled = false;
+  if (!replies.length && !batches.length) return;
+  const { queued: _q, ...stats } = queue.stats();
+  const m: WorkerMessage = { t: 'done', replies, batches, stats };
+  replies = [];
+  batches = [];
+  post(m);
+}
+
+function reply(r: Reply): void {
+  replies.push(r);
+  if (!replyScheduled) {
+    replyScheduled = true;
+    // runs after the other reactions of the same flush (they were queued first)
+    queueMicrotask(() => queueMicrotask(flushReplies));
+  }
+}
+
+function answer(id: number, p: Promise<unknown>): void {
+  p.then(
+    (v) => reply({ id, ok: true, v }),
+    (e: unknown) => reply({ id, ok: false, e: serialize(e) }),
+  );
+}
+
+const queue = new WriteQueue(db, init.maxBatch, {
+  onBatch: (n) => batches.push(n),
+  onBatchError: (err, n) => post({ t: 'log', level: 'error', obj: { code: err.code, err: err.message, ops: n }, msg: 'group commit failed; batch rejected' }),
+});
+
+// ---------------------------------------------------------------- statements
+
+const st: Record<string, Statement> = {
+  findDedupe: db.prepare(`SELECT id, uid FROM messages WHERE device_id = ? AND dedupe_key = ?`),
+  insertMessage: db.prepare(
+    `INSERT INTO messages (uid, device_id, driver, message_type, source_message_id, sender, dedupe_key, received_at, bytes, meta, observation_count)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+  ),
+  insertBody: db.prepare(`INSERT INTO message_bodies (message_id, raw, observations) VALUES (?, ?, ?)`),
+  insertKey: db.prepare(`INSERT OR IGNORE INTO message_keys (message_id, kind, value) VALUES (?, ?, ?)`),
+  markFinished: db.prepare(`UPDATE messages SET status = ? WHERE id = ? AND status != ?`),
+  insertQuarantine: db.prepare(`INSERT INTO quarantine (device_id, driver, reason, error_code, received_at, bytes, raw, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+  appendOutbox: db.prepare(
+    `INSERT INTO outbox (destination, key, message_id, payload, content_type, state, attempts, next_attempt_at, created_at)
+     VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?) ON CONFLICT (destination, key) DO NOTHING`,
+  ),
+  outboxForSettle: db.prepare(`SELECT state, attempts, created_at FROM outbox WHERE id = ? AND destination = ?`),
+  settleDelivered: db.prepare(`UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, last_error = NULL WHERE id = ?`),
+  settleRetry: db.prepare(`UPDATE outbox SET attempts = ?, next_attempt_at = ?, last_error = ? WHERE id = ?`),
+  settleDead: db.prepare(`UPDATE outbox SET state = 'dead', attempts = ?, dead_at = ?, last_error = ? WHERE id = ?`),
+};
+
+function submitOp(a: SubmitArgs, observations: Buffer): SubmitReply {
+  if (a.dedupeKey != null) {
+    const dup = st.findDedupe.get(a.deviceId, a.dedupeKey) as { id: number; uid: string } | undefined;
+    if (dup) return { messageId: dup.id, duplicate: true, uid: dup.uid };
+  }
+  const raw = buf(a.raw);
+  const info = st.insertMessage.run(a.uid, a.deviceId, a.driver, a.messageType, a.sourceMessageId, a.sender, a.dedupeKey, a.receivedAt, raw.length, a.meta, a.observationCount);
+  const messageId = Number(info.lastInsertRowid);
+  st.insertBody.run(messageId, raw, observations);
+  for (const p of a.patients) st.insertKey.run(messageId, 'patient', p);
+  for (const s of a.specimens) st.insertKey.run(messageId, 'specimen', s);
+  return { messageId, duplicate: false };
+}
+
+function fileBytes(): number {
+  let n = 0;
+  for (const f of [init.file, `${init.file}-wal`]) {
+    try {
+      n += statSync(f).size;
+    } catch {
+      /* no WAL */
+    }
+  }
+  return n;
+}
+
+let closed = false;
+let crashed = false;
+
+function handle(c: WriteCommand): void {
+  switch (c.t) {
+    case 'submit': {
+      // compress on receipt, outside the transaction (this thread is idle while the main thread parses)
+      let obs: Buffer;
+      try {
+        obs = encodeObservations(c.a.draftsJson);
+      } catch (e) {
+        return reply({ id: c.id, ok: false, e: serialize(e) });
+      }
+      const a = c.a;
+      return answer(c.id, queue.enqueue(() => submitOp(a, obs)));
+    }
+    case 'quarantine': {
+      const q = c.a;
+      const raw = buf(q.raw);
+      return answer(c.id, queue.enqueue(() => Number(st.insertQuarantine.run(q.deviceId, q.driver, q.reason, q.errorCode, q.receivedAt, raw.length, raw, q.meta).lastInsertRowid)));
+    }
+    case 'markFinished': {
+      const { ids, status } = c;
+      return answer(
+        c.id,
+        queue.enqueue(() => {
+          for (const id of ids) st.markFinished.run(status, id, status);
+        }),
+      );
+    }
+    case 'appendOutbox': {
+      const { destination, items, now } = c;
+      return answer(
+        c.id,
+        queue.enqueue(() => {
+          let inserted = 0;
+          for (const it of items) inserted += st.appendOutbox.run(destination, it.key, it.messageId, buf(it.payload), it.contentType, now, now).changes;
+          return { inserted, ignored: items.length - inserted };
+        }),
+      );
+    }
+    case 'settle': {
+      const { destination, outcomes, policy, now } = c;
+      return answer(
+        c.id,
+        queue.enqueue(() => {
+          const n = { delivered: 0, failed: 0, dead: 0 };
+          for (const o of outcomes) {
+            if (o.outcome === 'unavailable') continue;
+            const row = st.outboxForSettle.get(o.id, destination) as { state: OutboxState; attempts: number; created_at: number } | undefined;
+            if (!row || row.state !== 'pending') continue; // unknown, or already settled (a second settle is a no-op)
+            if (o.outcome === 'delivered') {
+              st.settleDelivered.run(now, o.id);
+              n.delivered++;
+              continue;
+            }
+            const attempts = row.attempts + 1;
+            n.failed++;
+            if (o.outcome === 'dead' || isExhausted(policy, attempts, row.created_at, now)) {
+              st.settleDead.run(attempts, now, o.error ?? null, o.id);
+              n.dead++;
+            } else {
+              st.settleRetry.run(attempts, now + backoffMs(policy, attempts), o.error ?? null, o.id);
+            }
+          }
+          return n;
+        }),
+      );
+    }
+    case 'replay': {
+      const { ids, destination, now } = c;
+      return answer(
+        c.id,
+        queue.enqueue(() => {
+          const base = `UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?, dead_at = NULL WHERE state = 'dead'`;
+          const dest = destination !== undefined ? ' AND destination = ?' : '';
+          if (ids) {
+            const s = db.prepare(`${base}${dest} AND id = ?`);
+            let k = 0;
+            for (const id of ids) k += (destination !== undefined ? s.run(now, destination, id) : s.run(now, id)).changes;
+            return k;
+          }
+          const s = db.prepare(`${base}${dest}`);
+          return (destination !== undefined ? s.run(now, destination) : s.run(now)).changes;
+        }),
+      );
+    }
+    case 'retention':
+      return answer(c.id, applyRetention(db, queue, c.policy, c.now, fileBytes));
+    case 'maxPageCount':
+      // between flushes (flushes are synchronous): applies to everything committed from now on
+      try {
+        db.pragma(`max_page_count = ${c.pages}`);
+        return reply({ id: c.id, ok: true, v: Number(db.pragma('max_page_count', { simple: true })) });
+      } catch (e) {
+        return reply({ id: c.id, ok: false, e: serialize(e) });
+      }
+    case 'close': {
+      if (closed) return reply({ id: c.id, ok: true, v: undefined });
+      closed = true;
+      queue.closeAndDrain(); // commits everything posted before close (messages arrive in order)
+      let warning: string | undefined;
+      try {
+        if (!db.inTransaction) db.pragma('wal_checkpoint(TRUNCATE)');
+      } catch (e) {
+        warning = String(e);
+      }
+      db.close();
+      if (warning) post({ t: 'log', level: 'warn', obj: { err: warning }, msg: 'checkpoint at close failed' });
+      // after the replies of the drained ops (their reactions are already queued)
+      return answer(c.id, Promise.resolve());
+    }
+    case 'crash':
+      setImmediate(() => {
+        throw new StoreError('simulated writer crash (test)');
+      });
+      // stop handling anything else: later commands stay unanswered, like in a real crash
+      crashed = true;
+      return;
+  }
+}
+
+port.on('message', (m: WriteCommand[]) => {
+  for (const c of m) if (!crashed) handle(c);
+});
