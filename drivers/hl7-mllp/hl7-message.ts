@@ -59,10 +59,25 @@ export class Hl7Segment {
     let r = this.raw(field);
     if (r === '') return '';
     if (this.name === 'MSH' && field <= 2) return comp === 1 && rep === 1 ? r : '';
-    if (rep !== 1 || r.indexOf(this.d.repetition) !== -1) r = r.split(this.d.repetition)[rep - 1] ?? '';
-    if (comp !== 1 || r.indexOf(this.d.component) !== -1) r = r.split(this.d.component)[comp - 1] ?? '';
+    if (rep === 1 && r.indexOf(this.d.repetition) === -1) {
+      // common case: one repetition; its components are split once per field and kept
+      if (r.indexOf(this.d.component) !== -1) r = this.componentsOf(field, r)[comp - 1] ?? '';
+      else if (comp !== 1) return '';
+    } else {
+      r = r.split(this.d.repetition)[rep - 1] ?? '';
+      if (comp !== 1 || r.indexOf(this.d.component) !== -1) r = r.split(this.d.component)[comp - 1] ?? '';
+    }
     if (sub !== undefined) r = r.split(this.d.subcomponent)[sub - 1] ?? '';
-    return unescapeHl7(r, this.d);
+    return r.indexOf(this.d.escape) === -1 ? r : unescapeHl7(r, this.d);
+  }
+
+  private compCache: Array<string[] | undefined> | undefined;
+
+  private componentsOf(field: number, r: string): string[] {
+    const cache = (this.compCache ??= []);
+    let c = cache[field];
+    if (c === undefined) cache[field] = c = r.split(this.d.component);
+    return c;
   }
 
   /** All decoded components of a repetition. */
