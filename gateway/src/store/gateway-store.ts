@@ -202,7 +202,7 @@ export class GatewayStore implements GatewayStoreApi {
     this.writer.send({ t: 'maxPageCount', pages }).catch((e: unknown) => this.log.warn({ err: String(e) }, 'quota change not applied by the writer'));
   }
 
-  /** Group-commit counters: `transactions` counts committed transactions (one fsync each). */
+  /** Group-commit counters: `transactions` counts committed transactions (one fsync each, except `deferredTransactions`: see write-queue.ts). */
   stats(): GatewayStoreStats {
     return { ...this.writer.stats(), schemaVersion: this.schemaVersion };
   }

@@ -154,9 +154,10 @@ function handle(c: WriteCommand): void {
       const { ids, status } = c;
       return answer(
         c.id,
+        // deferred durability (write-queue.ts): a lost mark means the message is re-emitted, the outbox key drops the duplicate
         queue.enqueue(() => {
           for (const id of ids) st.markFinished.run(status, id, status);
-        }),
+        }, { durable: false }),
       );
     }
     case 'appendOutbox': {
@@ -167,7 +168,7 @@ function handle(c: WriteCommand): void {
           let inserted = 0;
           for (const it of items) inserted += st.appendOutbox.run(destination, it.key, it.messageId, buf(it.payload), it.contentType, now, now).changes;
           return { inserted, ignored: items.length - inserted };
-        }),
+        }, { durable: false }), // lost with its markFinished (WAL prefix) → re-emitted and appended again
       );
     }
     case 'settle': {
@@ -195,7 +196,7 @@ function handle(c: WriteCommand): void {
             }
           }
           return n;
-        }),
+        }, { durable: false }), // a lost outcome → delivered again with the same key (at-least-once), or retried
       );
     }
     case 'replay': {
@@ -232,7 +233,10 @@ function handle(c: WriteCommand): void {
       queue.closeAndDrain(); // commits everything posted before close (messages arrive in order)
       let warning: string | undefined;
       try {
-        if (!db.inTransaction) db.pragma('wal_checkpoint(TRUNCATE)');
+        if (!db.inTransaction) {
+          db.pragma('synchronous = FULL'); // deferred commits become durable with the checkpoint's syncs
+          db.pragma('wal_checkpoint(TRUNCATE)');
+        }
       } catch (e) {
         warning = String(e);
       }

@@ -31,6 +31,23 @@ describe('WriteQueue (group commit)', () => {
   const insert = (db: Db, v: string) => () => Number(db.prepare('INSERT INTO parent (v) VALUES (?)').run(v).lastInsertRowid);
   const count = () => (db.prepare('SELECT count(*) AS n FROM parent').get() as { n: number }).n;
 
+  it('deferred durability: a batch of only non-durable ops commits with synchronous=NORMAL, any durable op makes the batch FULL', async () => {
+    const q = new WriteQueue(db, 512);
+    const syncInside = (v: string) => () => {
+      insert(db, v)();
+      return Number(db.pragma('synchronous', { simple: true })); // the mode this transaction commits with
+    };
+    const deferredOnly = await Promise.all([q.enqueue(syncInside('a'), { durable: false }), q.enqueue(syncInside('b'), { durable: false })]);
+    expect(deferredOnly).toEqual([1, 1]); // NORMAL: WAL frames written, no fsync
+    expect(q.stats()).toMatchObject({ transactions: 1, deferredTransactions: 1 });
+    const mixed = await Promise.all([q.enqueue(syncInside('c'), { durable: false }), q.enqueue(syncInside('d'))]);
+    expect(mixed).toEqual([2, 2]); // FULL: the durable op's fsync also covers the deferred one (and every earlier frame)
+    const durable = await q.enqueue(syncInside('e'));
+    expect(durable).toBe(2);
+    expect(q.stats()).toMatchObject({ transactions: 3, deferredTransactions: 1 });
+    expect(count()).toBe(5);
+  });
+
   it('commits ops enqueued in the same tick as one transaction and resolves after commit', async () => {
     const q = new WriteQueue(db, 512, { onBatch: () => commits++ });
     const ps = Array.from({ length: 100 }, (_, i) => q.enqueue(insert(db, `v${i}`)));

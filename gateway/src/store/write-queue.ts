@@ -9,10 +9,14 @@ export interface WriteOp<T> {
   enqueuedAt: bigint;
   /** record submit→commit latency for this op */
   timed: boolean;
+  /** false: the op may commit without its own fsync (see `WriteQueue`, deferred durability) */
+  durable: boolean;
 }
 
 export interface WriteQueueStats {
   transactions: number; // committed group transactions
+  /** committed without their own fsync (every op in them was deferrable) */
+  deferredTransactions?: number;
   failedTransactions: number; // batches whose BEGIN/COMMIT failed (every op rejected)
   ops: number; // ops that committed
   failedOps: number; // ops rejected (their own error or their batch's)
@@ -44,13 +48,25 @@ export function toStoreError(e: unknown, what = 'store write failed'): GatewayEr
  * fails, every op of the batch rejects with a StoreError. If one op made SQLite roll the whole
  * transaction back (SQLITE_FULL does; IOERR may), that op rejects and the rest are re-run at once.
  * Either way the queue carries on with the next batch.
+ *
+ * Deferred durability (`enqueue(run, { durable: false })`): a batch made only of such ops commits
+ * with `synchronous=NORMAL` (SQLite WAL: the COMMIT writes the WAL frames but does not fsync). They
+ * survive a process crash (kill -9: the frames are in the OS page cache) at once, and a power loss
+ * once the next durable commit's fsync of the WAL (which covers every earlier frame) has returned.
+ * WAL recovery keeps a prefix of the frames (each frame's checksum chains over the previous ones),
+ * so a deferred write is never kept while an earlier one is lost. The caller must only defer writes
+ * whose loss the rest of the design repairs (architecture §3: flow bookkeeping, outbox appends and
+ * delivery outcomes — an unfinished message is re-emitted and the outbox key drops the duplicate).
+ * A batch with at least one durable op commits with synchronous=FULL.
  */
 export class WriteQueue {
   private queue: Array<WriteOp<unknown>> = [];
   private scheduled: NodeJS.Immediate | undefined;
   private closed = false;
   private drainWaiters: Array<() => void> = [];
-  private readonly counters = { transactions: 0, failedTransactions: 0, ops: 0, failedOps: 0 };
+  private readonly counters = { transactions: 0, deferredTransactions: 0, failedTransactions: 0, ops: 0, failedOps: 0 };
+  /** current `PRAGMA synchronous` of the connection: 2 FULL, 1 NORMAL */
+  private syncMode = 2;
   private readonly sp: { begin: Statement; release: Statement; rollbackTo: Statement };
   private readonly runBatch: (batch: Array<WriteOp<unknown>>) => Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
 
@@ -83,10 +99,10 @@ export class WriteQueue {
     });
   }
 
-  enqueue<T>(run: () => T, opts: { timed?: boolean } = {}): Promise<T> {
+  enqueue<T>(run: () => T, opts: { timed?: boolean; durable?: boolean } = {}): Promise<T> {
     if (this.closed) return Promise.reject(new StoreError('store is closed'));
     return new Promise<T>((resolve, reject) => {
-      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject, enqueuedAt: process.hrtime.bigint(), timed: !!opts.timed });
+      this.queue.push({ run, resolve: resolve as (v: unknown) => void, reject, enqueuedAt: process.hrtime.bigint(), timed: !!opts.timed, durable: opts.durable !== false });
       this.schedule();
     });
   }
@@ -137,6 +153,7 @@ export class WriteQueue {
     while (batch.length) {
       let results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
       try {
+        this.setSyncMode(batch.some((op) => op.durable) ? 2 : 1);
         results = this.runBatch(batch);
       } catch (e) {
         if (e instanceof BatchAborted && e.index < batch.length) {
@@ -160,9 +177,17 @@ export class WriteQueue {
     }
   }
 
+  /** Outside any transaction (PRAGMA synchronous cannot change inside one). */
+  private setSyncMode(mode: 1 | 2): void {
+    if (this.syncMode === mode) return;
+    this.db.pragma(`synchronous = ${mode === 2 ? 'FULL' : 'NORMAL'}`);
+    this.syncMode = mode;
+  }
+
   private settleBatch(batch: Array<WriteOp<unknown>>, results: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>): void {
     const now = process.hrtime.bigint();
     this.counters.transactions++;
+    if (this.syncMode === 1) this.counters.deferredTransactions++;
     this.hooks.onBatch?.(batch.length);
     batch.forEach((op, i) => {
       const r = results[i];
