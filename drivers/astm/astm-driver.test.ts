@@ -84,6 +84,61 @@ describe('AstmDriver over TCP (gateway listens)', () => {
     expect(driver.status().lastMessageAt).toBeDefined();
   });
 
+  it('analyzer falls silent mid-message: receive timer (30 s, shortened here) ends the session, the partial goes to quarantine, the re-sent session is stored once', async () => {
+    const sink = new MapSink();
+    const profile = profiles.get('generic-lis2-a2')!;
+    const driver = new AstmDriver({ deviceId: 'chem-1', profile, transport: { kind: 'tcp-server', port: 0, host: '127.0.0.1' }, link: { frameReceiveTimeoutMs: 300 } }, sink);
+    await driver.start();
+    cleanups.push(() => driver.close());
+    const connect = async (faults: ConstructorParameters<typeof AstmAnalyzerSimulator>[1]) => {
+      const client = new TcpClientTransport({ host: '127.0.0.1', port: driver.boundPort!, reconnectBaseMs: 100 });
+      const connP = firstConnection(client);
+      await client.start();
+      cleanups.push(() => client.close());
+      const sim = new AstmAnalyzerSimulator(await connP, { profile, ...faults, link: { replyTimeoutMs: 1000 } });
+      cleanups.push(() => sim.close());
+      return { sim, client };
+    };
+    const session = buildResultSession(profile, { seq: 7, tests: 3 });
+    const a = await connect({ faults: { silenceAfterFrames: 2 } });
+    await expect(a.sim.sendMessage(session)).rejects.toThrow(); // no reply to the silent frame → the sender gives up
+    await waitFor(() => sink.quarantined.length === 1, 5000);
+    expect(sink.messages.size).toBe(0); // nothing half-stored
+    expect(sink.quarantined[0].reason).toMatch(/timeout/i);
+    expect(sink.quarantined[0].raw.toString('latin1')).toMatch(/^H\|/); // the records that did arrive, for audit
+    await a.client.close();
+    const b = await connect({});
+    await b.sim.sendMessage(session);
+    expect(sink.messages.size).toBe(1);
+    expect(sink.drafts).toBe(3);
+  });
+
+  it('analyzer disconnects mid-message: the partial goes to quarantine, the analyzer reconnects and re-sends, stored once', async () => {
+    const { sink, sim, profile, driver } = await tcpPair();
+    sim.setFaults({ disconnectAfterFrames: 3 });
+    const session = buildResultSession(profile, { seq: 8, tests: 4 });
+    const first = sim.sendMessage(session).then(
+      () => 'acked',
+      () => 'failed',
+    );
+    await waitFor(() => sink.quarantined.length === 1, 5000);
+    expect(sink.quarantined[0].reason).toMatch(/closed/i);
+    expect(sink.messages.size).toBe(0);
+    sim.close();
+    expect(await first).toBe('failed'); // the final frame was never ACKed: the analyzer must re-send
+    // the analyzer dials again
+    const client = new TcpClientTransport({ host: '127.0.0.1', port: driver.boundPort!, reconnectBaseMs: 100 });
+    const connP = firstConnection(client);
+    await client.start();
+    cleanups.push(() => client.close());
+    const sim2 = new AstmAnalyzerSimulator(await connP, { profile });
+    cleanups.push(() => sim2.close());
+    await sim2.sendMessage(session);
+    await sim2.sendMessage(session); // and once more: the duplicate is ACKed but not stored twice
+    expect(sink.messages.size).toBe(1);
+    expect(sink.drafts).toBe(4);
+  });
+
   it('store failure → NAK; the analyzer retransmits and the message is stored once', async () => {
     const sink = new MapSink();
     sink.failNext = 1;
@@ -216,6 +271,47 @@ describe('AstmDriver over a serial pty pair (socat)', () => {
     const o = parseRecords(answer).records.find((r) => r.type === 'O')!;
     expect([field(o, 3), field(o, 5), field(o, 6)]).toEqual(['SPEC-9', '^^^^WBC^1\\^^^^HGB^1', 'S']);
   });
+
+  it('USB adapter unplugged and plugged back (socat pty pair killed and re-created on the same path): the port is reopened and results flow again', async () => {
+    requirePeer('socat');
+    const t = tempDir('astm-unplug-');
+    cleanups.push(t.cleanup);
+    const gw = join(t.dir, 'ttyGW');
+    const dev = join(t.dir, 'ttyDEV');
+    const plug = async () => {
+      const socat: ChildProcess = spawn('socat', [`pty,raw,echo=0,link=${gw}`, `pty,raw,echo=0,link=${dev}`], { stdio: 'ignore' });
+      cleanups.push(() => void socat.kill('SIGKILL'));
+      await waitFor(() => existsSync(gw) && existsSync(dev));
+      const devT = new SerialTransport({ path: dev, baudRate: 9600, reopenBaseMs: 100 });
+      const devConnP = firstConnection(devT);
+      await devT.start();
+      cleanups.push(() => devT.close());
+      const sim = new AstmAnalyzerSimulator(await devConnP, { profile });
+      cleanups.push(() => sim.close());
+      return { socat, devT, sim };
+    };
+    const profile = profiles.get('generic-lis2-a2')!;
+    const first = await plug();
+    const sink = new MapSink();
+    const driver = new AstmDriver({ deviceId: 'usb-1', profile, transport: { kind: 'serial', path: gw, reopenBaseMs: 100, reopenMaxMs: 400, presenceCheckMs: 200 } }, sink);
+    await driver.start();
+    cleanups.push(() => driver.close());
+    await waitFor(() => driver.status().state === 'connected');
+    await first.sim.sendMessage(buildResultSession(profile, { seq: 1, tests: 2 }));
+    expect(sink.messages.size).toBe(1);
+    // unplug: the pty pair disappears under the open port (read → EIO, like a USB adapter pulled out)
+    first.socat.kill('SIGKILL');
+    await first.devT.close();
+    await waitFor(() => driver.status().state === 'disconnected', 10_000);
+    await new Promise((r) => setTimeout(r, 500)); // a few failed reopen attempts while it is gone
+    expect(driver.status().state).toBe('disconnected');
+    // plug back in: same path
+    const second = await plug();
+    await waitFor(() => driver.status().state === 'connected', 10_000);
+    await second.sim.sendMessage(buildResultSession(profile, { seq: 2, tests: 2 }));
+    expect(sink.messages.size).toBe(2);
+    expect(sink.drafts).toBe(4);
+  }, 40_000);
 
   it('serial path absent at start: keeps retrying, never throws', async () => {
     const sink = new MapSink();

@@ -158,6 +158,9 @@ export class AstmLink {
     this.job = undefined;
     for (const j of this.queue.splice(0)) j.reject(err);
     this.inbox = [];
+    // a message cut off by a disconnect was never ACKed at its final frame (the sender re-sends it):
+    // keep what arrived for audit (onDiscard → quarantine), never as results
+    if (this.state === 'receiving') this.discard('connection closed mid-message');
     this.setState('closed');
   }
 

@@ -4,6 +4,7 @@
  * Absent at start or unplugged later: retry with exponential backoff, never throw.
  */
 import { EventEmitter } from 'node:events';
+import { stat } from 'node:fs';
 import { SerialPort } from 'serialport';
 import { backoffMs, type Transport, type TransportConnection, type TransportStatus } from './transport';
 
@@ -17,6 +18,13 @@ export interface SerialTransportOptions {
   xon?: boolean; // XON/XOFF both directions
   reopenBaseMs?: number; // default 1000
   reopenMaxMs?: number; // default 30000
+  /**
+   * While open, check this often that the path still names the device that was opened (stat, following
+   * the by-id symlink: same rdev). Default 2000; 0 = off. An unplugged USB adapter usually makes reads
+   * fail at once, but not always (a hangup can go unnoticed while the line is idle), and a port that
+   * looks open but is gone would never be reopened.
+   */
+  presenceCheckMs?: number;
 }
 
 class SerialConnection extends EventEmitter implements TransportConnection {
@@ -54,6 +62,7 @@ export class SerialTransport extends EventEmitter implements Transport {
   private timer: NodeJS.Timeout | undefined;
   private port: SerialPort | undefined;
   private conn: SerialConnection | undefined;
+  private presenceTimer: NodeJS.Timeout | undefined;
   private seq = 0;
   private st: TransportStatus = { state: 'stopped', connections: 0 };
 
@@ -110,15 +119,48 @@ export class SerialTransport extends EventEmitter implements Transport {
       const conn = new SerialConnection(`serial-${++this.seq}`, o.path, port);
       this.conn = conn;
       port.on('data', (b: Buffer) => conn.emit('data', b));
-      port.on('close', () => {
+      let gone = false;
+      const lost = () => {
+        if (gone) return;
+        gone = true;
+        this.stopPresenceCheck();
         conn.markClosed();
-        this.conn = undefined;
+        if (this.conn === conn) this.conn = undefined;
         this.setStatus({ state: this.stopped ? 'stopped' : 'disconnected', connections: 0 });
         this.scheduleReopen(); // adapter unplugged (err.disconnected) or closed: reopen with backoff
-      });
+      };
+      port.on('close', lost);
       this.setStatus({ state: 'connected', connections: 1, detail: o.path });
       this.emit('connection', conn);
+      this.startPresenceCheck(port, lost);
     });
+  }
+
+  private startPresenceCheck(port: SerialPort, lost: () => void): void {
+    const every = this.opts.presenceCheckMs ?? 2000;
+    if (!(every > 0)) return;
+    let rdev: number | undefined;
+    stat(this.opts.path, (err, st) => {
+      if (!err) rdev = st.rdev;
+    });
+    this.stopPresenceCheck();
+    this.presenceTimer = setInterval(() => {
+      stat(this.opts.path, (err, st) => {
+        if (this.port !== port || !port.isOpen) return;
+        if (!err && (rdev === undefined || st.rdev === rdev)) return;
+        const why = err ? `${this.opts.path} is gone (${err.code ?? err.message})` : `${this.opts.path} now names another device`;
+        this.fail(new Error(why));
+        port.removeAllListeners('data');
+        port.close(() => undefined); // may fail on a dead descriptor: do not wait for 'close'
+        lost();
+      });
+    }, every);
+    this.presenceTimer.unref();
+  }
+
+  private stopPresenceCheck(): void {
+    if (this.presenceTimer) clearInterval(this.presenceTimer);
+    this.presenceTimer = undefined;
   }
 
   private fail(err: Error): void {
@@ -140,6 +182,7 @@ export class SerialTransport extends EventEmitter implements Transport {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    this.stopPresenceCheck();
     const port = this.port;
     this.port = undefined;
     if (port?.isOpen) await new Promise<void>((r) => port.close(() => r()));
