@@ -174,3 +174,85 @@ describe('Lab flow: ASTM analyzers (serial pty + TCP) → gateway → HIS, with 
     sock2.destroy();
   });
 });
+
+describe('ASTM: kill -9 of the gateway in the middle of sessions', () => {
+  const tmp = tempDir();
+  const his = new TestHis();
+  afterAll(async () => {
+    await his.stop();
+    tmp.cleanup();
+  });
+
+  it('every session whose final frame got its ACK reaches the HIS after a restart, once', async () => {
+    const hisPort = await his.start();
+    const astmPort = await freePort();
+    const dataDir = join(tmp.dir, 'gw');
+    const env = {
+      ASTM_SERIAL_PATH: join(tmp.dir, 'no-such-serial-port'), // retried in the background
+      ASTM_BAUD: '9600',
+      ASTM_TCP_HOST: '127.0.0.1',
+      ASTM_TCP_PORT: String(astmPort),
+      ORDERS_IN_HOST: '127.0.0.1',
+      ORDERS_IN_PORT: String(await freePort()),
+      HIS_HOST: '127.0.0.1',
+      HIS_PORT: String(hisPort),
+      HIS_RECONNECT_MAX_S: '1',
+    };
+    const flows = join(ROOT, 'flows', 'lab-astm-to-his.json');
+    let gw = await startGatewayProcess({ dataDir, flows, env });
+    const acked: string[] = []; // specimen ids whose L frame (the frame that completes the message) was ACKed
+    let stop = false;
+    // three analyzers on TCP, sessions back to back, each record in its own frame
+    const analyzers = [0, 1, 2].map(async (a) => {
+      const sock = net.connect(astmPort, '127.0.0.1');
+      sock.on('error', () => undefined);
+      await new Promise<void>((r) => sock.once('connect', () => r()));
+      const peer = new AstmPeer(sock);
+      for (let i = 0; !stop; i++) {
+        const sp = `K9-${a}-${i}`;
+        const recs = [
+          `H|\\^&|||KILL-ANALYZER^${a}|||||LIS||P|1|20250301110000`,
+          'P|1',
+          `O|1|${sp}||^^^GLU\\^^^NA|R`,
+          'R|1|^^^GLU|6.2|mmol/L|3.9 to 6.4|N||F',
+          'R|2|^^^NA|141|mmol/L|135 to 145|N||F',
+          'L|1|N',
+        ];
+        try {
+          const answers = await peer.sendSession(recs.map((r, k) => frame(k + 1, r)), 3000);
+          if (answers.length === recs.length && answers.every((x) => x === CODES.ACK)) acked.push(sp);
+        } catch {
+          break; // the gateway died under us
+        }
+      }
+      sock.destroy();
+    });
+    await waitFor(() => acked.length >= 40, 60_000);
+    await gw.kill('SIGKILL');
+    stop = true;
+    await Promise.all(analyzers);
+    const ackedAtKill = [...acked];
+    gw = await startGatewayProcess({ dataDir, flows, env });
+    try {
+      const specimens = () => his.received.flatMap((r) => TestHis.obx(r.text).specimenIds);
+      await waitFor(() => {
+        const got = new Set(specimens());
+        return ackedAtKill.every((sp) => got.has(sp));
+      }, 60_000, 250);
+      // a message delivered twice across the crash carries the same MSH-10 both times
+      const controlIds = new Map<string, Set<string>>();
+      for (const r of his.received) {
+        for (const sp of TestHis.obx(r.text).specimenIds) {
+          if (!controlIds.has(sp)) controlIds.set(sp, new Set());
+          controlIds.get(sp)!.add(r.controlId);
+        }
+      }
+      for (const sp of ackedAtKill) expect(controlIds.get(sp)!.size).toBe(1);
+      // and it is stored once
+      const found = await gw.api(`/messages?specimenId=${ackedAtKill[ackedAtKill.length - 1]}`);
+      expect(found.messages.length).toBe(1);
+    } finally {
+      await gw.kill();
+    }
+  }, 180_000);
+});
