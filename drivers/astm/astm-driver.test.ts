@@ -17,7 +17,7 @@ import { loadProfiles } from './profile';
 import { field, parseRecords } from './records';
 import { SerialTransport } from './transport/serial-transport';
 import { TcpClientTransport } from './transport/tcp-client-transport';
-import type { Transport, TransportConnection } from './transport/transport';
+import type { Transport, TransportConnection } from '../../gateway/src/contracts/transport';
 
 const profiles = loadProfiles(join(__dirname, '../../firmware-config/profiles/astm'));
 

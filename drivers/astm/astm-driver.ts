@@ -21,7 +21,7 @@ import { parseAstmMessage, type AstmHostQuery } from './results-parser';
 import { SerialTransport, type SerialTransportOptions } from './transport/serial-transport';
 import { TcpClientTransport, type TcpClientTransportOptions } from './transport/tcp-client-transport';
 import { TcpServerTransport, type TcpServerTransportOptions } from './transport/tcp-server-transport';
-import type { Transport, TransportConnection } from './transport/transport';
+import type { Transport, TransportConnection } from '../../gateway/src/contracts/transport';
 
 export const DRIVER_NAME = 'astm';
 

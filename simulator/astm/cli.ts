@@ -8,7 +8,7 @@ import { normalizeProfile, validateProfile, defaultProfile, type AstmProfile } f
 import { SerialTransport } from '../../drivers/astm/transport/serial-transport';
 import { TcpClientTransport } from '../../drivers/astm/transport/tcp-client-transport';
 import { TcpServerTransport } from '../../drivers/astm/transport/tcp-server-transport';
-import type { Transport, TransportConnection } from '../../drivers/astm/transport/transport';
+import type { Transport, TransportConnection } from '../../gateway/src/contracts/transport';
 import { AstmAnalyzerSimulator, buildResultSession, type AstmFaults } from './analyzer-simulator';
 
 export const ASTM_USAGE = `usage: iomt-gateway simulate astm (--serial PATH [--baud N] | --tcp HOST:PORT | --listen PORT) [options]

@@ -3,3 +3,4 @@ export * from './observation';
 export * from './driver';
 export * from './output';
 export * from './store';
+export * from './transport';
