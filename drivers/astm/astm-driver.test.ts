@@ -139,6 +139,28 @@ describe('AstmDriver over TCP (gateway listens)', () => {
     expect(sink.drafts).toBe(4);
   });
 
+  it('a device that speaks another protocol (bioMérieux mini VIDAS-style output): its bytes go to quarantine with a reason, nothing is stored, a real ASTM session still works', async () => {
+    const { sink, sim, profile, driver } = await tcpPair();
+    const raw = net.connect(driver.boundPort!, '127.0.0.1');
+    await new Promise<void>((r) => raw.once('connect', () => r()));
+    // the shape of mini VIDAS output (STX, RS-separated two-letter fields, GS, checksum, LF): not E1381 frames, no ENQ
+    const RS = '\x1e';
+    const vidas = Buffer.from(`\x02${RS}mtrsl|${RS}pi|${RS}pn|${RS}si|${RS}ciSPEC-V1|${RS}rtHBCT|${RS}rnAnti-HBc Total II|${RS}tt18:35|${RS}td10/25/24|${RS}qlPositif|${RS}qn0.05|\x1db0\n`, 'latin1');
+    const got: number[] = [];
+    raw.on('data', (d) => got.push(...d));
+    raw.write(vidas);
+    await waitFor(() => sink.quarantined.length === 1, 5000);
+    const q = sink.quarantined[0];
+    expect(q.reason).toMatch(/outside an ASTM session/);
+    expect(q.raw.equals(vidas)).toBe(true); // exactly the bytes that arrived
+    expect(got).toEqual([]); // LIS01 §1.3: outside a transfer phase nothing is answered
+    expect(driver.status().lastError).toMatch(/outside an ASTM session/);
+    raw.destroy();
+    await sim.sendMessage(buildResultSession(profile, { seq: 11, tests: 2 }));
+    expect(sink.messages.size).toBe(1);
+    expect(sink.quarantined.length).toBe(1); // a normal session adds nothing to quarantine
+  });
+
   it('store failure → NAK; the analyzer retransmits and the message is stored once', async () => {
     const sink = new MapSink();
     sink.failNext = 1;

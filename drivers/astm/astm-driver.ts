@@ -51,12 +51,17 @@ export interface AstmDriverHooks {
   onQuery?(q: AstmHostQuery): Promise<AstmOrder[] | 'unknown'>;
 }
 
+const STRAY_MIN_BYTES = 16;
+const STRAY_IDLE_MS = 500;
+const STRAY_MAX_BYTES = 64 * 1024;
+
 export class AstmDriver {
   readonly profile: AstmProfile;
   private readonly log;
   private readonly changes = new StateChangeLog();
   private transport: Transport | undefined;
   private links = new Map<string, { link: AstmLink; conn: TransportConnection }>();
+  private strays = new Map<string, { bytes: number[]; timer: NodeJS.Timeout | undefined; warned: boolean }>();
   private storeBusyUntil = 0;
   private busyTimer: NodeJS.Timeout | undefined;
   private lastMessageAt: string | undefined;
@@ -111,6 +116,8 @@ export class AstmDriver {
   async close(): Promise<void> {
     this.closed = true;
     if (this.busyTimer) clearTimeout(this.busyTimer);
+    for (const st of this.strays.values()) if (st.timer) clearTimeout(st.timer);
+    this.strays.clear(); // shutting down: not worth a quarantine write into a closing store
     for (const { link, conn } of this.links.values()) {
       link.close();
       conn.close();
@@ -185,6 +192,7 @@ export class AstmDriver {
     );
     link.setBusy(Date.now() < this.storeBusyUntil);
     this.links.set(conn.id, { link, conn });
+    this.strays.set(conn.id, { bytes: [], timer: undefined, warned: false });
     this.log.info({ conn: conn.id, remote: conn.remote }, 'connection open');
     conn.on('data', (b: Buffer) => {
       if (this.log.isLevelEnabled('trace')) this.log.trace({ conn: conn.id, raw: b.toString('latin1') }, 'rx');
@@ -193,6 +201,8 @@ export class AstmDriver {
     conn.on('error', (e: Error) => this.error(`connection error: ${e.message}`));
     conn.on('close', () => {
       link.close();
+      this.flushStray(conn);
+      this.strays.delete(conn.id);
       this.links.delete(conn.id);
       this.log.info({ conn: conn.id }, 'connection closed');
     });
@@ -216,10 +226,58 @@ export class AstmDriver {
         break;
       case 'state':
         this.log.debug({ conn: conn.id, state: e.state }, 'link state');
+        this.flushStray(conn); // a run of stray bytes ends where a session begins (or the link closes)
+        break;
+      case 'stray-bytes':
+        // only between sessions: inside one, the link answers anomalies itself (NAK, lenient options)
+        if (!(this.opts.link?.rawRecords ?? this.profile.link.rawRecords) && this.links.get(conn.id)?.link.linkState === 'neutral') this.collectStray(e.byte, conn);
         break;
       default:
         break;
     }
+  }
+
+  /**
+   * Bytes the link ignored (LIS01 §1.3: outside a transfer phase only ENQ matters). A lone control
+   * byte is line noise; a run of them usually means the device speaks another protocol (bioMérieux
+   * mini VIDAS output, a printer port) or the profile does not match it. Runs of at least
+   * STRAY_MIN_BYTES go to quarantine after STRAY_IDLE_MS of quiet (or at STRAY_MAX_BYTES), so the
+   * operator sees what arrived; the warning is logged once per connection.
+   */
+  private collectStray(byte: number, conn: TransportConnection): void {
+    const st = this.strays.get(conn.id);
+    if (!st) return;
+    metrics.rejected.inc({ device: this.opts.deviceId, reason: 'stray-bytes' });
+    st.bytes.push(byte);
+    if (st.bytes.length >= STRAY_MAX_BYTES) return this.flushStray(conn);
+    if (st.timer) st.timer.refresh();
+    else {
+      st.timer = setTimeout(() => this.flushStray(conn), STRAY_IDLE_MS);
+      st.timer.unref();
+    }
+  }
+
+  private flushStray(conn: TransportConnection): void {
+    const st = this.strays.get(conn.id);
+    if (!st) return;
+    if (st.timer) clearTimeout(st.timer);
+    st.timer = undefined;
+    const bytes = st.bytes;
+    st.bytes = [];
+    if (bytes.length < STRAY_MIN_BYTES) return;
+    const device = this.opts.deviceId;
+    const reason = `${bytes.length} bytes outside an ASTM session (not ASTM E1381 framing: another protocol, or a profile that does not match the device)`;
+    if (!st.warned) {
+      st.warned = true;
+      this.error(reason);
+      this.log.warn({ conn: conn.id, bytes: bytes.length }, 'bytes outside an ASTM session (kept in quarantine); check the device protocol and profile');
+    }
+    this.sink
+      .quarantine({ deviceId: device, driver: DRIVER_NAME, raw: Buffer.from(bytes), reason, errorCode: 'GW_ERR_PARSE', meta: { remote: conn.remote } })
+      .then(
+        () => metrics.quarantined.inc({ device }),
+        (e: unknown) => this.log.error({ err: (e as Error).message }, 'could not quarantine bytes outside a session'),
+      );
   }
 
   private error(msg: string): void {

@@ -24,7 +24,7 @@ export type LinkEvent =
   | { type: 'duplicate-frame'; fn: number }
   | { type: 'timeout'; phase: 'receive' | 'establish' | 'reply' }
   | { type: 'discarded'; reason: string; records: number }
-  | { type: 'stray-bytes'; count: number }
+  | { type: 'stray-bytes'; count: number; byte: number }
   | { type: 'contention' }
   | { type: 'interrupted' }
   | { type: 'send-failed'; reason: string }
@@ -236,7 +236,7 @@ export class AstmLink {
       return;
     }
     // LIS01 §1.3: outside a transfer phase only ENQ matters; anything else is ignored
-    this.emit({ type: 'stray-bytes', count: 1 });
+    this.emit({ type: 'stray-bytes', count: 1, byte: b });
   }
 
   private beginReceive(): void {
@@ -321,7 +321,7 @@ export class AstmLink {
           return;
         }
         // stray LF after a tolerated missing-LF trailer, trailer of a no-checksum frame, stray ACK (Maglumi)
-        this.emit({ type: 'stray-bytes', count: 1 });
+        this.emit({ type: 'stray-bytes', count: 1, byte: b });
         return;
       case 'frame':
       case 'overflow':
@@ -539,7 +539,7 @@ export class AstmLink {
       })();
     }
     if (b < 0x20 && b !== 0x09) {
-      this.emit({ type: 'stray-bytes', count: 1 });
+      this.emit({ type: 'stray-bytes', count: 1, byte: b });
       return;
     }
     if (this.pendingTextLen >= this.opts.maxFrameBytes) return; // bounded; the record is truncated
@@ -633,7 +633,7 @@ export class AstmLink {
       }
       return;
     }
-    this.emit({ type: 'stray-bytes', count: 1 });
+    this.emit({ type: 'stray-bytes', count: 1, byte: b });
   }
 
   private startTransfer(): void {
@@ -711,7 +711,7 @@ export class AstmLink {
       this.maybeBid();
       return;
     }
-    this.emit({ type: 'stray-bytes', count: 1 });
+    this.emit({ type: 'stray-bytes', count: 1, byte: b });
   }
 }
 
