@@ -58,6 +58,11 @@ export class Hl7MllpOutput implements Output {
     this.client = this.newClient();
   }
 
+  /** The connection to the HIS is open now (false before the first delivery and after a drop). */
+  get connected(): boolean {
+    return this.client.connected;
+  }
+
   private newClient(): MllpClient {
     const c = new MllpClient({
       host: this.config.host,

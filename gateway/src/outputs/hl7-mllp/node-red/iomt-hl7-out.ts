@@ -88,7 +88,8 @@ export = function register(RED: any): void {
     }
     const refresh = () => {
       const st = rt.store.destinationStats(destination)[0];
-      const state = worker.state === 'backoff' ? 'disconnected' : worker.state === 'stopped' ? 'stopped' : 'connected';
+      // 'connected' only while the socket to the HIS is really open; 'idle' before the first delivery
+      const state = worker.state === 'backoff' ? 'disconnected' : worker.state === 'stopped' ? 'stopped' : output.connected ? 'connected' : 'idle';
       showStatus(node, { state, detail: st ? `queue ${st.pending}${st.dead ? `, dead ${st.dead}` : ''}` : '' });
     };
     const statusTimer = setInterval(refresh, 2000);
