@@ -12,6 +12,7 @@ import { StoreError } from '../../gateway/src/contracts/errors';
 import { requirePeer, tempDir, waitFor } from '../../test/helpers/env';
 import { AstmAnalyzerSimulator, buildResultSession } from '../../simulator/astm/analyzer-simulator';
 import { AstmDriver } from './astm-driver';
+import { metrics } from '../../gateway/src/metrics/registry';
 import { encodeFrame } from './frame';
 import { loadProfiles } from './profile';
 import { field, parseRecords } from './records';
@@ -155,10 +156,20 @@ describe('AstmDriver over TCP (gateway listens)', () => {
     expect(q.raw.equals(vidas)).toBe(true); // exactly the bytes that arrived
     expect(got).toEqual([]); // LIS01 §1.3: outside a transfer phase nothing is answered
     expect(driver.status().lastError).toMatch(/outside an ASTM session/);
+    expect(metrics.strayBytes.get({ device: 'chem-1' })).toBeGreaterThanOrEqual(vidas.length);
     raw.destroy();
     await sim.sendMessage(buildResultSession(profile, { seq: 11, tests: 2 }));
     expect(sink.messages.size).toBe(1);
     expect(sink.quarantined.length).toBe(1); // a normal session adds nothing to quarantine
+    // a peer streaming garbage: quarantine is bounded per connection (64 KiB runs, at most 16 of them)
+    const flood = net.connect(driver.boundPort!, '127.0.0.1');
+    await new Promise<void>((r) => flood.once('connect', () => r()));
+    flood.write(Buffer.alloc(2 * 1024 * 1024, 0x41));
+    await waitFor(() => sink.quarantined.length === 17, 10_000);
+    await new Promise((r) => setTimeout(r, 800)); // the last partial run would be flushed after 500 ms of quiet
+    expect(sink.quarantined.length).toBe(17);
+    expect(sink.quarantined.slice(1).every((q) => q.raw.length === 64 * 1024)).toBe(true);
+    flood.destroy();
   });
 
   it('store failure → NAK; the analyzer retransmits and the message is stored once', async () => {

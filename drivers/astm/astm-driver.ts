@@ -54,6 +54,7 @@ export interface AstmDriverHooks {
 const STRAY_MIN_BYTES = 16;
 const STRAY_IDLE_MS = 500;
 const STRAY_MAX_BYTES = 64 * 1024;
+const STRAY_MAX_KEPT_PER_CONNECTION = 16;
 
 export class AstmDriver {
   readonly profile: AstmProfile;
@@ -61,7 +62,7 @@ export class AstmDriver {
   private readonly changes = new StateChangeLog();
   private transport: Transport | undefined;
   private links = new Map<string, { link: AstmLink; conn: TransportConnection }>();
-  private strays = new Map<string, { bytes: number[]; timer: NodeJS.Timeout | undefined; warned: boolean }>();
+  private strays = new Map<string, { bytes: number[]; timer: NodeJS.Timeout | undefined; warned: boolean; kept: number }>();
   private storeBusyUntil = 0;
   private busyTimer: NodeJS.Timeout | undefined;
   private lastMessageAt: string | undefined;
@@ -192,7 +193,7 @@ export class AstmDriver {
     );
     link.setBusy(Date.now() < this.storeBusyUntil);
     this.links.set(conn.id, { link, conn });
-    this.strays.set(conn.id, { bytes: [], timer: undefined, warned: false });
+    this.strays.set(conn.id, { bytes: [], timer: undefined, warned: false, kept: 0 });
     this.log.info({ conn: conn.id, remote: conn.remote }, 'connection open');
     conn.on('data', (b: Buffer) => {
       if (this.log.isLevelEnabled('trace')) this.log.trace({ conn: conn.id, raw: b.toString('latin1') }, 'rx');
@@ -247,7 +248,6 @@ export class AstmDriver {
   private collectStray(byte: number, conn: TransportConnection): void {
     const st = this.strays.get(conn.id);
     if (!st) return;
-    metrics.rejected.inc({ device: this.opts.deviceId, reason: 'stray-bytes' });
     st.bytes.push(byte);
     if (st.bytes.length >= STRAY_MAX_BYTES) return this.flushStray(conn);
     if (st.timer) st.timer.refresh();
@@ -264,7 +264,11 @@ export class AstmDriver {
     st.timer = undefined;
     const bytes = st.bytes;
     st.bytes = [];
+    if (bytes.length) metrics.strayBytes.inc({ device: this.opts.deviceId }, bytes.length);
     if (bytes.length < STRAY_MIN_BYTES) return;
+    // bounded: a peer streaming garbage cannot fill the disk through the quarantine (the metric keeps counting)
+    if (st.kept >= STRAY_MAX_KEPT_PER_CONNECTION) return;
+    if (++st.kept === STRAY_MAX_KEPT_PER_CONNECTION) this.log.warn({ conn: conn.id }, `stray bytes: quarantined ${STRAY_MAX_KEPT_PER_CONNECTION} runs on this connection; further ones are only counted`);
     const device = this.opts.deviceId;
     const reason = `${bytes.length} bytes outside an ASTM session (not ASTM E1381 framing: another protocol, or a profile that does not match the device)`;
     if (!st.warned) {

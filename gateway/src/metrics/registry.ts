@@ -115,6 +115,7 @@ export const metrics = {
   duplicates: registry.counter('iomt_messages_duplicate_total', 'Device messages recognised as repeats and not stored again'),
   quarantined: registry.counter('iomt_messages_quarantined_total', 'Device messages that could not be parsed, per device'),
   rejected: registry.counter('iomt_messages_rejected_total', 'Device messages negatively acknowledged, per device and reason'),
+  strayBytes: registry.counter('iomt_stray_bytes_total', 'Bytes received outside a protocol session (e.g. not ASTM E1381 framing), per device'),
   delivered: registry.counter('iomt_outbox_delivered_total', 'Outbox entries delivered, per destination'),
   failed: registry.counter('iomt_outbox_failed_attempts_total', 'Failed delivery attempts, per destination'),
   deadLettered: registry.counter('iomt_outbox_dead_lettered_total', 'Outbox entries moved to dead letters, per destination'),
