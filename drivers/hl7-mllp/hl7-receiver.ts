@@ -119,42 +119,10 @@ export class Hl7Receiver {
       }
       header = parsed.header;
       if ('orders' in parsed) return await this.handleOrders(parsed, raw, conn, this.opts.orders as Hl7OrderAcceptor);
-      const h = parsed.header;
-      const sender = `${h.sendingApp}^${h.sendingFacility}`;
-      const inbound: InboundMessage = {
-        deviceId: device,
-        driver: DRIVER_NAME,
-        raw,
-        receivedAt: new Date(),
-        sourceMessageId: h.controlId,
-        sender,
-        // the sender re-sends with the same MSH-10 after a lost ACK (protocols.md §3.1): de-duplicate on it
-        dedupeKey: `${sender}|${h.controlId}`,
-        messageType: `${h.messageType}^${h.trigger}`,
-        drafts: parsed.drafts,
-        meta: { version: h.version, remote: conn.remoteAddress, processingId: h.processingId },
-      };
-      let result: CommitResult;
-      try {
-        result = await this.sink.submit(inbound);
-      } catch (e) {
-        // never AA without a commit (architecture §3); Table 0357 207 application internal error
-        const code = e instanceof GatewayError ? e.code : 'GW_ERR_STORE';
-        this.reject('store', code, e);
-        metrics.rejected.inc({ device, reason: 'store' });
-        return this.ack(header, 'AE', { hl7Code: 207, text: 'store unavailable' });
-      }
-      if (result.duplicate) {
-        metrics.duplicates.inc({ device });
-        this.log.info({ conn: conn.id, messageId: result.messageId }, 'duplicate message (same MSH-10): acknowledged again, not stored');
-      } else {
-        metrics.committed.inc({ device });
-        try {
-          this.onCommitted?.(result, inbound);
-        } catch (e) {
-          this.log.error({ err: String(e) }, 'onCommitted callback failed');
-        }
-      }
+      const inbound = this.inbound(parsed.header, raw, conn, parsed.drafts);
+      const result = await this.commit(inbound, parsed.header);
+      if (Buffer.isBuffer(result)) return result;
+      this.committed(result, inbound, conn, 'duplicate message (same MSH-10): acknowledged again, not stored');
       return this.ack(header, 'AA');
     } catch (e) {
       if (e instanceof UnsupportedMessageError) {
@@ -186,28 +154,9 @@ export class Hl7Receiver {
   private async handleOrders(parsed: OrderParseResult, raw: Buffer, conn: MllpConnectionInfo, orders: Hl7OrderAcceptor): Promise<Buffer> {
     const device = this.opts.deviceId;
     const h = parsed.header;
-    const sender = `${h.sendingApp}^${h.sendingFacility}`;
-    const inbound: InboundMessage = {
-      deviceId: device,
-      driver: DRIVER_NAME,
-      raw,
-      receivedAt: new Date(),
-      sourceMessageId: h.controlId,
-      sender,
-      dedupeKey: `${sender}|${h.controlId}`,
-      messageType: `${h.messageType}^${h.trigger}`,
-      drafts: [],
-      meta: { version: h.version, remote: conn.remoteAddress, processingId: h.processingId, orders: parsed.orders.length },
-    };
-    let result: CommitResult;
-    try {
-      result = await this.sink.submit(inbound);
-    } catch (e) {
-      // never AA without a commit (architecture §3); Table 0357 207 application internal error
-      this.reject('store', e instanceof GatewayError ? e.code : 'GW_ERR_STORE', e);
-      metrics.rejected.inc({ device, reason: 'store' });
-      return this.ack(h, 'AE', { hl7Code: 207, text: 'store unavailable' });
-    }
+    const inbound = this.inbound(h, raw, conn, [], { orders: parsed.orders.length });
+    const result = await this.commit(inbound, h);
+    if (Buffer.isBuffer(result)) return result;
     try {
       await orders.accept(parsed.orders, h, raw, { deviceId: device, duplicate: result.duplicate });
     } catch (e) {
@@ -216,18 +165,53 @@ export class Hl7Receiver {
       metrics.rejected.inc({ device, reason: 'orders' });
       return this.ack(h, 'AE', { hl7Code: 207, text: 'order cache unavailable' });
     }
+    this.committed(result, inbound, conn, 'duplicate order message (same MSH-10): acknowledged again');
+    return this.ack(h, 'AA');
+  }
+
+  /** The store's view of a received message; de-duplicated on sender + MSH-10 (protocols.md §3.1: re-sent after a lost ACK). */
+  private inbound(h: Hl7Header, raw: Buffer, conn: MllpConnectionInfo, drafts: InboundMessage['drafts'], meta: Record<string, unknown> = {}): InboundMessage {
+    const sender = `${h.sendingApp}^${h.sendingFacility}`;
+    return {
+      deviceId: this.opts.deviceId,
+      driver: DRIVER_NAME,
+      raw,
+      receivedAt: new Date(),
+      sourceMessageId: h.controlId,
+      sender,
+      dedupeKey: `${sender}|${h.controlId}`,
+      messageType: `${h.messageType}^${h.trigger}`,
+      drafts,
+      meta: { version: h.version, remote: conn.remoteAddress, processingId: h.processingId, ...meta },
+    };
+  }
+
+  /** Commit before any AA (architecture §3): the result, or the AE to answer when the store cannot commit. */
+  private async commit(inbound: InboundMessage, h: Hl7Header): Promise<CommitResult | Buffer> {
+    try {
+      return await this.sink.submit(inbound);
+    } catch (e) {
+      // Table 0357 207 application internal error
+      this.reject('store', e instanceof GatewayError ? e.code : 'GW_ERR_STORE', e);
+      metrics.rejected.inc({ device: this.opts.deviceId, reason: 'store' });
+      return this.ack(h, 'AE', { hl7Code: 207, text: 'store unavailable' });
+    }
+  }
+
+  /** Count and hand on a committed message; a duplicate is only counted and logged. */
+  private committed(result: CommitResult, inbound: InboundMessage, conn: MllpConnectionInfo, duplicateLog: string): void {
+    const device = this.opts.deviceId;
     if (result.duplicate) {
       metrics.duplicates.inc({ device });
-      this.log.info({ conn: conn.id, messageId: result.messageId }, 'duplicate order message (same MSH-10): acknowledged again');
-    } else {
-      metrics.committed.inc({ device });
-      try {
-        this.onCommitted?.(result, inbound);
-      } catch (e) {
-        this.log.error({ err: String(e) }, 'onCommitted callback failed');
-      }
+      this.log.info({ conn: conn.id, messageId: result.messageId }, duplicateLog);
+      return;
     }
-    return this.ack(h, 'AA');
+    metrics.committed.inc({ device });
+    try {
+      this.onCommitted?.(result, inbound);
+    } catch (e) {
+      this.log.error({ err: String(e) }, 'onCommitted callback failed');
+    }
   }
 
   private ack(request: Hl7Header | undefined, code: AckCode, error?: { location?: string; hl7Code: number; text: string }): Buffer {
