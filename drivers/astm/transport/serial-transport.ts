@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs';
 import { SerialPort } from 'serialport';
-import { backoffMs, type Transport, type TransportConnection, type TransportStatus } from './transport';
+import { RetryTimer, type Transport, type TransportConnection, type TransportStatus } from './transport';
 
 export interface SerialTransportOptions {
   path: string;
@@ -58,8 +58,7 @@ class SerialConnection extends EventEmitter implements TransportConnection {
 
 export class SerialTransport extends EventEmitter implements Transport {
   private stopped = true;
-  private attempt = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly reopen: RetryTimer;
   private port: SerialPort | undefined;
   private conn: SerialConnection | undefined;
   private presenceTimer: NodeJS.Timeout | undefined;
@@ -69,6 +68,7 @@ export class SerialTransport extends EventEmitter implements Transport {
   constructor(readonly opts: SerialTransportOptions) {
     super();
     if (!opts.path) throw new TypeError('SerialTransport: path is required');
+    this.reopen = new RetryTimer(opts.reopenBaseMs ?? 1000, opts.reopenMaxMs ?? 30_000, () => this.open());
   }
 
   status(): TransportStatus {
@@ -115,7 +115,7 @@ export class SerialTransport extends EventEmitter implements Transport {
         port.close(() => undefined);
         return;
       }
-      this.attempt = 0;
+      this.reopen.succeeded();
       const conn = new SerialConnection(`serial-${++this.seq}`, o.path, port);
       this.conn = conn;
       port.on('data', (b: Buffer) => conn.emit('data', b));
@@ -169,19 +169,13 @@ export class SerialTransport extends EventEmitter implements Transport {
   }
 
   private scheduleReopen(): void {
-    if (this.stopped || this.timer) return;
-    const ms = backoffMs(this.attempt++, this.opts.reopenBaseMs ?? 1000, this.opts.reopenMaxMs ?? 30_000);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.open();
-    }, ms);
+    if (!this.stopped) this.reopen.schedule();
   }
 
   async close(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.reopen.cancel();
     this.stopPresenceCheck();
     const port = this.port;
     this.port = undefined;

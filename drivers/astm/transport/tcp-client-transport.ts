@@ -5,7 +5,7 @@
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { backoffMs, type Transport, type TransportStatus } from './transport';
+import { RetryTimer, type Transport, type TransportStatus } from './transport';
 import { SocketConnection } from './tcp-server-transport';
 
 export interface TcpClientTransportOptions {
@@ -20,14 +20,14 @@ export interface TcpClientTransportOptions {
 
 export class TcpClientTransport extends EventEmitter implements Transport {
   private stopped = true;
-  private attempt = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly redial: RetryTimer;
   private socket: net.Socket | undefined;
   private seq = 0;
   private st: TransportStatus = { state: 'stopped', connections: 0 };
 
   constructor(readonly opts: TcpClientTransportOptions) {
     super();
+    this.redial = new RetryTimer(opts.reconnectBaseMs ?? 1000, opts.reconnectMaxMs ?? 30_000, () => this.dial());
   }
 
   status(): TransportStatus {
@@ -57,7 +57,7 @@ export class TcpClientTransport extends EventEmitter implements Transport {
     socket.once('connect', () => {
       clearTimeout(ct);
       connected = true;
-      this.attempt = 0;
+      this.redial.succeeded();
       socket.setKeepAlive(true, o.keepAliveMs ?? 30_000);
       socket.setNoDelay(true);
       if (o.idleTimeoutMs) socket.setTimeout(o.idleTimeoutMs, () => socket.destroy());
@@ -75,19 +75,13 @@ export class TcpClientTransport extends EventEmitter implements Transport {
   }
 
   private schedule(): void {
-    if (this.stopped || this.timer) return;
-    const ms = backoffMs(this.attempt++, this.opts.reconnectBaseMs ?? 1000, this.opts.reconnectMaxMs ?? 30_000);
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.dial();
-    }, ms);
+    if (!this.stopped) this.redial.schedule();
   }
 
   async close(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.redial.cancel();
     this.socket?.destroy();
     this.socket = undefined;
     this.setStatus({ state: 'stopped', connections: 0 });

@@ -8,3 +8,35 @@ export type { Transport, TransportConnection, TransportState, TransportStatus } 
 export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
   return Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 20));
 }
+
+/**
+ * Reopen/reconnect timer with exponential backoff: `schedule()` runs `retry` once after the next
+ * delay (a second call while one is pending does nothing), `succeeded()` starts over from `baseMs`.
+ */
+export class RetryTimer {
+  private attempt = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(
+    private readonly baseMs: number,
+    private readonly maxMs: number,
+    private readonly retry: () => void,
+  ) {}
+
+  schedule(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.retry();
+    }, backoffMs(this.attempt++, this.baseMs, this.maxMs));
+  }
+
+  succeeded(): void {
+    this.attempt = 0;
+  }
+
+  cancel(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
