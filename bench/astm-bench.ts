@@ -28,7 +28,7 @@
  *     [--baud 9600] [--chunk-ms 20] [--results 10] [--reps 1] [--scenarios A,B,C] [--flow bench|lab]
  *     [--data-dir DIR] [--json FILE] [--no-doc]
  */
-import { readFileSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -36,9 +36,8 @@ import { monitorEventLoopDelay, performance } from 'node:perf_hooks';
 import { execFileSync } from 'node:child_process';
 import { ACK, ENQ, EOT, NAK, encodeFrames } from '../drivers/astm/frame';
 import { SimulatedHis } from '../simulator/his/his';
-import { freePort, machineInfo, median, parseArgs, repoRoot, rssKiB, RUNNING_TS, sleep, spawnReady, writeDocSection, type ChildTarget, type MachineInfo } from './bench-lib';
+import { BENCH_ADMIN_PASSWORD, freePort, machineInfo, startGatewayChild, median, parseArgs, repoRoot, rssKiB, RUNNING_TS, sleep, writeDocSection, type ChildTarget, type MachineInfo } from './bench-lib';
 
-const ADMIN_PW = 'bench-admin-pw-0000';
 /** The driver's TCP server transport accepts at most this many sockets per listener (maxConnections default). */
 const PER_LISTENER = 16;
 const REPLY_TIMEOUT_MS = 15_000; // LIS01 §1.3.2 sender reply timer
@@ -372,27 +371,9 @@ interface Gateway {
   stop(): Promise<void>;
 }
 
-function gatewayCliArgs(): string[] {
-  const root = repoRoot();
-  const dist = join(root, 'dist', 'gateway', 'src', 'cli.js');
-  if (!RUNNING_TS) {
-    if (!existsSync(dist)) throw new Error('gateway CLI not built (npm run build)');
-    return [dist];
-  }
-  if (existsSync(dist)) return [dist];
-  return ['--import', 'tsx', join(root, 'gateway', 'src', 'cli.ts')];
-}
-
 async function startGateway(flow: 'bench' | 'lab', dataDir: string, hisPort: number): Promise<Gateway> {
   const root = repoRoot();
-  const httpPort = await freePort();
   const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    IOMT_DATA_DIR: dataDir,
-    IOMT_HTTP_HOST: '127.0.0.1',
-    IOMT_HTTP_PORT: String(httpPort),
-    IOMT_ADMIN_PASSWORD: ADMIN_PW,
-    IOMT_LOG_LEVEL: process.env.IOMT_BENCH_LOG_LEVEL ?? 'warn',
     ASTM_TCP_HOST: '127.0.0.1',
     HIS_HOST: '127.0.0.1',
     HIS_PORT: String(hisPort),
@@ -419,18 +400,7 @@ async function startGateway(flow: 'bench' | 'lab', dataDir: string, hisPort: num
       deviceIds.push(`astm-tcp-${i}`);
     }
   }
-  const { target } = await spawnReady(process.execPath, [...(process.env.IOMT_BENCH_NODE_ARGS ? process.env.IOMT_BENCH_NODE_ARGS.split(' ') : []), ...gatewayCliArgs(), 'run', '--flows', flowFile], { env, noWait: true });
-  const end = Date.now() + 60_000;
-  for (;;) {
-    const r = await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => undefined);
-    if (r?.ok) break;
-    if (target.child.exitCode !== null) throw new Error(`gateway exited during start:\n${target.output()}`);
-    if (Date.now() > end) {
-      await target.stop(1000);
-      throw new Error(`gateway not ready within 60 s:\n${target.output()}`);
-    }
-    await sleep(100);
-  }
+  const { target, httpPort } = await startGatewayChild(flowFile, dataDir, env);
   // the listeners come up with the flow; wait until each accepts a connection
   for (const p of astmPorts) {
     const until = Date.now() + 30_000;
@@ -448,7 +418,7 @@ async function startGateway(flow: 'bench' | 'lab', dataDir: string, hisPort: num
   return { target, pid: target.pid, httpPort, astmPorts, deviceIds, stop: async () => void (await target.stop(10_000)) };
 }
 
-const AUTH = 'Basic ' + Buffer.from(`admin:${ADMIN_PW}`).toString('base64');
+const AUTH = 'Basic ' + Buffer.from(`admin:${BENCH_ADMIN_PASSWORD}`).toString('base64');
 
 async function metricsText(g: Gateway): Promise<string> {
   const r = await fetch(`http://127.0.0.1:${g.httpPort}/metrics`, { headers: { authorization: AUTH } });

@@ -196,3 +196,48 @@ export function parseArgs(argv: string[]): Record<string, string> {
   }
   return out;
 }
+
+/** Admin password of the gateways the benchmarks start (only 127.0.0.1, a throw-away data dir). */
+export const BENCH_ADMIN_PASSWORD = 'bench-admin-pw-0000';
+
+/** The gateway's CLI entry: dist when built, else the TypeScript source through tsx (development). */
+export function gatewayCli(): { args: string[]; why?: string } {
+  const root = repoRoot();
+  const dist = join(root, 'dist', 'gateway', 'src', 'cli.js');
+  if (existsSync(dist)) return { args: [dist] };
+  const src = join(root, 'gateway', 'src', 'cli.ts');
+  if (RUNNING_TS && existsSync(src)) return { args: ['--import', 'tsx', src] };
+  return { args: [], why: 'gateway CLI not built (npm run build)' };
+}
+
+/**
+ * Start `iomt-gateway run --flows FILE` as a child process (`IOMT_BENCH_NODE_ARGS`: extra node flags,
+ * e.g. --cpu-prof) and wait until /readyz answers 200 (at most 60 s).
+ */
+export async function startGatewayChild(flowFile: string, dataDir: string, env: NodeJS.ProcessEnv): Promise<{ target: ChildTarget; httpPort: number }> {
+  const cli = gatewayCli();
+  if (cli.why) throw new Error(cli.why);
+  const httpPort = await freePort();
+  const fullEnv: NodeJS.ProcessEnv = {
+    ...process.env,
+    IOMT_DATA_DIR: dataDir,
+    IOMT_HTTP_HOST: '127.0.0.1',
+    IOMT_HTTP_PORT: String(httpPort),
+    IOMT_ADMIN_PASSWORD: BENCH_ADMIN_PASSWORD,
+    IOMT_LOG_LEVEL: process.env.IOMT_BENCH_LOG_LEVEL ?? 'warn',
+    ...env,
+  };
+  const nodeArgs = process.env.IOMT_BENCH_NODE_ARGS ? process.env.IOMT_BENCH_NODE_ARGS.split(' ') : [];
+  const { target } = await spawnReady(process.execPath, [...nodeArgs, ...cli.args, 'run', '--flows', flowFile], { env: fullEnv, noWait: true });
+  const end = Date.now() + 60_000;
+  for (;;) {
+    const r = await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => undefined);
+    if (r?.ok) return { target, httpPort };
+    if (target.child.exitCode !== null) throw new Error(`gateway exited during start:\n${target.output()}`);
+    if (Date.now() > end) {
+      await target.stop(1000);
+      throw new Error(`gateway not ready within 60 s:\n${target.output()}`);
+    }
+    await sleep(100);
+  }
+}

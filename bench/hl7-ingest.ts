@@ -27,6 +27,8 @@ import { SimulatedHis } from '../simulator/his/his';
 import { runAnalyzer, summarize, type AnalyzerReport } from '../simulator/hl7/analyzer';
 import {
   freePort,
+  gatewayCli,
+  startGatewayChild,
   machineInfo,
   median,
   parseArgs,
@@ -100,16 +102,6 @@ function nodeHl7ServerTarget(perMessage: boolean): TargetSpec {
   };
 }
 
-/** The gateway's CLI entry: dist when built, else the TypeScript source through tsx (development). */
-function gatewayCli(): { args: string[]; why?: string } {
-  const root = repoRoot();
-  const dist = join(root, 'dist', 'gateway', 'src', 'cli.js');
-  if (existsSync(dist)) return { args: [dist] };
-  const src = join(root, 'gateway', 'src', 'cli.ts');
-  if (RUNNING_TS && existsSync(src)) return { args: ['--import', 'tsx', src] };
-  return { args: [], why: 'gateway CLI not built (npm run build)' };
-}
-
 /** Flow files: ingest only (bench/flows/ingest.json, no destination) and relay (HL7 in → HIS at ${HIS_HOST}:${HIS_PORT}). */
 export function gatewayFlowFile(kind: 'ingest' | 'relay'): string | undefined {
   const root = repoRoot();
@@ -129,35 +121,14 @@ function gatewayTarget(kind: 'ingest' | 'relay'): TargetSpec {
       return undefined;
     },
     async start(ctx) {
-      const cli = gatewayCli();
       const flows = gatewayFlowFile(kind) as string;
-      const httpPort = await freePort();
       const hl7Port = await freePort();
-      const env: NodeJS.ProcessEnv = {
-        ...process.env,
-        IOMT_DATA_DIR: ctx.dataDir,
-        IOMT_HTTP_HOST: '127.0.0.1',
-        IOMT_HTTP_PORT: String(httpPort),
-        IOMT_ADMIN_PASSWORD: 'bench-admin-pw-0000',
-        IOMT_LOG_LEVEL: process.env.IOMT_BENCH_LOG_LEVEL ?? 'warn',
+      const { target } = await startGatewayChild(flows, ctx.dataDir, {
         HL7_IN_HOST: '127.0.0.1',
         HL7_IN_PORT: String(hl7Port),
         HIS_HOST: '127.0.0.1',
         HIS_PORT: String(ctx.hisPort),
-      };
-      const { target } = await spawnReady(process.execPath, [...cli.args, 'run', '--flows', flows], { env, noWait: true });
-      // ready = /readyz answers 200
-      const end = Date.now() + 60_000;
-      for (;;) {
-        const r = await fetch(`http://127.0.0.1:${httpPort}/readyz`).catch(() => undefined);
-        if (r?.ok) break;
-        if (target.child.exitCode !== null) throw new Error(`gateway exited during start:\n${target.output()}`);
-        if (Date.now() > end) {
-          await target.stop(1000);
-          throw new Error(`gateway not ready within 60 s:\n${target.output()}`);
-        }
-        await sleep(100);
-      }
+      });
       return {
         port: hl7Port,
         pid: target.pid,
