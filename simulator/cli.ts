@@ -7,6 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { formatReport, runAnalyzer } from './hl7/analyzer';
 import { SimulatedHis, type HisMode } from './his/his';
+import { simulateAstm } from './astm/cli';
+import { parseOpts, stdio, UsageError, type Out } from './options';
 
 export const SIMULATE_USAGE = `usage: iomt-gateway simulate <device> [options]
 
@@ -22,38 +24,6 @@ export const SIMULATE_USAGE = `usage: iomt-gateway simulate <device> [options]
   astm  ...   simulated ASTM analyzer (see 'simulate astm --help')
 `;
 
-type Out = { log: (s: string) => void; err: (s: string) => void };
-const stdio: Out = { log: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') };
-
-class UsageError extends Error {}
-
-/** Parse `--key value` / `--flag` options; rejects unknown keys. */
-function parseOpts(argv: string[], known: Record<string, 'string' | 'flag'>): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) throw new UsageError(`unexpected argument '${a}'`);
-    let key = a.slice(2);
-    let val: string | undefined;
-    const eq = key.indexOf('=');
-    if (eq >= 0) {
-      val = key.slice(eq + 1);
-      key = key.slice(0, eq);
-    }
-    const kind = known[key];
-    if (!kind) throw new UsageError(`unknown option --${key}`);
-    if (kind === 'flag') {
-      out[key] = 'true';
-      continue;
-    }
-    if (val === undefined) {
-      val = argv[++i];
-      if (val === undefined) throw new UsageError(`--${key} needs a value`);
-    }
-    out[key] = val;
-  }
-  return out;
-}
 
 function intOpt(o: Record<string, string>, key: string, def: number | undefined, min = 0): number | undefined {
   const v = o[key];
@@ -155,21 +125,8 @@ async function hisCmd(argv: string[], out: Out): Promise<number> {
   return 0;
 }
 
-async function astmCmd(argv: string[], out: Out): Promise<number> {
-  let mod: { simulateAstm?: (argv: string[], out?: Out) => Promise<number> };
-  try {
-    // lazy: simulator/astm is written separately and may be absent in this build
-    const path = './astm/cli';
-    mod = (await import(path)) as typeof mod;
-  } catch (e) {
-    out.err(`simulate astm is not available in this build (simulator/astm/cli): ${(e as Error).message.split('\n')[0]}`);
-    return 2;
-  }
-  if (typeof mod.simulateAstm !== 'function') {
-    out.err('simulate astm is not available: simulator/astm/cli does not export simulateAstm');
-    return 2;
-  }
-  return mod.simulateAstm(argv, out);
+function astmCmd(argv: string[], out: Out): Promise<number> {
+  return simulateAstm(argv, out);
 }
 
 /** Entry point; returns the process exit code. */

@@ -10,6 +10,7 @@ import { TcpClientTransport } from '../../drivers/astm/transport/tcp-client-tran
 import { TcpServerTransport } from '../../drivers/astm/transport/tcp-server-transport';
 import type { Transport, TransportConnection } from '../../gateway/src/contracts/transport';
 import { AstmAnalyzerSimulator, buildResultSession, type AstmFaults } from './analyzer-simulator';
+import { parseOpts, stdio, type OptKind, type Out } from '../options';
 
 export const ASTM_USAGE = `usage: iomt-gateway simulate astm (--serial PATH [--baud N] | --tcp HOST:PORT | --listen PORT) [options]
 
@@ -23,35 +24,26 @@ export const ASTM_USAGE = `usage: iomt-gateway simulate astm (--serial PATH [--b
                          nak-storm[=n], interrupt, contention, silence[=after frames], disconnect[=after frames]
   exit 0 when every session was acknowledged (and the query answered)`;
 
-type Out = { log: (s: string) => void; err: (s: string) => void };
-const stdio: Out = { log: (s) => process.stdout.write(s + '\n'), err: (s) => process.stderr.write(s + '\n') };
+
+const OPTIONS: Record<string, OptKind> = {
+  help: 'flag',
+  serial: 'string',
+  baud: 'string',
+  tcp: 'string',
+  listen: 'string',
+  profile: 'string',
+  count: 'string',
+  'interval-ms': 'string',
+  tests: 'string',
+  query: 'string',
+  'timeout-ms': 'string',
+  fault: 'list',
+};
 
 function parseArgs(argv: string[]): { opts: Map<string, string>; faults: string[] } {
-  const opts = new Map<string, string>();
-  const faults: string[] = [];
-  const flags = new Set(['help']);
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (!a.startsWith('--')) throw new Error(`unexpected argument '${a}'`);
-    let key = a.slice(2);
-    let val: string | undefined;
-    const eq = key.indexOf('=');
-    if (eq >= 0) {
-      val = key.slice(eq + 1);
-      key = key.slice(0, eq);
-    }
-    if (flags.has(key)) {
-      opts.set(key, 'true');
-      continue;
-    }
-    if (val === undefined) {
-      val = argv[++i];
-      if (val === undefined) throw new Error(`--${key} needs a value`);
-    }
-    if (key === 'fault') faults.push(val);
-    else opts.set(key, val);
-  }
-  return { opts, faults };
+  const lists: Record<string, string[]> = {};
+  const opts = new Map(Object.entries(parseOpts(argv, OPTIONS, lists)));
+  return { opts, faults: lists.fault ?? [] };
 }
 
 export function parseFaults(list: string[]): AstmFaults {
