@@ -241,3 +241,25 @@ export async function startGatewayChild(flowFile: string, dataDir: string, env: 
     await sleep(100);
   }
 }
+
+/**
+ * The protocol of a benchmark target child process: print `READY {port,pid}` when listening; on
+ * SIGTERM/SIGINT close, print `STATS {...}` and exit (read by `spawnReady` / `ChildTarget.lastJson`).
+ */
+export function serveAsTarget(port: number, close: () => Promise<unknown>, stats: () => unknown): void {
+  process.stdout.write(`READY ${JSON.stringify({ port, pid: process.pid })}\n`);
+  const stop = async () => {
+    await close();
+    process.stdout.write(`STATS ${JSON.stringify(stats())}\n`, () => process.exit(0));
+  };
+  process.once('SIGTERM', () => void stop());
+  process.once('SIGINT', () => void stop());
+}
+
+/** Run a child's main; a failure is printed and exits 1. */
+export function runMain(main: () => Promise<unknown>): void {
+  main().catch((e) => {
+    process.stderr.write(`${String(e)}\n`);
+    process.exit(1);
+  });
+}

@@ -8,6 +8,7 @@
  * on SIGTERM prints `STATS {"handled":n,"redelivered":m,"parseErrors":k}` and exits.
  */
 import { Server } from 'node-hl7-server';
+import { runMain, serveAsTarget } from './bench-lib';
 
 async function main(argv: string[]): Promise<void> {
   const i = argv.indexOf('--port');
@@ -28,18 +29,7 @@ async function main(argv: string[]): Promise<void> {
     inbound.once('listen', () => resolve());
     inbound.once('error', reject);
   });
-  process.stdout.write(`READY ${JSON.stringify({ port, pid: process.pid })}\n`);
-  const stop = async () => {
-    await inbound.close();
-    process.stdout.write(`STATS ${JSON.stringify(stats)}\n`, () => process.exit(0));
-  };
-  process.once('SIGTERM', () => void stop());
-  process.once('SIGINT', () => void stop());
+  serveAsTarget(port, () => inbound.close(), () => stats);
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).catch((e) => {
-    process.stderr.write(`${String(e)}\n`);
-    process.exit(1);
-  });
-}
+if (require.main === module) runMain(() => main(process.argv.slice(2)));

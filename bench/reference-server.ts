@@ -22,6 +22,7 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import net from 'node:net';
 import { MllpDecoder, encodeMllp } from '../drivers/hl7-mllp/mllp-decoder';
+import { runMain, serveAsTarget } from './bench-lib';
 
 export type CommitMode = 'fsync-each' | 'group';
 
@@ -158,18 +159,7 @@ async function main(argv: string[]): Promise<void> {
   if (!file) throw new Error('--file is required');
   const srv = new ReferenceServer({ mode, file, port: Number(arg('port') ?? 0) });
   const { port } = await srv.start();
-  process.stdout.write(`READY ${JSON.stringify({ port, pid: process.pid })}\n`);
-  const stop = async () => {
-    await srv.close();
-    process.stdout.write(`STATS ${JSON.stringify(srv.stats)}\n`, () => process.exit(0));
-  };
-  process.once('SIGTERM', () => void stop());
-  process.once('SIGINT', () => void stop());
+  serveAsTarget(port, () => srv.close(), () => srv.stats);
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).catch((e) => {
-    process.stderr.write(`${String(e)}\n`);
-    process.exit(1);
-  });
-}
+if (require.main === module) runMain(() => main(process.argv.slice(2)));

@@ -68,19 +68,11 @@ export interface OrderUpdate {
 
 export type OrderStatus = 'pending' | 'cancelled';
 
-/** An order as kept in the order cache (one row per specimen barcode). */
-export interface CachedOrder {
+/** An order as kept in the order cache (one row per specimen barcode): the update's fields, merged. */
+export interface CachedOrder extends Omit<OrderUpdate, 'control' | 'tests'> {
   id: number;
-  specimenId: string;
-  placerOrderNumber?: string;
-  fillerOrderNumber?: string;
-  patient?: OrderPatient;
   /** Pending tests; for a cancelled order, the tests that were cancelled. */
   tests: OrderTest[];
-  priority?: OrderPriority;
-  requestedAt?: string;
-  collectedAt?: string;
-  specimenType?: string;
   status: OrderStatus;
   /** ISO 8601 UTC. */
   createdAt: string;
