@@ -51,6 +51,14 @@ export interface AstmDriverHooks {
   onQuery?(q: AstmHostQuery): Promise<AstmOrder[] | 'unknown'>;
 }
 
+interface StrayRun {
+  bytes: number[];
+  timer: NodeJS.Timeout | undefined;
+  warned: boolean;
+  /** runs quarantined on this connection */
+  kept: number;
+}
+
 const STRAY_MIN_BYTES = 16;
 const STRAY_IDLE_MS = 500;
 const STRAY_MAX_BYTES = 64 * 1024;
@@ -61,8 +69,8 @@ export class AstmDriver {
   private readonly log;
   private readonly changes = new StateChangeLog();
   private transport: Transport | undefined;
-  private links = new Map<string, { link: AstmLink; conn: TransportConnection }>();
-  private strays = new Map<string, { bytes: number[]; timer: NodeJS.Timeout | undefined; warned: boolean; kept: number }>();
+  /** Per connection: its link and the run of bytes that arrived outside a session (see collectStray). */
+  private links = new Map<string, { link: AstmLink; conn: TransportConnection; stray: StrayRun }>();
   private storeBusyUntil = 0;
   private busyTimer: NodeJS.Timeout | undefined;
   private lastMessageAt: string | undefined;
@@ -117,13 +125,13 @@ export class AstmDriver {
   async close(): Promise<void> {
     this.closed = true;
     if (this.busyTimer) clearTimeout(this.busyTimer);
-    for (const st of this.strays.values()) if (st.timer) clearTimeout(st.timer);
-    this.strays.clear(); // shutting down: not worth a quarantine write into a closing store
-    for (const { link, conn } of this.links.values()) {
+    for (const { stray } of this.links.values()) if (stray.timer) clearTimeout(stray.timer);
+    const links = [...this.links.values()];
+    this.links.clear(); // first: shutting down, a stray run is not worth a quarantine write into a closing store
+    for (const { link, conn } of links) {
       link.close();
       conn.close();
     }
-    this.links.clear();
     const t = this.transport;
     this.transport = undefined;
     await t?.close();
@@ -192,8 +200,7 @@ export class AstmDriver {
       this.opts.clock ?? realClock,
     );
     link.setBusy(Date.now() < this.storeBusyUntil);
-    this.links.set(conn.id, { link, conn });
-    this.strays.set(conn.id, { bytes: [], timer: undefined, warned: false, kept: 0 });
+    this.links.set(conn.id, { link, conn, stray: { bytes: [], timer: undefined, warned: false, kept: 0 } });
     this.log.info({ conn: conn.id, remote: conn.remote }, 'connection open');
     conn.on('data', (b: Buffer) => {
       if (this.log.isLevelEnabled('trace')) this.log.trace({ conn: conn.id, raw: b.toString('latin1') }, 'rx');
@@ -203,7 +210,6 @@ export class AstmDriver {
     conn.on('close', () => {
       link.close();
       this.flushStray(conn);
-      this.strays.delete(conn.id);
       this.links.delete(conn.id);
       this.log.info({ conn: conn.id }, 'connection closed');
     });
@@ -246,7 +252,7 @@ export class AstmDriver {
    * operator sees what arrived; the warning is logged once per connection.
    */
   private collectStray(byte: number, conn: TransportConnection): void {
-    const st = this.strays.get(conn.id);
+    const st = this.links.get(conn.id)?.stray;
     if (!st) return;
     st.bytes.push(byte);
     if (st.bytes.length >= STRAY_MAX_BYTES) return this.flushStray(conn);
@@ -258,7 +264,7 @@ export class AstmDriver {
   }
 
   private flushStray(conn: TransportConnection): void {
-    const st = this.strays.get(conn.id);
+    const st = this.links.get(conn.id)?.stray;
     if (!st) return;
     if (st.timer) clearTimeout(st.timer);
     st.timer = undefined;
