@@ -11,6 +11,7 @@ import type { CommitResult, DriverStatus, InboundMessage, ObservationSink } from
 import { GatewayError, ParseError } from '../../gateway/src/contracts/errors';
 import { componentLogger, StateChangeLog } from '../../gateway/src/log/logger';
 import { metrics } from '../../gateway/src/metrics/registry';
+import { reportCommitted } from '../../gateway/src/pipeline/committed';
 import { AstmLink, type LinkEvent } from './link';
 import { realClock, type LinkClock } from './link-clock';
 import type { LinkOptions } from './link-options';
@@ -347,17 +348,7 @@ export class AstmDriver {
       this.markStoreBusy();
       throw e;
     }
-    if (result.duplicate) {
-      metrics.duplicates.inc({ device });
-      this.log.info({ conn: conn.id, messageId: result.messageId }, 'duplicate message: acknowledged, not stored again');
-    } else {
-      metrics.committed.inc({ device });
-      try {
-        this.hooks.onCommitted?.(result, inbound);
-      } catch (e) {
-        this.log.error({ err: String(e) }, 'onCommitted callback failed');
-      }
-    }
+    reportCommitted(this.log, result, inbound, this.hooks.onCommitted, { connId: conn.id, msg: 'duplicate message: acknowledged, not stored again' });
     for (const q of parsed.queries) void this.answerQuery(q, link, conn);
   }
 

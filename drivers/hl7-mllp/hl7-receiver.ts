@@ -7,6 +7,7 @@ import type { CommitResult, DriverStatus, InboundMessage, ObservationSink } from
 import { GatewayError, ParseError, UnsupportedMessageError } from '../../gateway/src/contracts/errors';
 import { componentLogger } from '../../gateway/src/log/logger';
 import { metrics } from '../../gateway/src/metrics/registry';
+import { reportCommitted } from '../../gateway/src/pipeline/committed';
 import { buildAck, type AckCode } from './ack';
 import type { OrderUpdate } from '../../gateway/src/orders/order-types';
 import { parseHl7, peekHeader, readHeader, type Hl7Header } from './hl7-message';
@@ -122,7 +123,7 @@ export class Hl7Receiver {
       const inbound = this.inbound(parsed.header, raw, conn, parsed.drafts);
       const result = await this.commit(inbound, parsed.header);
       if (Buffer.isBuffer(result)) return result;
-      this.committed(result, inbound, conn, 'duplicate message (same MSH-10): acknowledged again, not stored');
+      reportCommitted(this.log, result, inbound, this.onCommitted, { connId: conn.id, msg: 'duplicate message (same MSH-10): acknowledged again, not stored' });
       return this.ack(header, 'AA');
     } catch (e) {
       if (e instanceof UnsupportedMessageError) {
@@ -165,7 +166,7 @@ export class Hl7Receiver {
       metrics.rejected.inc({ device, reason: 'orders' });
       return this.ack(h, 'AE', { hl7Code: 207, text: 'order cache unavailable' });
     }
-    this.committed(result, inbound, conn, 'duplicate order message (same MSH-10): acknowledged again');
+    reportCommitted(this.log, result, inbound, this.onCommitted, { connId: conn.id, msg: 'duplicate order message (same MSH-10): acknowledged again' });
     return this.ack(h, 'AA');
   }
 
@@ -195,22 +196,6 @@ export class Hl7Receiver {
       this.reject('store', e instanceof GatewayError ? e.code : 'GW_ERR_STORE', e);
       metrics.rejected.inc({ device: this.opts.deviceId, reason: 'store' });
       return this.ack(h, 'AE', { hl7Code: 207, text: 'store unavailable' });
-    }
-  }
-
-  /** Count and hand on a committed message; a duplicate is only counted and logged. */
-  private committed(result: CommitResult, inbound: InboundMessage, conn: MllpConnectionInfo, duplicateLog: string): void {
-    const device = this.opts.deviceId;
-    if (result.duplicate) {
-      metrics.duplicates.inc({ device });
-      this.log.info({ conn: conn.id, messageId: result.messageId }, duplicateLog);
-      return;
-    }
-    metrics.committed.inc({ device });
-    try {
-      this.onCommitted?.(result, inbound);
-    } catch (e) {
-      this.log.error({ err: String(e) }, 'onCommitted callback failed');
     }
   }
 
