@@ -1,4 +1,4 @@
-import { mkdirSync, statSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
@@ -24,7 +24,7 @@ import { componentLogger } from '../log/logger';
 import { metrics } from '../metrics/registry';
 import { decodeObservations } from './codec';
 import { UidGenerator } from './ids';
-import { prepareDatabase } from './migrations';
+import { databaseFileBytes, prepareDatabase } from './migrations';
 import { DEFAULT_DESTINATION_POLICY, LeaseTable, resolvePolicy } from './outbox';
 import { toStoreError, type WriteQueueStats } from './write-queue';
 import { WriterClient } from './writer-client';
@@ -227,15 +227,7 @@ export class GatewayStore implements GatewayStoreApi {
 
   fileBytes(): number {
     this.assertOpen();
-    let n = 0;
-    for (const f of [this.file, `${this.file}-wal`]) {
-      try {
-        n += statSync(f).size;
-      } catch {
-        /* no WAL yet */
-      }
-    }
-    return n;
+    return databaseFileBytes(this.file);
   }
 
   /** Runs in the writer: chunked deletes interleaved with other writes, incremental_vacuum, WAL checkpoint(TRUNCATE). */

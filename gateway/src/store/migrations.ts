@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import type { Database } from 'better-sqlite3';
 
 export interface Migration {
@@ -134,4 +135,17 @@ export function configureConnection(db: Database, opts: { busyTimeoutMs?: number
   db.pragma(`busy_timeout = ${Math.max(0, Math.floor(opts.busyTimeoutMs ?? 5000))}`);
   // savepoint sub-journals (one per group-commit op) in memory, not in a temp file
   db.pragma('temp_store = MEMORY');
+}
+
+/** Bytes on disk of the database: the main file plus its WAL (absent until the first write). */
+export function databaseFileBytes(file: string): number {
+  let n = 0;
+  for (const f of [file, `${file}-wal`]) {
+    try {
+      n += statSync(f).size;
+    } catch {
+      /* no WAL yet */
+    }
+  }
+  return n;
 }

@@ -5,12 +5,11 @@
  * and gets one reply per command after the transaction holding it committed.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { statSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
 import { StoreError, StoreFullError } from '../contracts/errors';
 import { encodeObservations } from './codec';
-import { configureConnection } from './migrations';
+import { configureConnection, databaseFileBytes } from './migrations';
 import { backoffMs, isExhausted } from './outbox';
 import { applyRetention } from './retention';
 import { toStoreError, WriteQueue } from './write-queue';
@@ -117,17 +116,7 @@ function submitOp(a: SubmitArgs, observations: Buffer): SubmitReply {
   return { messageId, duplicate: false };
 }
 
-function fileBytes(): number {
-  let n = 0;
-  for (const f of [init.file, `${init.file}-wal`]) {
-    try {
-      n += statSync(f).size;
-    } catch {
-      /* no WAL */
-    }
-  }
-  return n;
-}
+const fileBytes = (): number => databaseFileBytes(init.file);
 
 let closed = false;
 let crashed = false;
