@@ -52,6 +52,26 @@ describe('parseOru rules', () => {
     expect(hr.subject?.patientId).toBe('PID123');
   });
 
+  it('the results of one order share one subject, order and equipment object; another order gets its own', () => {
+    const msg = [
+      H(),
+      'PID|1||P1^^^HIS^MR||DOE^JOHN',
+      'OBR|1||S1|58410-2^CBC^LN',
+      'OBX|1|NM|6690-2^WBC^LN||5.1|10*3/uL|||||F',
+      'OBX|2|NM|789-8^RBC^LN||4.2|10*6/uL|||||F',
+      'OBR|2||S2|24323-8^CMP^LN',
+      'OBX|1|NM|2345-7^GLU^LN||5.5|mmol/L|||||F',
+    ].join('\r');
+    const [a, b, c] = parseOru(parseHl7(msg)).drafts;
+    expect(a.subject).toBe(b.subject);
+    expect(a.order).toBe(b.order);
+    expect(a.equipment).toBe(c.equipment); // MSH-3 for every result
+    expect(c.subject).not.toBe(a.subject);
+    expect(a.subject).toMatchObject({ patientId: 'P1', specimenId: 'S1' });
+    expect(c.subject).toMatchObject({ patientId: 'P1', specimenId: 'S2' });
+    expect(c.order?.fillerOrderNumber).toBe('S2');
+  });
+
   it('zero OBX is valid', () => {
     expect(parseOru(parseHl7(`${H()}\rPID|1||X\rOBR|1||S1`)).drafts).toEqual([]);
   });

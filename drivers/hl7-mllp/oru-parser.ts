@@ -57,6 +57,8 @@ const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
 export function hl7TimeToIso(ts: string, location: string): string | undefined {
   const t = ts.trim();
   if (!t) return undefined;
+  // one message repeats the same timestamp in every OBX-14: remember the last conversion
+  if (t === lastTs) return lastIso;
   const m = /^(\d{4})(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\d{2})?(\.\d{1,4})?([+-]\d{4})?$/.exec(t);
   if (!m) throw new ParseError(`${location}: not an HL7 date/time`, { location, hl7ErrorCode: 102 }); // Table 0357 102 data type error
   const [, y, mo, d, h, mi, s, frac, tz] = m;
@@ -65,11 +67,17 @@ export function hl7TimeToIso(ts: string, location: string): string | undefined {
   if (d) out += `-${d}`;
   if (h) out += `T${h}:${mi ?? '00'}:${s ?? '00'}${frac ?? ''}`;
   if (tz && h) out += `${tz.slice(0, 3)}:${tz.slice(3)}`;
+  lastTs = t;
+  lastIso = out;
   return out;
 }
+let lastTs = '';
+let lastIso = '';
 
 interface OrderCtx {
   order: OrderInfo;
+  /** The PID before this OBR (a later PID ends the order group). */
+  patient: Subject | undefined;
   specimenFromObr?: string;
   specimenFromSpm?: string;
   drafts: ObservationDraft[];
@@ -83,6 +91,9 @@ interface OrderCtx {
  *
  * Specimen id: SPM-2 (v2.5+ specimen segment) when present, else OBR-3 (filler order number, which
  * analyzers use for the sample barcode), else OBR-2 (placer order number).
+ *
+ * The drafts of one order group share their `subject`, `order` and `equipment` objects (one object,
+ * many references): the store writes a shared object once (store/codec.ts). Treat drafts as read-only.
  */
 export function parseOru(msg: Hl7Message): OruParseResult {
   const header = readHeader(msg);
@@ -98,8 +109,11 @@ export function parseOru(msg: Hl7Message): OruParseResult {
   const finishOrder = () => {
     if (!ctx) return;
     const specimenId = ctx.specimenFromSpm || ctx.specimenFromObr;
+    const subject = specimenId ? { ...ctx.patient, specimenId } : ctx.patient;
+    const order = Object.keys(ctx.order).length ? ctx.order : undefined;
     for (const dr of ctx.drafts) {
-      if (specimenId) dr.subject = { ...(dr.subject ?? {}), specimenId };
+      if (subject) dr.subject = subject;
+      if (order) dr.order = order;
       drafts.push(dr);
     }
     ctx = undefined;
@@ -117,6 +131,7 @@ export function parseOru(msg: Hl7Message): OruParseResult {
         const order = readObr(seg);
         ctx = {
           order,
+          patient,
           specimenFromObr: seg.get(3) || seg.get(2) || undefined,
           drafts: [],
           mdsEquipment: new Map(),
@@ -129,7 +144,7 @@ export function parseOru(msg: Hl7Message): OruParseResult {
           // HL7 v2.5.1 7.3.1: OBX belongs to an ORDER_OBSERVATION group (after OBR); Table 0357 100
           throw new ParseError('OBX before any OBR', { location: seg.location(), hl7ErrorCode: 100 });
         }
-        const dr = readObx(seg, ctx, patient, defaultEquipment);
+        const dr = readObx(seg, ctx, defaultEquipment);
         ctx.drafts.push(dr);
         lastObx = dr;
         break;
@@ -243,7 +258,7 @@ function hdToEquipment(c: string[]): { id: string; name?: string } | undefined {
   return ns ? { id: ns } : undefined;
 }
 
-function readObx(seg: Hl7Segment, ctx: OrderCtx, patient: Subject | undefined, defaultEquipment: { id: string; name?: string } | undefined): ObservationDraft {
+function readObx(seg: Hl7Segment, ctx: OrderCtx, defaultEquipment: { id: string; name?: string } | undefined): ObservationDraft {
   // HL7 v2.5.1 7.4.2 OBX
   const valueType = seg.get(2);
   const code = codingFrom(seg, 3);
@@ -285,12 +300,8 @@ function readObx(seg: Hl7Segment, ctx: OrderCtx, patient: Subject | undefined, d
   } else {
     equipment = defaultEquipment;
   }
-  if (equipment) dr.equipment = { ...equipment };
-
-  if (patient) dr.subject = { ...patient, patientIds: patient.patientIds?.map((p) => ({ ...p })) };
-  if (Object.keys(ctx.order).length) dr.order = { ...ctx.order, service: ctx.order.service ? { ...ctx.order.service } : undefined };
-  if (dr.order && dr.order.service === undefined) delete dr.order.service;
-  return dr;
+  if (equipment) dr.equipment = equipment;
+  return dr; // subject and order: set for the whole order group in finishOrder
 }
 
 function unitFrom(c: string[]): string {

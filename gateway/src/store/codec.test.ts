@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ObservationDraft } from '../contracts/observation';
-import { decodeObservations, encodeObservations, OBS_DEFLATE_JSON, OBS_PLAIN_JSON } from './codec';
+import { decodeObservations, draftsFromJson, draftsToJson, encodeObservations, OBS_DEFLATE_JSON, OBS_PLAIN_JSON } from './codec';
 
 const base = (k: number): ObservationDraft => ({
   code: { system: 'http://loinc.org', code: `${718 + k}-7`, display: `test ${k}` },
@@ -43,5 +43,33 @@ describe('observation codec', () => {
     expect(decodeObservations(plain)).toEqual([base(1)]);
     expect(decodeObservations(encodeObservations('[]'))).toEqual([]);
     expect(() => decodeObservations(Buffer.from([0x7f, 1, 2]))).toThrow(/unknown observations encoding/);
+  });
+
+  it('layout v2 writes an object shared by several drafts once and reads it back shared, equal to the drafts', () => {
+    const subject = { patientId: 'PAT1', patientIds: [{ id: 'PAT1', authority: 'HIS', type: 'MR' }], specimenId: 'S1' };
+    const order = { fillerOrderNumber: 'S1', service: { system: 'http://loinc.org', code: '58410-2', display: 'CBC panel' } };
+    const equipment = { id: 'HEMA-1' };
+    const drafts: ObservationDraft[] = Array.from({ length: 13 }, (_, k) => ({ ...base(k), subject, order, equipment }));
+    drafts.push({ ...base(13), subject: { specimenId: 'OTHER' }, order: undefined, equipment }); // its own subject, no order
+    const json = draftsToJson(drafts);
+    expect(json.split('"PAT1"').length - 1).toBe(2); // patientId and patientIds[0].id, once each
+    expect(json.length).toBeLessThan((JSON.stringify(drafts).length * 2) / 3);
+    const back = decodeObservations(encodeObservations(json));
+    expect(back).toEqual(JSON.parse(JSON.stringify(drafts)));
+    expect(back[0].subject).toBe(back[12].subject);
+    expect(back[0].order).toBe(back[1].order);
+    expect(back[13].subject).toEqual({ specimenId: 'OTHER' });
+    expect('order' in back[13]).toBe(false);
+    // the caller's drafts are not changed by encoding
+    expect(drafts[0].subject).toBe(subject);
+    expect(draftsToJson([])).toBe('{"v":2,"shared":[],"drafts":[]}');
+    expect(draftsFromJson(draftsToJson([]))).toEqual([]);
+  });
+
+  it('rejects a v2 text with a dangling shared reference or an unknown layout', () => {
+    expect(() => draftsFromJson('{"v":2,"shared":[],"drafts":[{"code":{"system":"x","code":"y"},"status":"final","subject":0}]}')).toThrow(/bad shared reference in subject/);
+    expect(() => draftsFromJson('{"v":2,"shared":[{}],"drafts":[{"order":"0"}]}')).toThrow(/bad shared reference in order/);
+    expect(() => draftsFromJson('{"v":3,"shared":[],"drafts":[]}')).toThrow(/unknown observations layout/);
+    expect(() => draftsFromJson('42')).toThrow(/unknown observations layout/);
   });
 });

@@ -4,9 +4,18 @@ import type { ObservationDraft } from '../contracts/observation';
 /**
  * Storage format of a message's observations (`message_bodies.observations`, a BLOB): one format
  * byte, then the payload.
- *   0x00  plain JSON (UTF-8) of the draft array
- *   0x01  raw DEFLATE (level 1) of that JSON
- * The writer always stores 0x01; readers accept both. Encoding runs in the writer worker.
+ *   0x00  plain JSON text (UTF-8), as produced by `draftsToJson`
+ *   0x01  raw DEFLATE (level 1) of that JSON text
+ * The writer always stores 0x01; readers accept both. `draftsToJson` runs on the main thread
+ * (submit), the deflate in the writer worker.
+ *
+ * The JSON text has two layouts; readers accept both:
+ *   v1  `[draft, ...]`, the draft array as is (rows written before shared objects existed);
+ *   v2  `{"v":2,"shared":[object, ...],"drafts":[draft, ...]}`, where a draft's `subject`, `order` and
+ *       `equipment` are numbers: indexes into `shared`. Parsers give all the results of one order the
+ *       same subject, order and equipment objects; v2 writes each of them once instead of once per
+ *       result, which halves the text and the time to stringify and deflate it (a 13-result CBC:
+ *       7.7 KB → 4.1 KB).
  *
  * Why: plain `JSON.stringify` is cheap and exact (reads return the same objects), and the JSON of
  * one analyzer message repeats the same keys, codes, times and order data for every result, so
@@ -17,7 +26,7 @@ export const OBS_DEFLATE_JSON = 0x01;
 
 const DEFLATE_OPTS = { level: 1, strategy: constants.Z_DEFAULT_STRATEGY };
 
-/** Encode the JSON text of a draft array (as produced by `JSON.stringify(drafts)`). */
+/** Encode the storage JSON text of a draft array (`draftsToJson`). */
 export function encodeObservations(json: string): Buffer {
   const z = deflateRawSync(Buffer.from(json, 'utf8'), DEFLATE_OPTS);
   const out = Buffer.allocUnsafe(z.length + 1);
@@ -40,6 +49,55 @@ export function decodeObservationsJson(blob: Buffer | Uint8Array | string): stri
   }
 }
 
+const SHARED_KEYS = ['subject', 'order', 'equipment'] as const;
+
+/** The storage JSON text (layout v2) of a draft array. Objects are shared by reference identity only. */
+export function draftsToJson(drafts: readonly ObservationDraft[]): string {
+  const index = new Map<object, number>();
+  const shared: object[] = [];
+  const rows: Record<string, unknown>[] = new Array(drafts.length);
+  for (let i = 0; i < drafts.length; i++) {
+    const d = drafts[i];
+    const row = Object.assign({}, d) as unknown as Record<string, unknown>;
+    for (const k of SHARED_KEYS) {
+      const o = d[k];
+      if (o === undefined || o === null) continue;
+      let n = index.get(o);
+      if (n === undefined) {
+        n = shared.length;
+        shared.push(o);
+        index.set(o, n);
+      }
+      row[k] = n;
+    }
+    rows[i] = row;
+  }
+  return JSON.stringify({ v: 2, shared, drafts: rows });
+}
+
+/**
+ * Drafts from the storage JSON text (layout v1 or v2). With v2, drafts that shared an object when
+ * stored share one object again: treat them as read-only.
+ */
+export function draftsFromJson(json: string): ObservationDraft[] {
+  const parsed = JSON.parse(json) as unknown;
+  if (Array.isArray(parsed)) return parsed as ObservationDraft[]; // v1
+  const doc = parsed as { v?: unknown; shared?: unknown; drafts?: unknown };
+  if (doc === null || typeof doc !== 'object' || doc.v !== 2 || !Array.isArray(doc.shared) || !Array.isArray(doc.drafts)) {
+    throw new Error('unknown observations layout');
+  }
+  const shared = doc.shared as object[];
+  for (const row of doc.drafts as Record<string, unknown>[]) {
+    for (const k of SHARED_KEYS) {
+      const n = row[k];
+      if (n === undefined) continue;
+      if (typeof n !== 'number' || shared[n] === undefined) throw new Error(`observations: bad shared reference in ${k}`);
+      row[k] = shared[n];
+    }
+  }
+  return doc.drafts as ObservationDraft[];
+}
+
 export function decodeObservations(blob: Buffer | Uint8Array | string): ObservationDraft[] {
-  return JSON.parse(decodeObservationsJson(blob)) as ObservationDraft[];
+  return draftsFromJson(decodeObservationsJson(blob));
 }

@@ -22,7 +22,7 @@ import type {
 } from '../contracts/store';
 import { componentLogger } from '../log/logger';
 import { metrics } from '../metrics/registry';
-import { decodeObservations } from './codec';
+import { decodeObservations, draftsToJson } from './codec';
 import { UidGenerator } from './ids';
 import { databaseFileBytes, prepareDatabase } from './migrations';
 import { DEFAULT_DESTINATION_POLICY, LeaseTable, resolvePolicy } from './outbox';
@@ -292,7 +292,7 @@ export class GatewayStore implements GatewayStoreApi {
     let draftsJson: string;
     let meta: string | null;
     try {
-      draftsJson = JSON.stringify(drafts); // a string crosses to the worker far cheaper than the object graph
+      draftsJson = draftsToJson(drafts); // a string crosses to the worker far cheaper than the object graph
       meta = msg.meta === undefined ? null : JSON.stringify(msg.meta);
     } catch (e) {
       return Promise.reject(new StoreError(`invalid inbound message: ${String(e)}`, { cause: e }));

@@ -56,6 +56,7 @@ describe('WriteQueue (group commit)', () => {
     expect(new Set(ids).size).toBe(100);
     expect(count()).toBe(100);
     expect(q.stats().transactions).toBe(1);
+    expect(q.stats().slowBatches).toBe(0); // no op failed: no savepoints were needed
     expect(commits).toBe(1);
     expect(db.inTransaction).toBe(false);
   });
@@ -83,6 +84,7 @@ describe('WriteQueue (group commit)', () => {
     expect(err.cause?.code).toBe('SQLITE_CONSTRAINT_UNIQUE');
     expect(db.prepare('SELECT v FROM parent ORDER BY v').pluck().all()).toEqual(['a', 'c']);
     expect(q.stats().transactions).toBe(1);
+    expect(q.stats().slowBatches).toBe(1); // the savepoint-free attempt was rolled back, then one savepoint per op
   });
 
   it('a failing COMMIT rejects every op of the batch with StoreError, and the next batch works', async () => {

@@ -57,7 +57,7 @@ export class WriterClient {
   private postScheduled = false;
   private dead: StoreError | undefined;
   private closing: Promise<void> | undefined;
-  private counters: Omit<WriteQueueStats, 'queued'> = { transactions: 0, deferredTransactions: 0, failedTransactions: 0, ops: 0, failedOps: 0 };
+  private counters: Omit<WriteQueueStats, 'queued'> = { transactions: 0, deferredTransactions: 0, slowBatches: 0, failedTransactions: 0, ops: 0, failedOps: 0 };
   private readonly exited: Promise<void>;
 
   constructor(init: WriterInit, private readonly hooks: WriterClientHooks = {}) {

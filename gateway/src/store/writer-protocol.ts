@@ -23,7 +23,7 @@ export interface SubmitArgs {
   raw: Uint8Array;
   meta: string | null;
   observationCount: number;
-  /** JSON.stringify(drafts): compressed in the worker */
+  /** draftsToJson(drafts) (codec.ts): compressed in the worker */
   draftsJson: string;
   patients: string[];
   specimens: string[];
