@@ -226,6 +226,35 @@ describe('Hl7Receiver against real peers (mllp_send, socat)', () => {
     expect(sink.maxActive).toBe(1);
   });
 
+  it('frames arriving in separate reads while one is being committed wait their turn; reading resumes after the backlog', async () => {
+    sink.delayMs = 30;
+    const s = net.connect(port, '127.0.0.1');
+    const dec = new MllpDecoder();
+    const acks: string[] = [];
+    const got = (n: number) =>
+      new Promise<void>((resolve, reject) => {
+        const end = Date.now() + 5000;
+        const check = () => (acks.length >= n ? resolve() : Date.now() > end ? reject(new Error(`${acks.length} of ${n} ACKs within 5 s`)) : setTimeout(check, 5));
+        check();
+      });
+    s.on('data', (d) => {
+      for (const ev of dec.push(d)) if (ev.type === 'frame') acks.push(parseAck(ev.payload.toString('utf8')).controlId);
+    });
+    await new Promise((r) => s.once('connect', r));
+    s.write(encodeMllp(GOOD('P1')));
+    await new Promise((r) => setTimeout(r, 10)); // P1 is in the sink now (busy): P2 and P3 queue behind it
+    s.write(encodeMllp(GOOD('P2')));
+    await new Promise((r) => setTimeout(r, 5));
+    s.write(encodeMllp(GOOD('P3')));
+    await got(3);
+    s.write(encodeMllp(GOOD('P4'))); // after the backlog: the connection reads again
+    await got(4);
+    s.destroy();
+    expect(acks).toEqual(['P1', 'P2', 'P3', 'P4']);
+    expect(sink.order).toEqual(['P1', 'P2', 'P3', 'P4']);
+    expect(sink.maxActive).toBe(1);
+  });
+
   it('many connections are served concurrently', async () => {
     sink.delayMs = 50;
     const ids = Array.from({ length: 8 }, (_, i) => `C${i}`);

@@ -49,6 +49,8 @@ interface Conn {
   decoder: MllpDecoder;
   queue: MllpEvent[];
   busy: boolean;
+  /** reading stopped for backpressure (frames waiting) */
+  paused: boolean;
   closing: boolean; // no further frames are handled
   closed: boolean;
 }
@@ -155,7 +157,7 @@ export class MllpServer extends EventEmitter {
       socket.destroy();
       return;
     }
-    const c: Conn = { info, socket, decoder: new MllpDecoder({ maxBytes: this.opts.maxBytes }), queue: [], busy: false, closing: false, closed: false };
+    const c: Conn = { info, socket, decoder: new MllpDecoder({ maxBytes: this.opts.maxBytes }), queue: [], busy: false, paused: false, closing: false, closed: false };
     this.conns.set(info.id, c);
     socket.setNoDelay(true);
     socket.setTimeout(this.opts.idleTimeoutMs);
@@ -197,7 +199,13 @@ export class MllpServer extends EventEmitter {
         }
       }
       if (c.queue.length) {
-        socket.pause(); // backpressure until the queue is drained
+        // Backpressure: stop reading while frames wait behind the one being handled. A stop-and-wait
+        // sender (one frame, then its ACK) never triggers it, so reading is not stopped and restarted
+        // (two epoll_ctl calls) for every message.
+        if (c.busy || c.queue.length > 1) {
+          socket.pause();
+          c.paused = true;
+        }
         void this.drain(c);
       }
     });
@@ -246,7 +254,10 @@ export class MllpServer extends EventEmitter {
     } finally {
       c.busy = false;
       if (c.closing && this.closePromise) c.socket.destroy();
-      else if (!c.closed && !c.closing) c.socket.resume();
+      else if (!c.closed && !c.closing && c.paused) {
+        c.paused = false;
+        c.socket.resume();
+      }
     }
   }
 }
