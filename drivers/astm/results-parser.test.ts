@@ -54,6 +54,10 @@ describe('results parser', () => {
     ]);
     expect(r.drafts[1]).toMatchObject({ referenceRange: '13.0-17.0', status: 'corrected', comments: ['Platelet clumps^check smear'] });
     expect(r.drafts[2]).toMatchObject({ code: { system: 'local', code: 'CRP' }, value: { kind: 'quantity', value: 0.5, comparator: '<', unit: 'mg/L' }, status: 'preliminary', equipment: { id: 'HEMA01' } });
+    // the results of one P/O context share one subject and one order object (written once by the store)
+    expect(r.drafts[1].subject).toBe(r.drafts[0].subject);
+    expect(r.drafts[2].subject).toBe(r.drafts[0].subject);
+    expect(r.drafts[1].order).toBe(r.drafts[0].order);
   });
 
   it('Sysmex layout ^^^^WBC^1, padded sender and sample number, flag-only and image results kept', () => {

@@ -2,7 +2,7 @@
  * E1394 / LIS02 records → ObservationDraft[] (protocols.md §2.2). Pure; throws ParseError.
  * Field positions and code layouts come from the device profile.
  */
-import type { ObservationDraft, ObservationStatus, ObservationValue, PatientIdentifier, Subject } from '../../gateway/src/contracts/observation';
+import type { ObservationDraft, ObservationStatus, ObservationValue, OrderInfo, PatientIdentifier, Subject } from '../../gateway/src/contracts/observation';
 import { ParseError } from '../../gateway/src/contracts/errors';
 import { component, components, field, readHeader, readQuery, repeats, text, type AstmMessage, type AstmRecord, type Delimiters } from './records';
 import { defaultProfile, type AstmProfile } from './profile';
@@ -105,6 +105,7 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
   const queries: AstmHostQuery[] = [];
   let subject: Subject | undefined;
   let order: { specimenId?: string; instrumentSpecimenId?: string; collectedAt?: string; service?: string } | undefined;
+  const shared: { subjectOf?: Subject; orderOf?: typeof order; subject?: Subject; order?: OrderInfo; equipment?: { id: string; name?: string } } = {};
   let last: ObservationDraft | undefined;
   let lastType = 'H';
   let terminationCode: string | undefined;
@@ -181,18 +182,29 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
         if (eff) draft.effectiveAt = eff;
         const op = component(field(r, 11), 1, d).trim();
         if (op) draft.operator = op;
-        const instr = component(field(r, 14), 1, d).trim();
-        if (instr) draft.equipment = senderId && senderId !== instr ? { id: instr, name: senderId } : { id: instr };
-        else if (senderId) draft.equipment = { id: senderId };
-        const subj: Subject = { ...(subject ?? {}) };
-        if (order?.specimenId) subj.specimenId = order.specimenId;
-        if (order?.instrumentSpecimenId) subj.instrumentSpecimenId = order.instrumentSpecimenId;
-        if (Object.keys(subj).length) draft.subject = subj;
-        if (order?.specimenId || order?.collectedAt) {
-          draft.order = {};
-          if (order.specimenId) draft.order.placerOrderNumber = order.specimenId;
-          if (order.collectedAt) draft.order.collectedAt = order.collectedAt;
+        const instr = component(field(r, 14), 1, d).trim() || senderId;
+        if (instr) {
+          // one equipment object per instrument id: the results share it (store/codec.ts writes it once)
+          if (shared.equipment?.id !== instr) shared.equipment = senderId && senderId !== instr ? { id: instr, name: senderId } : { id: instr };
+          draft.equipment = shared.equipment;
         }
+        if (shared.subjectOf !== subject || shared.orderOf !== order) {
+          // one subject and one order object per P/O context, shared by its results
+          shared.subjectOf = subject;
+          shared.orderOf = order;
+          const subj: Subject = { ...(subject ?? {}) };
+          if (order?.specimenId) subj.specimenId = order.specimenId;
+          if (order?.instrumentSpecimenId) subj.instrumentSpecimenId = order.instrumentSpecimenId;
+          shared.subject = Object.keys(subj).length ? subj : undefined;
+          shared.order = undefined;
+          if (order?.specimenId || order?.collectedAt) {
+            shared.order = {};
+            if (order.specimenId) shared.order.placerOrderNumber = order.specimenId;
+            if (order.collectedAt) shared.order.collectedAt = order.collectedAt;
+          }
+        }
+        if (shared.subject) draft.subject = shared.subject;
+        if (shared.order) draft.order = shared.order;
         drafts.push(draft);
         last = draft;
         break;
