@@ -10,6 +10,7 @@ import { createRootLogger } from './log/logger';
 import { startGateway } from './gateway';
 import { packageRoot } from './package-root';
 import { DRIVERS } from '../../drivers';
+import { installDeviceIoGuard } from './log/device-io-guard';
 
 const USAGE = `iomt-gateway <command> [options]
 
@@ -98,6 +99,7 @@ async function main(argv: string[]): Promise<number> {
       throw e;
     }
     createRootLogger(settings.logLevel);
+    installDeviceIoGuard();
     if (values.flows) {
       const problems = checkFlowFile(values.flows);
       if (problems.length) {
