@@ -6,7 +6,7 @@
 import { EventEmitter } from 'node:events';
 import { stat } from 'node:fs';
 import { SerialPort } from 'serialport';
-import { RetryTimer, type Transport, type TransportConnection, type TransportStatus } from './transport';
+import { RetryTimer, TransportStatusEmitter, type Transport, type TransportConnection } from './transport';
 
 export interface SerialTransportOptions {
   path: string;
@@ -56,28 +56,18 @@ class SerialConnection extends EventEmitter implements TransportConnection {
   }
 }
 
-export class SerialTransport extends EventEmitter implements Transport {
+export class SerialTransport extends TransportStatusEmitter implements Transport {
   private stopped = true;
   private readonly reopen: RetryTimer;
   private port: SerialPort | undefined;
   private conn: SerialConnection | undefined;
   private presenceTimer: NodeJS.Timeout | undefined;
   private seq = 0;
-  private st: TransportStatus = { state: 'stopped', connections: 0 };
 
   constructor(readonly opts: SerialTransportOptions) {
     super();
     if (!opts.path) throw new TypeError('SerialTransport: path is required');
     this.reopen = new RetryTimer(opts.reopenBaseMs ?? 1000, opts.reopenMaxMs ?? 30_000, () => this.open());
-  }
-
-  status(): TransportStatus {
-    return { ...this.st };
-  }
-
-  private setStatus(p: Partial<TransportStatus>): void {
-    this.st = { ...this.st, ...p };
-    this.emit('state', this.status());
   }
 
   async start(signal?: AbortSignal): Promise<void> {

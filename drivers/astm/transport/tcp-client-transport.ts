@@ -3,9 +3,8 @@
  * TCP server). Reconnects with exponential backoff; TCP keepalive; optional idle timeout because some
  * devices hold a connection for days and half-open sockets must be noticed.
  */
-import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import { RetryTimer, type Transport, type TransportStatus } from './transport';
+import { RetryTimer, TransportStatusEmitter, type Transport } from './transport';
 import { SocketConnection } from './tcp-server-transport';
 
 export interface TcpClientTransportOptions {
@@ -18,25 +17,15 @@ export interface TcpClientTransportOptions {
   reconnectMaxMs?: number; // default 30000
 }
 
-export class TcpClientTransport extends EventEmitter implements Transport {
+export class TcpClientTransport extends TransportStatusEmitter implements Transport {
   private stopped = true;
   private readonly redial: RetryTimer;
   private socket: net.Socket | undefined;
   private seq = 0;
-  private st: TransportStatus = { state: 'stopped', connections: 0 };
 
   constructor(readonly opts: TcpClientTransportOptions) {
     super();
     this.redial = new RetryTimer(opts.reconnectBaseMs ?? 1000, opts.reconnectMaxMs ?? 30_000, () => this.dial());
-  }
-
-  status(): TransportStatus {
-    return { ...this.st };
-  }
-
-  private setStatus(p: Partial<TransportStatus>): void {
-    this.st = { ...this.st, ...p };
-    this.emit('state', this.status());
   }
 
   async start(signal?: AbortSignal): Promise<void> {

@@ -4,7 +4,7 @@
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
-import type { Transport, TransportConnection, TransportStatus } from './transport';
+import { TransportStatusEmitter, type Transport, type TransportConnection, type TransportStatus } from './transport';
 
 export interface TcpServerTransportOptions {
   port: number; // 0 = any free port (tests)
@@ -34,24 +34,18 @@ export class SocketConnection extends EventEmitter implements TransportConnectio
   }
 }
 
-export class TcpServerTransport extends EventEmitter implements Transport {
+export class TcpServerTransport extends TransportStatusEmitter implements Transport {
   private server: net.Server | undefined;
   private sockets = new Set<net.Socket>();
   private seq = 0;
-  private st: TransportStatus = { state: 'stopped', connections: 0 };
   boundPort: number | undefined;
 
   constructor(readonly opts: TcpServerTransportOptions) {
     super();
   }
 
-  status(): TransportStatus {
+  override status(): TransportStatus {
     return { ...this.st, connections: this.sockets.size };
-  }
-
-  private setStatus(p: Partial<TransportStatus>): void {
-    this.st = { ...this.st, ...p };
-    this.emit('state', this.status());
   }
 
   async start(signal?: AbortSignal): Promise<void> {

@@ -2,7 +2,24 @@
  * Shared helpers of the byte transports. The Transport contract itself lives in
  * gateway/src/contracts/transport.ts (architecture §5); re-exported here for the implementations.
  */
+import { EventEmitter } from 'node:events';
+import type { TransportStatus } from '../../../gateway/src/contracts/transport';
+
 export type { Transport, TransportConnection, TransportState, TransportStatus } from '../../../gateway/src/contracts/transport';
+
+/** The status every transport keeps: `status()` returns a copy, `setStatus()` merges and emits 'state'. */
+export abstract class TransportStatusEmitter extends EventEmitter {
+  protected st: TransportStatus = { state: 'stopped', connections: 0 };
+
+  status(): TransportStatus {
+    return { ...this.st };
+  }
+
+  protected setStatus(p: Partial<TransportStatus>): void {
+    this.st = { ...this.st, ...p };
+    this.emit('state', this.status());
+  }
+}
 
 /** Exponential backoff with a cap (reopen/reconnect). */
 export function backoffMs(attempt: number, baseMs: number, maxMs: number): number {
