@@ -10,8 +10,22 @@ export interface InboundMessage {
   sourceMessageId?: string;
   /** Sender identity for de-duplication (MSH-3^MSH-4, remote address ...). */
   sender?: string;
-  /** If set, a second message with the same (deviceId, dedupeKey) is not stored again. */
+  /**
+   * If set, a second message with the same (deviceId, dedupeKey) is not stored again. Drivers build it
+   * from the sender, the control id *and* a hash of the content (docs/result-fidelity.md "Duplicates"):
+   * a re-send after a lost ACK is a duplicate, a reused control id with other content is not.
+   */
   dedupeKey?: string;
+  /**
+   * Sender + control id (MSH-3^MSH-4|MSH-10, ASTM H.5|H.3), without the content hash. A new message
+   * whose controlKey is already stored for the device is stored and delivered, and flagged
+   * `control-id-reused` (CommitResult.controlIdReused, the message's flags, a metric).
+   */
+  controlKey?: string;
+  /** MSH-11 / ASTM H.12 processing id (P, T, D): passed through to the outputs. */
+  processingId?: string;
+  /** Message-level data-quality flags (e.g. 'charset-fallback'), kept with the message. No PHI. */
+  flags?: string[];
   messageType?: string; // 'ORU^R01', 'ASTM', ...
   drafts: ObservationDraft[];
   /** Driver-specific metadata kept as JSON (remote address, TLS peer, version ...). No PHI. */
@@ -23,6 +37,8 @@ export interface CommitResult {
   messageUid: string;
   /** true when (deviceId, dedupeKey) was already stored; nothing new was written. */
   duplicate: boolean;
+  /** A new message whose sender + control id had been used before for other content (stored and delivered). */
+  controlIdReused?: boolean;
   observations: Observation[];
 }
 
@@ -52,4 +68,8 @@ export interface DriverStatus {
   lastErrorAt?: string;
   lastError?: string;
   connections?: number;
+  /** Messages stored although their control id had been used before for other content (this run). */
+  controlIdReused?: number;
+  /** Results stored with data-quality flags (this run). */
+  flaggedResults?: number;
 }

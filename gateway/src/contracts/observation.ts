@@ -8,12 +8,64 @@ export interface Coding {
   display?: string;
 }
 
+export type Comparator = '<' | '>' | '<=' | '>=';
+
+/**
+ * The value as the device meant it. Every kind keeps what is needed to send it on unchanged in
+ * meaning (HL7 v2.5.1 7.4.2.5 OBX-5; data types 2.A): an output never has to guess.
+ */
 export type ObservationValue =
-  /** `decimal`: the number exactly as the device sent it ('4.20'). Trailing zeros state the precision of a
+  /** NM, or SN with only a comparator and one number (HL7 v2.5.1 2.A.47, 2.A.70; FHIR valueQuantity).
+   * `decimal`: the number exactly as the device sent it ('4.20'). Trailing zeros state the precision of a
    * lab result, so outputs send `decimal` when present and `value` only for computed numbers. */
-  | { kind: 'quantity'; value: number; unit: string; comparator?: '<' | '>' | '<=' | '>='; decimal?: string }
-  | { kind: 'text'; text: string }
-  | { kind: 'coded'; system: string; code: string; display?: string };
+  | { kind: 'quantity'; value: number; unit: string; comparator?: Comparator; decimal?: string }
+  /** ST, TX, FT, IS, ID, DT, TM, DTM/TS, and any value kept as text. `repetitions`: every repetition of
+   * OBX-5 as sent, empty ones included (TX/FT blank lines, HL7 v2.5.1 2.A.79); `text` is them joined by LF. */
+  | { kind: 'text'; text: string; repetitions?: string[] }
+  /** CE/CWE/CNE (HL7 v2.5.1 2.A.8, 2.A.13): identifier, text, coding system, the alternate triplet, versions, original text. */
+  | {
+      kind: 'coded';
+      system: string;
+      code: string;
+      display?: string;
+      alternate?: Coding;
+      systemVersion?: string;
+      alternateSystemVersion?: string;
+      originalText?: string;
+    }
+  /** SN that is not a plain (comparator) number: a range `^2^-^5`, a ratio `^1^:^40`, `^1^/^80`, `^2^+`
+   * (HL7 v2.5.1 2.A.70 comparator^num1^separator/suffix^num2; FHIR valueRange / valueRatio). Numbers as sent. */
+  | { kind: 'structured-numeric'; comparator?: string; num1?: string; separator?: string; num2?: string; unit: string }
+  /** ED (HL7 v2.5.1 2.A.24): source application^type of data^subtype^encoding^data, data kept as sent (e.g. Base64). */
+  | { kind: 'encapsulated'; sourceApplication?: string; typeOfData: string; dataSubtype?: string; encoding: string; data: string }
+  /** RP (HL7 v2.5.1 2.A.65): pointer^application ID^type of data^subtype. */
+  | { kind: 'reference'; pointer: string; application?: string; typeOfData?: string; subtype?: string };
+
+/**
+ * What the gateway could not take exactly as sent, and what it kept instead. Never PHI in `text`;
+ * `original` is the device's own text (PHI possible: not logged above debug). docs/result-fidelity.md lists the codes.
+ */
+export interface QualityFlag {
+  code:
+    | 'invalid-number' // NM that is not a number: kept as text, forwarded as ST with the original text
+    | 'invalid-value' // a value of another type that does not parse: kept as text
+    | 'invalid-datetime' // a date/time that is not one: the original is kept here, the field left empty
+    | 'segment-truncated' // the segment was cut off (a logger or device lost its end)
+    | 'segment-terminator-missing' // two segments ran together; split where the second began
+    | 'value-missing' // no value where one was expected (never sent as an empty final result)
+    | 'code-missing' // no test code
+    | 'unknown-status' // a result status outside its table: a safe status was used
+    | 'validity-doubtful' // ASTM R.9 W: warning, validity doubtful (sent as not verified)
+    | 'raw-signal' // an instrument's raw signal (RLU, OD, ...), forwarded only because the profile says so
+    | 'charset-fallback' // bytes invalid in the declared charset: decoded with the profile's fallback charset
+    | 'unmapped-code'; // code or unit not in the profile's maps: sent as the device's local code
+  /** Where: HL7 `OBX^3^5` (segment^seq^field), ASTM `R^4^4` (record^position^field). */
+  location?: string;
+  /** The device's own text when it was not used as is. */
+  original?: string;
+  /** Short explanation, no PHI. */
+  text?: string;
+}
 
 /** FHIR Observation.status subset; mapped from OBX-11 / ASTM R.9 (protocols.md §6.1). */
 export type ObservationStatus = 'registered' | 'preliminary' | 'final' | 'corrected' | 'cancelled' | 'amended' | 'entered-in-error' | 'unknown';
@@ -42,6 +94,8 @@ export interface OrderInfo {
   service?: Coding; // OBR-4
   collectedAt?: string; // OBR-7, ISO 8601
   section?: string; // OBR-24
+  /** Specimen type, HL7 Table 0487 (BLD, SER, PLAS, UR ...): SPM-4; from the order, the device or the profile. */
+  specimenType?: Coding;
 }
 
 export interface ObservationDraft {
@@ -53,8 +107,13 @@ export interface ObservationDraft {
   referenceRange?: string; // e.g. '4.0-10.0'
   interpretation?: string[]; // Table 0078 flags: L, H, LL, HH, <, >, N, A ...
   status: ObservationStatus;
-  /** Raw status letter as the device sent it (OBX-11 / R.9). */
+  /** Result status in HL7 Table 0085 (F P C X I R S D W U), mapped by meaning from the device's own
+   * status (HL7 v2.5.1 7.4.2.11; ASTM R.9 through drivers/astm/result-status.ts). Outputs send this. */
   statusCode?: string;
+  /** The status letter exactly as the device sent it (OBX-11 / ASTM R.9), when it differs in table or value. */
+  deviceStatus?: string;
+  /** Data-quality flags (docs/result-fidelity.md): what could not be taken as sent. */
+  quality?: QualityFlag[];
   effectiveAt?: string; // ISO 8601 observation time (OBX-14, R.13)
   subject?: Subject;
   order?: OrderInfo;
@@ -74,4 +133,6 @@ export interface Observation extends ObservationDraft {
   driver: string;
   sourceMessageId?: string; // MSH-10, ASTM H.3
   receivedAt: string; // ISO 8601
+  /** MSH-11 / ASTM H.12 processing id of the source message (P production, T training, D debugging). */
+  processingId?: string;
 }
