@@ -51,6 +51,11 @@ export interface MessageSummary {
   status: 'committed' | 'routed' | 'flow-error';
   observationCount: number;
   bytes: number;
+  /** Message-level flags, absent when none: 'control-id-reused' (set by the store: the sender + control id
+   * had been stored before for other content), and the driver's own ('charset-fallback', ...). No PHI. */
+  flags?: string[];
+  /** MSH-11 / ASTM H.12 processing id (P, T, D) when the device sent one. */
+  processingId?: string;
 }
 
 export interface MessageDetail extends MessageSummary {
@@ -67,6 +72,8 @@ export interface MessageQuery {
   patientId?: string;
   specimenId?: string;
   status?: MessageSummary['status'];
+  /** Only messages whose flags contain this one (e.g. 'control-id-reused'). */
+  flag?: string;
   limit?: number; // default 50, max 1000
   beforeId?: number; // paging: id < beforeId, newest first
 }

@@ -113,6 +113,7 @@ export const metrics = {
   received: registry.counter('iomt_messages_received_total', 'Device messages received, per device'),
   committed: registry.counter('iomt_messages_committed_total', 'Device messages durably committed, per device'),
   duplicates: registry.counter('iomt_messages_duplicate_total', 'Device messages recognised as repeats and not stored again'),
+  controlIdReused: registry.counter('iomt_control_id_reused_total', 'Device messages stored although their sender and control id had been used for other content, per device'),
   quarantined: registry.counter('iomt_messages_quarantined_total', 'Device messages that could not be parsed, per device'),
   rejected: registry.counter('iomt_messages_rejected_total', 'Device messages negatively acknowledged, per device and reason'),
   strayBytes: registry.counter('iomt_stray_bytes_total', 'Bytes received outside a protocol session (e.g. not ASTM E1381 framing), per device'),

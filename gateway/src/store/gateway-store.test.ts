@@ -94,7 +94,9 @@ describe('GatewayStore', () => {
     it('a repeated (deviceId, dedupeKey) resolves duplicate with the original ids and writes nothing', async () => {
       const first = await store.submit(sampleMessage(1, { dedupeKey: 'MSH10-A' }));
       const again = await store.submit(sampleMessage(99, { dedupeKey: 'MSH10-A' }));
-      expect(again).toEqual({ ...first, duplicate: true });
+      const { controlIdReused, ...ids } = first;
+      expect(controlIdReused).toBe(false); // new message, no controlKey
+      expect(again).toEqual({ ...ids, duplicate: true }); // a duplicate says nothing about reuse
       expect(store.searchMessages({})).toHaveLength(1);
       // same key, other device: a different message
       const other = await store.submit(sampleMessage(1, { dedupeKey: 'MSH10-A', deviceId: 'analyzer-2' }));

@@ -48,6 +48,8 @@ interface MessageRow {
   status: MessageSummary['status'];
   observation_count: number;
   bytes: number;
+  flags: string | null;
+  processing_id: string | null;
 }
 
 interface OutboxRow {
@@ -66,7 +68,7 @@ interface OutboxRow {
   dead_at: number | null;
 }
 
-const SUMMARY_COLS = `m.id, m.uid, m.device_id, m.driver, m.message_type, m.source_message_id, m.received_at, m.status, m.observation_count, m.bytes`;
+const SUMMARY_COLS = `m.id, m.uid, m.device_id, m.driver, m.message_type, m.source_message_id, m.received_at, m.status, m.observation_count, m.bytes, m.flags, m.processing_id`;
 
 function summary(r: MessageRow): MessageSummary {
   const s: MessageSummary = {
@@ -81,7 +83,27 @@ function summary(r: MessageRow): MessageSummary {
   };
   if (r.message_type != null) s.messageType = r.message_type;
   if (r.source_message_id != null) s.sourceMessageId = r.source_message_id;
+  if (r.flags != null) s.flags = JSON.parse(r.flags) as string[];
+  if (r.processing_id != null) s.processingId = r.processing_id;
   return s;
+}
+
+/** InboundMessage.flags without repeats, in the order given; throws on anything but non-empty strings. */
+function messageFlags(flags: unknown): string[] {
+  if (flags === undefined) return [];
+  if (!Array.isArray(flags)) throw new TypeError('flags must be an array of strings');
+  const out = new Set<string>();
+  for (const f of flags) {
+    if (typeof f !== 'string' || !f) throw new TypeError('flags must be non-empty strings');
+    out.add(f);
+  }
+  return [...out];
+}
+
+function optionalString(v: unknown, name: string): string | null {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'string') throw new TypeError(`${name} must be a string`);
+  return v;
 }
 
 function parseJson(s: string | null): Record<string, unknown> | undefined {
@@ -171,7 +193,9 @@ export class GatewayStore implements GatewayStoreApi {
   private prepareStatements(): Record<string, Statement> {
     const db = this.db;
     return {
-      observationsOf: db.prepare(`SELECT m.uid, m.device_id, m.driver, m.received_at, m.source_message_id, b.observations FROM messages m JOIN message_bodies b ON b.message_id = m.id WHERE m.id = ?`),
+      observationsOf: db.prepare(
+        `SELECT m.uid, m.device_id, m.driver, m.received_at, m.source_message_id, m.processing_id, b.observations FROM messages m JOIN message_bodies b ON b.message_id = m.id WHERE m.id = ?`,
+      ),
       unfinished: db.prepare(`SELECT id, uid FROM messages WHERE device_id = ? AND status = 'committed' ORDER BY id LIMIT ?`),
       duePending: db.prepare(
         `SELECT id, destination, key, message_id, payload, content_type, attempts, created_at FROM outbox
@@ -291,7 +315,13 @@ export class GatewayStore implements GatewayStoreApi {
     }
     let draftsJson: string;
     let meta: string | null;
+    let flags: string[];
+    let controlKey: string | null;
+    let processingId: string | null;
     try {
+      flags = messageFlags(msg.flags);
+      controlKey = optionalString(msg.controlKey, 'controlKey') || null; // an empty key identifies nothing
+      processingId = optionalString(msg.processingId, 'processingId');
       draftsJson = draftsToJson(drafts); // a string crosses to the worker far cheaper than the object graph
       meta = msg.meta === undefined ? null : JSON.stringify(msg.meta);
     } catch (e) {
@@ -311,6 +341,9 @@ export class GatewayStore implements GatewayStoreApi {
           sourceMessageId: msg.sourceMessageId ?? null,
           sender: msg.sender ?? null,
           dedupeKey: msg.dedupeKey ?? null,
+          controlKey,
+          processingId,
+          flags,
           receivedAt,
           raw,
           meta,
@@ -326,8 +359,16 @@ export class GatewayStore implements GatewayStoreApi {
           // committed before this reply was sent: the read connection sees it
           return { messageId: r.messageId, messageUid: r.uid, duplicate: true, observations: this.closed ? [] : this.observationsOf(r.messageId) };
         }
-        const observations = expandObservations(drafts, { messageId: r.messageId, uid, deviceId: msg.deviceId, driver: msg.driver, receivedAt, sourceMessageId: msg.sourceMessageId });
-        return { messageId: r.messageId, messageUid: uid, duplicate: false, observations };
+        const observations = expandObservations(drafts, {
+          messageId: r.messageId,
+          uid,
+          deviceId: msg.deviceId,
+          driver: msg.driver,
+          receivedAt,
+          sourceMessageId: msg.sourceMessageId,
+          processingId: processingId ?? undefined,
+        });
+        return { messageId: r.messageId, messageUid: uid, duplicate: false, controlIdReused: r.controlIdReused, observations };
       });
   }
 
@@ -359,7 +400,7 @@ export class GatewayStore implements GatewayStoreApi {
 
   private observationsOf(messageId: number): Observation[] {
     const r = this.st.observationsOf.get(messageId) as
-      | { uid: string; device_id: string; driver: string; received_at: string; source_message_id: string | null; observations: Buffer }
+      | { uid: string; device_id: string; driver: string; received_at: string; source_message_id: string | null; processing_id: string | null; observations: Buffer }
       | undefined;
     if (!r) return [];
     return expandObservations(decodeObservations(r.observations), {
@@ -369,6 +410,7 @@ export class GatewayStore implements GatewayStoreApi {
       driver: r.driver,
       receivedAt: r.received_at,
       sourceMessageId: r.source_message_id ?? undefined,
+      processingId: r.processing_id ?? undefined,
     });
   }
 
@@ -549,6 +591,8 @@ export class GatewayStore implements GatewayStoreApi {
     if (q.beforeId !== undefined) (where.push('m.id < ?'), args.push(q.beforeId));
     if (q.patientId !== undefined) (where.push(`m.id IN (SELECT message_id FROM message_keys WHERE kind = 'patient' AND value = ?)`), args.push(q.patientId));
     if (q.specimenId !== undefined) (where.push(`m.id IN (SELECT message_id FROM message_keys WHERE kind = 'specimen' AND value = ?)`), args.push(q.specimenId));
+    // `flags IS NOT NULL` lets SQLite walk the partial index messages_flagged (flagged messages are few)
+    if (q.flag !== undefined) (where.push(`m.flags IS NOT NULL AND EXISTS (SELECT 1 FROM json_each(m.flags) WHERE value = ?)`), args.push(q.flag));
     const limit = Math.min(Math.max(1, Math.floor(q.limit ?? 50)), 1000);
     args.push(limit);
     const sql = `SELECT ${SUMMARY_COLS} FROM messages m ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY m.id DESC LIMIT ?`;
@@ -610,7 +654,7 @@ function quarantineRow(r: QuarantineDbRow): QuarantineRow {
 
 function expandObservations(
   drafts: ObservationDraft[],
-  m: { messageId: number; uid: string; deviceId: string; driver: string; receivedAt: string; sourceMessageId?: string },
+  m: { messageId: number; uid: string; deviceId: string; driver: string; receivedAt: string; sourceMessageId?: string; processingId?: string },
 ): Observation[] {
   return drafts.map((d, i) => {
     // Object.assign, not `{ ...d, id, ... }`: V8 takes a slow path for a spread followed by more
@@ -624,6 +668,7 @@ function expandObservations(
     o.driver = m.driver;
     o.receivedAt = m.receivedAt;
     if (m.sourceMessageId !== undefined) o.sourceMessageId = m.sourceMessageId;
+    if (m.processingId !== undefined) o.processingId = m.processingId;
     return o;
   });
 }

@@ -92,6 +92,21 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX outbox_state_created ON outbox (state, created_at);
     `,
   },
+  {
+    version: 2,
+    name: 'messages: control key (reused control ids), message flags, processing id',
+    // ADD COLUMN with no default only changes the schema text: existing rows are not rewritten and read
+    // the new columns as NULL. The unique dedupe index stays: a duplicate is still (device_id, dedupe_key).
+    up: `
+      ALTER TABLE messages ADD COLUMN control_key   TEXT;  -- sender|control id (MSH-3^MSH-4|MSH-10, ASTM H.5|H.3), no content hash
+      ALTER TABLE messages ADD COLUMN flags         TEXT;  -- JSON array of message-level flags ('control-id-reused', ...); NULL = none
+      ALTER TABLE messages ADD COLUMN processing_id TEXT;  -- MSH-11 / ASTM H.12 (P, T, D)
+      -- Not unique: a reused control id with other content is stored (and flagged), not refused.
+      CREATE INDEX messages_control ON messages (device_id, control_key) WHERE control_key IS NOT NULL;
+      -- Flagged messages are few: searchMessages({ flag }) walks only these, newest first.
+      CREATE INDEX messages_flagged ON messages (id) WHERE flags IS NOT NULL;
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;

@@ -14,7 +14,7 @@ import { backoffMs, isExhausted } from './outbox';
 import { applyRetention } from './retention';
 import { toStoreError, WriteQueue } from './write-queue';
 import type { OutboxState } from '../contracts/store';
-import type { Reply, SerializedError, SubmitArgs, SubmitReply, WorkerMessage, WriteCommand, WriterInit } from './writer-protocol';
+import { FLAG_CONTROL_ID_REUSED, type Reply, type SerializedError, type SubmitArgs, type SubmitReply, type WorkerMessage, type WriteCommand, type WriterInit } from './writer-protocol';
 
 const port = parentPort;
 if (!port) throw new Error('store-writer-worker must run in a worker thread');
@@ -84,9 +84,10 @@ const queue = new WriteQueue(db, init.maxBatch, {
 
 const st: Record<string, Statement> = {
   findDedupe: db.prepare(`SELECT id, uid FROM messages WHERE device_id = ? AND dedupe_key = ?`),
+  findControl: db.prepare(`SELECT 1 FROM messages WHERE device_id = ? AND control_key = ? LIMIT 1`), // index messages_control
   insertMessage: db.prepare(
-    `INSERT INTO messages (uid, device_id, driver, message_type, source_message_id, sender, dedupe_key, received_at, bytes, meta, observation_count)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    `INSERT INTO messages (uid, device_id, driver, message_type, source_message_id, sender, dedupe_key, control_key, flags, processing_id, received_at, bytes, meta, observation_count)
+     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
   ),
   insertBody: db.prepare(`INSERT INTO message_bodies (message_id, raw, observations) VALUES (?, ?, ?)`),
   insertKey: db.prepare(`INSERT OR IGNORE INTO message_keys (message_id, kind, value) VALUES (?, ?, ?)`),
@@ -102,18 +103,43 @@ const st: Record<string, Statement> = {
   settleDead: db.prepare(`UPDATE outbox SET state = 'dead', attempts = ?, dead_at = ?, last_error = ? WHERE id = ?`),
 };
 
+/**
+ * One inbound message, inside the group transaction. Order matters (README "Duplicates and reused
+ * control ids"): (1) same (device, dedupeKey) → duplicate, nothing written; (2) otherwise the message is
+ * stored, and if another message of the device already holds its controlKey it is flagged
+ * 'control-id-reused'. Earlier ops of the same transaction are visible (same connection).
+ */
 function submitOp(a: SubmitArgs, observations: Buffer): SubmitReply {
   if (a.dedupeKey != null) {
     const dup = st.findDedupe.get(a.deviceId, a.dedupeKey) as { id: number; uid: string } | undefined;
     if (dup) return { messageId: dup.id, duplicate: true, uid: dup.uid };
   }
+  // a driver that already knows (e.g. within one session) may set the flag itself: reply and flags agree either way
+  const given = a.flags.includes(FLAG_CONTROL_ID_REUSED);
+  const controlIdReused = given || (a.controlKey != null && st.findControl.get(a.deviceId, a.controlKey) !== undefined);
+  const flags = controlIdReused && !given ? [...a.flags, FLAG_CONTROL_ID_REUSED] : a.flags;
   const raw = buf(a.raw);
-  const info = st.insertMessage.run(a.uid, a.deviceId, a.driver, a.messageType, a.sourceMessageId, a.sender, a.dedupeKey, a.receivedAt, raw.length, a.meta, a.observationCount);
+  const info = st.insertMessage.run(
+    a.uid,
+    a.deviceId,
+    a.driver,
+    a.messageType,
+    a.sourceMessageId,
+    a.sender,
+    a.dedupeKey,
+    a.controlKey,
+    flags.length ? JSON.stringify(flags) : null,
+    a.processingId,
+    a.receivedAt,
+    raw.length,
+    a.meta,
+    a.observationCount,
+  );
   const messageId = Number(info.lastInsertRowid);
   st.insertBody.run(messageId, raw, observations);
   for (const p of a.patients) st.insertKey.run(messageId, 'patient', p);
   for (const s of a.specimens) st.insertKey.run(messageId, 'specimen', s);
-  return { messageId, duplicate: false };
+  return { messageId, duplicate: false, controlIdReused };
 }
 
 const fileBytes = (): number => databaseFileBytes(init.file);

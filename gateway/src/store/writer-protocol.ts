@@ -19,6 +19,12 @@ export interface SubmitArgs {
   sourceMessageId: string | null;
   sender: string | null;
   dedupeKey: string | null;
+  /** sender|control id without the content hash: a new row whose key is already stored for the device is flagged 'control-id-reused' */
+  controlKey: string | null;
+  /** MSH-11 / ASTM H.12 */
+  processingId: string | null;
+  /** message-level flags from the driver, without repeats (the worker may add 'control-id-reused') */
+  flags: string[];
   receivedAt: string;
   raw: Uint8Array;
   meta: string | null;
@@ -29,7 +35,12 @@ export interface SubmitArgs {
   specimens: string[];
 }
 
-export type SubmitReply = { messageId: number; duplicate: false } | { messageId: number; duplicate: true; uid: string };
+export type SubmitReply =
+  | { messageId: number; duplicate: false; controlIdReused: boolean }
+  | { messageId: number; duplicate: true; uid: string };
+
+/** Message flag set by the store when the sender + control id had been stored before for other content. */
+export const FLAG_CONTROL_ID_REUSED = 'control-id-reused';
 
 export type WriteCommand =
   | { t: 'submit'; id: number; a: SubmitArgs }
