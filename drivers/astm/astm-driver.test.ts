@@ -13,7 +13,8 @@ import { requirePeer, tempDir, waitFor } from '../../test/helpers/env';
 import { AstmAnalyzerSimulator, buildResultSession } from '../../simulator/astm/analyzer-simulator';
 import { AstmDriver } from './astm-driver';
 import { metrics } from '../../gateway/src/metrics/registry';
-import { encodeFrame } from './frame';
+import { ACK, ENQ, EOT, NAK, encodeFrame } from './frame';
+import { GatewayStore } from '../../gateway/src/store/gateway-store';
 import { loadProfiles } from './profile';
 import { field, parseRecords } from './records';
 import { SerialTransport } from './transport/serial-transport';
@@ -356,5 +357,47 @@ describe('AstmDriver over a serial pty pair (socat)', () => {
     await driver.close();
     await driver.close(); // safe twice
     expect(driver.status().state).toBe('stopped');
+  });
+});
+
+describe('AstmDriver with a real on-disk GatewayStore', () => {
+  // NEEDS the quarantineDiscarded change in astm-driver.ts (lead): the link hands the rejected frame
+  // to onDiscard as a third argument; until the driver passes it on and appends it to the quarantined
+  // raw bytes, the `raw.includes(bad)` assertion below fails (the reason already arrives).
+  it('analyzer gives up after 6 NAKs (LIS01 §1.3.2): the quarantine row holds H, P, O, the rejected frame bytes and the reason; nothing is stored as a message', async () => {
+    const t = tempDir('astm-giveup-');
+    cleanups.push(t.cleanup);
+    const store = GatewayStore.open({ dataDir: t.dir });
+    cleanups.push(() => store.close());
+    const profile = profiles.get('generic-lis2-a2')!;
+    const driver = new AstmDriver({ deviceId: 'chem-q', profile, transport: { kind: 'tcp-server', port: 0, host: '127.0.0.1' } }, store);
+    await driver.start();
+    cleanups.push(() => driver.close());
+    const sock = net.connect(driver.boundPort!, '127.0.0.1');
+    cleanups.push(() => void sock.destroy());
+    const got: number[] = [];
+    sock.on('data', (b: Buffer) => got.push(...b));
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    const reply = async (b: Buffer): Promise<number> => {
+      const n = got.length;
+      sock.write(b);
+      await waitFor(() => got.length > n, 5000);
+      return got[got.length - 1];
+    };
+    const records = ['H|\\^&|||CHEM-Q^1|||||LIS||P|LIS2-A2|20250301093015', 'P|1||12345', 'O|1|SPEC-Q1||^^^GLU|R'];
+    expect(await reply(Buffer.from([ENQ]))).toBe(ACK);
+    for (const [i, r] of records.entries()) expect(await reply(encodeFrame(i + 1, Buffer.from(r + '\r', 'latin1'), true))).toBe(ACK);
+    const bad = encodeFrame(4, Buffer.from('R|1|^^^GLU|5.4|mmol/L||N||F\r', 'latin1'), true);
+    bad[bad.length - 3] ^= 0x01; // damaged checksum (C2)
+    for (let i = 0; i < 6; i++) expect(await reply(bad)).toBe(NAK);
+    sock.write(Buffer.from([EOT])); // LIS01 §1.3.2: the analyzer gives up after 6 failed attempts
+    await waitFor(() => store.listQuarantine().length === 1, 5000);
+    const row = store.getQuarantine(store.listQuarantine()[0].id)!;
+    expect(row).toMatchObject({ deviceId: 'chem-q', driver: 'astm', errorCode: 'GW_ERR_PARSE' });
+    expect(row.reason).toContain('analyzer ended the transfer after 6 NAKs of frame 4 (bad checksum); 3 records received before it');
+    expect(row.raw.subarray(0, records.join('\r').length + 1).toString('latin1')).toBe(records.join('\r') + '\r');
+    expect(row.raw.includes(bad)).toBe(true); // the rejected frame, byte for byte
+    expect(store.searchMessages({ deviceId: 'chem-q' })).toEqual([]); // the partial H, P, O was not committed as a message
+    expect(got.filter((b) => b === ACK)).toHaveLength(4);
   });
 });

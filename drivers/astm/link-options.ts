@@ -6,9 +6,18 @@
 export interface LinkOptions {
   /** Contention rule (protocols.md §1.3.5): the instrument wins. The gateway is 'computer'. Default 'computer'. */
   role: 'computer' | 'instrument';
-  /** Lenient: a frame may carry several CR-terminated records (AQUALink; Maglumi). Default false. */
+  /**
+   * @deprecated Accepted in profiles for compatibility and ignored when receiving: an intact frame
+   * is never NAKed for its layout, so several CR-terminated records in one frame (AQUALink, Maglumi,
+   * Mindray BS-240) are split on CR under every profile (LIS01 §1.2 asks senders for one record per
+   * frame; protocols.md §1.4). We always send one record per frame.
+   */
   multipleRecordsPerFrame: boolean;
-  /** Lenient: whole session in one frame larger than 240 bytes (Mindray BS-240). Implies multipleRecordsPerFrame. */
+  /**
+   * Declares that the device sends a whole session in one frame larger than 240 bytes (Mindray
+   * BS-240). Documentary: any frame up to `maxFrameBytes` (LIS01-A2: 64,000) is accepted under every
+   * profile; raise `maxFrameBytes` for a device that sends more.
+   */
   oversizeSingleFrame: boolean;
   /**
    * First FN of a transfer phase: 'one' (LIS01 §1.2: the first frame is '1'), 'zero-or-one'

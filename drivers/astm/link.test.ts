@@ -19,12 +19,16 @@ function harness(options: Partial<LinkOptions> = {}, onMessage?: (r: Buffer[]) =
   const written: Buffer[] = [];
   const messages: string[][] = [];
   const discarded: string[][] = [];
+  const discards: Array<{ records: string[]; reason: string; rejectedFrame: Buffer | undefined }> = [];
   const events: LinkEvent[] = [];
   const link = new AstmLink(
     {
       write: (b) => written.push(b),
       onMessage: onMessage ?? (async (r) => void messages.push(r.map((x) => x.toString('latin1')))),
-      onDiscard: (r) => discarded.push(r.map((x) => x.toString('latin1'))),
+      onDiscard: (r, reason, rejectedFrame) => {
+        discarded.push(r.map((x) => x.toString('latin1')));
+        discards.push({ records: r.map((x) => x.toString('latin1')), reason, rejectedFrame });
+      },
       onEvent: (e) => events.push(e),
     },
     options,
@@ -36,7 +40,7 @@ function harness(options: Partial<LinkOptions> = {}, onMessage?: (r: Buffer[]) =
     await link.drain();
     return notation(Buffer.concat(written.slice(from)));
   };
-  return { clock, written, messages, discarded, events, link, feed, out: () => notation(Buffer.concat(written)) };
+  return { clock, written, messages, discarded, discards, events, link, feed, out: () => notation(Buffer.concat(written)) };
 }
 
 describe('receiver cases (drivers/astm/cases/*/case.json)', () => {
@@ -45,18 +49,25 @@ describe('receiver cases (drivers/astm/cases/*/case.json)', () => {
     const c = JSON.parse(readFileSync(join(dir, name, 'case.json'), 'utf8'));
     it(`${name}: ${c.description}`, async () => {
       const h = harness(c.options ?? {});
+      const fed: Buffer[] = []; // bytes fed at each step (a discard's rejected frame is compared with them)
+      const feed = (i: number, b: Buffer): Promise<string> => {
+        fed[i] = b;
+        return h.feed(b);
+      };
       for (const [i, s] of (c.steps as any[]).entries()) {
         let got: string | undefined;
-        if (s.send !== undefined) got = await h.feed(s.send);
+        if (s.send !== undefined) got = await feed(i, wire(s.send));
+        else if (s.fixture !== undefined) got = await feed(i, fx(s.fixture)); // exact bytes of fixtures/<path>
         else if (s.frame) {
           const [fn, text, end] = s.frame;
           let f = encodeFrame(fn, Buffer.from(text, 'latin1'), end !== 'ETB');
           if (s.corrupt === 'checksum') f[f.length - 3] = f[f.length - 3] === 0x30 ? 0x31 : 0x30;
           if (s.dropLf) f = f.subarray(0, f.length - 1);
-          got = await h.feed(f);
+          got = await feed(i, f);
         } else if (s.bigFrame) {
-          got = await h.feed(encodeFrame(s.bigFrame[0], Buffer.alloc(s.bigFrame[1], 'x'), true));
-        } else if (s.advance !== undefined) h.clock.advance(s.advance);
+          got = await feed(i, encodeFrame(s.bigFrame[0], Buffer.alloc(s.bigFrame[1], 'x'), true));
+        } else if (s.close) h.link.close();
+        else if (s.advance !== undefined) h.clock.advance(s.advance);
         else if (s.busy !== undefined) h.link.setBusy(s.busy);
         else if (s.check) expect(h.link.linkState, `step ${i}`).toBe(s.check);
         await h.link.drain();
@@ -65,6 +76,15 @@ describe('receiver cases (drivers/astm/cases/*/case.json)', () => {
       if (c.messages) expect(h.messages).toEqual(c.messages);
       if (c.messageCount !== undefined) expect(h.messages.length).toBe(c.messageCount);
       if (c.discarded !== undefined) expect(h.discarded.length).toBe(c.discarded);
+      if (c.discards) {
+        // each: the records handed to onDiscard, the exact reason, and the step whose bytes are the rejected frame (or none)
+        expect(h.discards.map((d) => ({ records: d.records, reason: d.reason }))).toEqual((c.discards as any[]).map((d) => ({ records: d.records, reason: d.reason })));
+        for (const [j, d] of (c.discards as any[]).entries()) {
+          const want = d.rejectedFrameStep === undefined ? undefined : fed[d.rejectedFrameStep];
+          if (d.rejectedFrameStep !== undefined) expect(want, `discard ${j}: step ${d.rejectedFrameStep} fed nothing`).toBeDefined();
+          expect(h.discards[j].rejectedFrame && notation(h.discards[j].rejectedFrame!), `discard ${j} rejected frame`).toBe(want && notation(want));
+        }
+      }
       if (c.naks) expect(h.events.filter((e) => e.type === 'nak').map((e) => (e as { reason: string }).reason)).toEqual(c.naks);
       if (c.state) expect(h.link.linkState).toBe(c.state);
     });
@@ -76,25 +96,28 @@ describe('the three .wire framings of sample_session', () => {
   for (const [file, opts] of [
     ['sample_session.record.wire', {}],
     ['sample_session.record-etb.wire', {}],
-    ['sample_session.message.wire', { multipleRecordsPerFrame: true }],
+    ['sample_session.message.wire', {}],
+    ['sample_session.message.wire', { multipleRecordsPerFrame: true }], // deprecated option: accepted, no effect
   ] as const) {
-    it(`${file} reassembles to the records of sample_session.astm`, async () => {
+    it(`${file} ${JSON.stringify(opts)} reassembles to the records of sample_session.astm`, async () => {
       const h = harness(opts);
       const reply = await h.feed(fx(file));
       expect(reply).not.toContain('<NAK>');
       expect(h.messages).toEqual([expected]);
       expect(h.link.linkState).toBe('neutral');
     });
-    it(`${file} byte by byte gives the same`, async () => {
+    it(`${file} ${JSON.stringify(opts)} byte by byte gives the same`, async () => {
       const h = harness(opts);
       for (const b of fx(file)) h.link.onBytes(Buffer.from([b]));
       await h.link.drain();
       expect(h.messages).toEqual([expected]);
     });
   }
-  it('message.wire in strict mode is NAKed (several records per frame)', async () => {
+  it('message.wire (several records per frame) under the strict defaults: every frame ACKed, never NAKed for its layout (LIS01 §1.2)', async () => {
     const h = harness();
-    expect(await h.feed(fx('sample_session.message.wire'))).toContain('<NAK>');
+    const reply = await h.feed(fx('sample_session.message.wire'));
+    expect(reply).toMatch(/^(<ACK>)+$/);
+    expect(h.events.filter((e) => e.type === 'nak')).toEqual([]);
   });
 });
 
@@ -170,11 +193,14 @@ describe('lenient modes with the astmio captures', () => {
       expect(m[m.length - 1]).toMatch(/^L\|/);
     }
   });
-  it('Mindray BS-240 in strict mode is NAKed, never crashes', async () => {
+  it('Mindray BS-240 under the strict defaults: the same sessions as with oversizeSingleFrame (layout is never a NAK reason; only damaged frames are)', async () => {
+    const lenient = harness({ oversizeSingleFrame: true });
+    await lenient.feed(fx('astmio/bs240_logs.bin'));
     const h = harness();
-    const reply = await h.feed(fx('astmio/bs240_logs.bin'));
-    expect(reply).toContain('<NAK>');
-    expect(h.messages).toHaveLength(0);
+    await h.feed(fx('astmio/bs240_logs.bin'));
+    expect(h.messages.length).toBeGreaterThanOrEqual(120);
+    expect(h.messages).toEqual(lenient.messages);
+    expect(h.events.filter((e) => e.type === 'nak').every((e) => (e as { reason: string }).reason === 'bad-checksum')).toBe(true);
   });
   it('Snibe Maglumi: no FN, no checksum, stray ACK after ENQ', async () => {
     const h = harness({ noChecksum: true, multipleRecordsPerFrame: true, frameNumberStart: 'any' });
@@ -182,12 +208,91 @@ describe('lenient modes with the astmio captures', () => {
     expect(h.messages.length).toBe(26);
     expect(h.messages[0].map((r) => r[0]).join('')).toBe('HPORRRL');
   });
-  it('Beckman Access 2 (scrambled capture): bad frames NAKed, good sessions kept, no crash', async () => {
+  it('Beckman Access 2 (scrambled capture): bad frames NAKed, whole sessions kept, sessions the analyzer gave up on quarantined with their rejected frame, no crash', async () => {
     const h = harness();
     const reply = await h.feed(fx('astmio/access2_logs.bin'));
     expect(reply).toContain('<NAK>');
     expect(reply).toContain('<ACK>');
-    expect(h.messages.length).toBeGreaterThan(3);
+    expect(h.messages.length).toBeGreaterThanOrEqual(2);
+    for (const m of h.messages) expect([m[0][0], m[m.length - 1][0]]).toEqual(['H', 'L']); // no session committed without its lost frame
+    expect(h.discards.length).toBeGreaterThanOrEqual(5);
+    for (const d of h.discards) {
+      expect(d.rejectedFrame?.[0]).toBe(0x02); // the rejected frame's bytes, from STX
+      expect(d.reason).toMatch(/^(analyzer ended the transfer|sender restarted with ENQ) after \d+ NAKs? of (frame \d|a frame) \(/);
+    }
+  });
+});
+
+describe('rejected frame kept until the transfer ends (LIS01 §1.3.2, §1.3.4)', () => {
+  const H = 'H|\\^&|||T';
+  it('6 NAKs then EOT: onDiscard gets H, P, O and the exact bad frame; onMessage never called; a discarded event', async () => {
+    const h = harness();
+    await h.feed('<ENQ>');
+    for (const [i, t] of [H, 'P|1|X', 'O|1|S1||^^^GLU'].entries()) expect(await h.feed(encodeFrame(i + 1, Buffer.from(t + '\r'), true))).toBe('<ACK>');
+    const bad = encodeFrame(4, Buffer.from('R|1|^^^GLU|5.4\r'), true);
+    bad[bad.length - 4] ^= 0x01; // damage C1
+    for (let i = 0; i < 6; i++) expect(await h.feed(bad)).toBe('<NAK>');
+    expect(await h.feed('<EOT>')).toBe('');
+    expect(h.messages).toEqual([]);
+    expect(h.discards).toHaveLength(1);
+    expect(h.discards[0].records).toEqual([H, 'P|1|X', 'O|1|S1||^^^GLU']);
+    expect(h.discards[0].rejectedFrame).toEqual(bad);
+    expect(h.discards[0].reason).toBe('analyzer ended the transfer after 6 NAKs of frame 4 (bad checksum); 3 records received before it');
+    expect(h.events).toContainEqual({ type: 'discarded', reason: h.discards[0].reason, records: 3, rejectedFrameBytes: bad.length });
+    expect(h.link.linkState).toBe('neutral');
+  });
+
+  it('only the latest rejected frame is kept, the NAK count covers all attempts, and the reason is the last one', async () => {
+    const h = harness();
+    await h.feed('<ENQ>');
+    await h.feed(encodeFrame(1, Buffer.from(H + '\r'), true));
+    const bad1 = encodeFrame(2, Buffer.from('P|1|X\r'), true);
+    bad1[bad1.length - 3] ^= 0x01;
+    await h.feed(bad1);
+    await h.feed(encodeFrame(3, Buffer.from('P|1|X\r'), true)); // wrong FN: also rejected, replaces bad1
+    await h.feed('<EOT>');
+    expect(h.discards.map((d) => d.reason)).toEqual(['analyzer ended the transfer after 2 NAKs of frame 3 (wrong frame number); 1 record received before it']);
+    expect(h.discards[0].rejectedFrame).toEqual(encodeFrame(3, Buffer.from('P|1|X\r'), true));
+  });
+
+  it('an over-size frame is kept bounded (its first maxFrameBytes bytes) and goes to onDiscard when the sender gives up', async () => {
+    const h = harness({ maxFrameBytes: 1000 });
+    await h.feed('<ENQ>');
+    await h.feed(encodeFrame(1, Buffer.from(H + '\r'), true));
+    const big = encodeFrame(2, Buffer.alloc(5000, 'x'), true);
+    expect(await h.feed(big)).toBe('<NAK>');
+    await h.feed('<EOT>');
+    expect(h.discards).toHaveLength(1);
+    expect(h.discards[0].reason).toBe('analyzer ended the transfer after 1 NAK of frame 2 (over-size); 1 record received before it');
+    expect(h.discards[0].rejectedFrame!.length).toBeLessThanOrEqual(1000 + 8);
+    expect(h.discards[0].rejectedFrame).toEqual(big.subarray(0, h.discards[0].rejectedFrame!.length));
+  });
+
+  it('a frame NAKed because the store failed, then the sender gives up: its bytes go to onDiscard; the partial is not committed', async () => {
+    let calls = 0;
+    const h = harness({}, async () => {
+      calls++;
+      throw new Error('disk full');
+    });
+    await h.feed('<ENQ>');
+    await h.feed(encodeFrame(1, Buffer.from(H + '\r'), true));
+    await h.feed(encodeFrame(2, Buffer.from('R|1|^^^GLU|5.4\r'), true));
+    const last = encodeFrame(3, Buffer.from('L|1|N\r'), true);
+    for (let i = 0; i < 6; i++) expect(await h.feed(last)).toBe('<NAK>');
+    await h.feed('<EOT>');
+    expect(calls).toBe(6); // six commit attempts of H,R,L; none of H,R alone after EOT
+    expect(h.discards).toHaveLength(1);
+    expect(h.discards[0].records).toEqual([H, 'R|1|^^^GLU|5.4']);
+    expect(h.discards[0].rejectedFrame).toEqual(last);
+    expect(h.discards[0].reason).toBe('analyzer ended the transfer after 6 NAKs of frame 3 (store commit failed); 2 records received before it');
+  });
+
+  it('without a rejected frame a discard passes no frame (receive timeout of a partial message)', async () => {
+    const h = harness();
+    await h.feed('<ENQ>');
+    await h.feed(encodeFrame(1, Buffer.from(H + '\r'), true));
+    h.clock.advance(30_000);
+    expect(h.discards).toEqual([{ records: [H], reason: 'receive timeout', rejectedFrame: undefined }]);
   });
 });
 

@@ -6,7 +6,10 @@
  * Receive side: ENQ → ACK (NAK when busy), frames reassembled into records, records grouped into
  * messages (H … L). **Ack-after-commit**: the reply to the frame that completes a message is written
  * only after `handlers.onMessage(records)` resolved; a rejection is answered with NAK so the
- * instrument retransmits the frame (architecture §3 step 4).
+ * instrument retransmits the frame (architecture §3 step 4). Several records in one intact frame are
+ * accepted under every profile (split on CR). A NAKed frame that the sender never gets through
+ * before the transfer ends (EOT after its retries, timeout, disconnect, new ENQ) goes to
+ * `handlers.onDiscard` with the records received before it; those are never committed (LIS01 §1.3.2).
  *
  * Send side: `send(records)` queues one message; the link bids (ENQ) when neutral, transfers
  * frames of ≤240 text bytes, retransmits on NAK, honours receiver interrupt and contention.
@@ -23,7 +26,7 @@ export type LinkEvent =
   | { type: 'nak'; reason: NakReason | 'busy' | 'commit-failed' | 'message-too-large'; fn?: number }
   | { type: 'duplicate-frame'; fn: number }
   | { type: 'timeout'; phase: 'receive' | 'establish' | 'reply' }
-  | { type: 'discarded'; reason: string; records: number }
+  | { type: 'discarded'; reason: string; records: number; rejectedFrameBytes?: number }
   | { type: 'stray-bytes'; count: number; byte: number }
   | { type: 'contention' }
   | { type: 'interrupted' }
@@ -37,8 +40,17 @@ export interface LinkHandlers {
    * written only after this promise resolves; when it rejects the frame is NAKed (and retried by the sender).
    */
   onMessage(records: Buffer[]): Promise<void>;
-  /** Records received and acknowledged but dropped (receive timeout, session too large). Store-first hook. */
-  onDiscard?(records: Buffer[], reason: string): void;
+  /**
+   * Records received but never committed as a message (receive timeout, connection closed, sender
+   * restarted, session too large, or the sender gave up on a frame we NAKed). Store-first hook: the
+   * driver keeps them in quarantine with `reason` (no PHI in it).
+   *
+   * `rejectedFrame`: when the transfer ended while a frame we NAKed was still outstanding (the
+   * sender never got it through: LIS01 §1.3.2, 6 failed attempts, then EOT), the raw bytes of the
+   * latest rejected frame exactly as received, STX … trailer (at most `maxFrameBytes` bytes; an
+   * over-size frame is cut there). Undefined otherwise. `records` are those received before it.
+   */
+  onDiscard?(records: Buffer[], reason: string, rejectedFrame?: Buffer): void;
   onEvent?(e: LinkEvent): void;
 }
 
@@ -61,6 +73,31 @@ interface SendJob {
 }
 
 type Rx = 'idle' | 'frame' | 'trailer' | 'overflow' | 'overflow-trailer';
+
+type RejectReason = NakReason | 'commit-failed';
+
+/** The latest frame of this transfer we NAKed and have not seen accepted since. */
+interface RejectedFrame {
+  /** Raw bytes as received (copy), STX … trailer; bounded by `maxFrameBytes` (+ trailer). */
+  bytes: Buffer;
+  /** NAKs sent since the last accepted frame. */
+  naks: number;
+  /** Reason of the last NAK. */
+  reason: RejectReason;
+  /** FN of the last rejected frame, when it had a readable one. */
+  fn: number | undefined;
+}
+
+const REJECT_TEXT: Record<RejectReason, string> = {
+  'bad-start': 'bad start byte',
+  'bad-checksum': 'bad checksum',
+  'restricted-char': 'restricted character',
+  'bad-trailer': 'bad trailer',
+  'too-long': 'over-size',
+  'bad-fn': 'wrong frame number',
+  'multiple-records': 'several records', // no longer produced by the link (kept in NakReason for compatibility)
+  'commit-failed': 'store commit failed',
+};
 
 export class AstmLink {
   readonly opts: LinkOptions;
@@ -88,6 +125,8 @@ export class AstmLink {
   private sessionBytes = 0;
   /** Messages of a frame already committed before a later one in the same frame failed. */
   private partialCommit: { fn: number | undefined; text: string; count: number } | undefined;
+  /** LIS01 §1.3.2/§1.3.4: a NAKed frame not yet retransmitted successfully (only the latest, bounded). */
+  private rejected: RejectedFrame | undefined;
 
   // send
   private queue: SendJob[] = [];
@@ -160,7 +199,7 @@ export class AstmLink {
     this.inbox = [];
     // a message cut off by a disconnect was never ACKed at its final frame (the sender re-sends it):
     // keep what arrived for audit (onDiscard → quarantine), never as results
-    if (this.state === 'receiving') this.discard('connection closed mid-message');
+    if (this.state === 'receiving') this.discard('connection closed mid-message', 'connection closed');
     this.setState('closed');
   }
 
@@ -256,6 +295,7 @@ export class AstmLink {
     this.sessionRecords = [];
     this.sessionBytes = 0;
     this.partialCommit = undefined;
+    this.rejected = undefined;
   }
 
   private armRxTimer(): void {
@@ -264,23 +304,52 @@ export class AstmLink {
     this.rxTimer = this.clock.setTimer(this.opts.frameReceiveTimeoutMs, () => {
       if (this.state !== 'receiving') return;
       this.emit({ type: 'timeout', phase: 'receive' });
-      this.discard('receive timeout');
+      this.discard('receive timeout', 'receive timeout'); // LIS01 §1.3.4
       this.endReceive();
     });
   }
 
-  private discard(reason: string): void {
+  /**
+   * End of the partial message without a commit. `reason` is used as is when no rejected frame is
+   * outstanding; otherwise the reason names the give-up (`end`), the NAK count, FN and NAK reason,
+   * and the rejected frame's bytes go with the records (never lost, never committed as a message).
+   */
+  private discard(reason: string, end?: string): void {
     const recs = [...this.sessionRecords];
     if (this.pendingTextLen) recs.push(Buffer.concat(this.pendingText));
+    const rej = this.rejected;
     this.resetAssembly();
-    if (recs.length) {
-      this.emit({ type: 'discarded', reason, records: recs.length });
-      try {
-        this.handlers.onDiscard?.(recs, reason);
-      } catch {
-        /* hook errors never break the link */
-      }
+    if (rej && end !== undefined) return this.discardWithRejected(recs, end, rej);
+    if (recs.length) this.emitDiscard(recs, reason, undefined);
+  }
+
+  /** LIS01 §1.3.2: the sender gave up on a frame (6 failed attempts, then EOT) or the transfer ended otherwise. */
+  private discardWithRejected(recs: Buffer[], end: string, rej: RejectedFrame): void {
+    const frame = rej.fn === undefined ? 'a frame' : `frame ${rej.fn}`;
+    const naks = `${rej.naks} NAK${rej.naks === 1 ? '' : 's'}`;
+    const reason = `${end} after ${naks} of ${frame} (${REJECT_TEXT[rej.reason]}); ${recs.length} record${recs.length === 1 ? '' : 's'} received before it`;
+    this.emitDiscard(recs, reason, rej.bytes);
+  }
+
+  private emitDiscard(recs: Buffer[], reason: string, rejectedFrame: Buffer | undefined): void {
+    this.emit(rejectedFrame ? { type: 'discarded', reason, records: recs.length, rejectedFrameBytes: rejectedFrame.length } : { type: 'discarded', reason, records: recs.length });
+    try {
+      if (rejectedFrame) this.handlers.onDiscard?.(recs, reason, rejectedFrame);
+      else this.handlers.onDiscard?.(recs, reason);
+    } catch {
+      /* hook errors never break the link */
     }
+  }
+
+  /** Keep the latest rejected frame of this transfer (bounded: one frame of ≤ maxFrameBytes + trailer). */
+  private noteRejected(frame: Buffer, reason: RejectReason, fn: number | undefined): void {
+    const fb = frame.length > 1 ? frame[1] : -1;
+    this.rejected = {
+      bytes: Buffer.from(frame), // copy: frameBuf is reused for the next frame
+      naks: (this.rejected?.naks ?? 0) + 1,
+      reason,
+      fn: fn ?? (fb >= 0x30 && fb <= 0x37 ? fb - 0x30 : undefined),
+    };
   }
 
   private endReceive(): void {
@@ -316,7 +385,7 @@ export class AstmLink {
         if (b === EOT) return this.onReceiveEot(); // LIS01 §1.3.3: termination
         if (b === ENQ) {
           // sender restarted establishment: drop the partial message and accept again
-          this.discard('sender restarted with ENQ');
+          this.discard('sender restarted with ENQ', 'sender restarted with ENQ');
           this.beginReceive();
           return;
         }
@@ -344,6 +413,7 @@ export class AstmLink {
         const done = n === 4 || (n === 3 && (b !== CR || this.opts.missingLfTolerated));
         if (!done) return;
         if (this.rx === 'overflow-trailer') {
+          this.noteRejected(this.frameBuf.subarray(0, this.frameLen), 'too-long', undefined); // first maxFrameBytes bytes only
           this.rx = 'idle';
           this.frameLen = 0;
           this.nak('too-long'); // LIS01 §1.3.4: over-size frame
@@ -375,12 +445,16 @@ export class AstmLink {
       crlfRecordTerminator: this.opts.crlfRecordTerminator,
       maxFrameBytes: this.opts.maxFrameBytes,
     });
-    if (!p.ok) return this.nak(p.reason, p.fn); // LIS01 §1.3.4: NAK bad frames; FN stays expected
+    if (!p.ok) {
+      this.noteRejected(frame, p.reason, p.fn);
+      return this.nak(p.reason, p.fn); // LIS01 §1.3.4: NAK bad frames; FN stays expected
+    }
     // FN rules (LIS01 §1.2 / §1.3.4)
     if (p.fn !== undefined) {
       if (this.lastFn !== undefined && p.fn === this.lastFn) {
         // same FN as the last accepted frame: our ACK was lost; ACK again, do not process twice [S]
         this.emit({ type: 'duplicate-frame', fn: p.fn });
+        this.rejected = undefined; // the sender got this frame through
         return this.ack();
       }
       const first = this.lastFn === undefined;
@@ -388,18 +462,18 @@ export class AstmLink {
       let okFn = p.fn === expected;
       if (!okFn && first && this.opts.frameNumberStart === 'zero-or-one' && p.fn === 0) okFn = true;
       if (!okFn && this.opts.frameNumberStart === 'any' && (first || this.lastWasEnd)) okFn = true;
-      if (!okFn) return this.nak('bad-fn', p.fn);
+      if (!okFn) {
+        this.noteRejected(frame, 'bad-fn', p.fn);
+        return this.nak('bad-fn', p.fn);
+      }
     }
-    const multi = this.opts.multipleRecordsPerFrame || this.opts.oversizeSingleFrame;
-    if (!multi) {
-      const cr = p.text.indexOf(CR);
-      // LIS01 §1.2 / c111 manual: "different records must be sent in different frames"
-      if (cr >= 0 && cr !== p.text.length - 1) return this.nak('multiple-records', p.fn);
-    }
-    return this.acceptFrame(p.fn, p.text, p.isLast);
+    // LIS01 §1.2 asks senders for one record per frame, but an intact frame (checksum, FN, trailer,
+    // no restricted character) is never NAKed for its layout: several CR-terminated records in one
+    // frame are split on CR and empty ones dropped (protocols.md §1.4), under every profile.
+    return this.acceptFrame(frame, p.fn, p.text, p.isLast);
   }
 
-  private acceptFrame(fn: number | undefined, text: Buffer, isLast: boolean): Promise<void> | void {
+  private acceptFrame(frame: Buffer, fn: number | undefined, text: Buffer, isLast: boolean): Promise<void> | void {
     // snapshot so a failed commit leaves the frame un-accepted (the sender retransmits it)
     const snap = {
       pendingText: [...this.pendingText],
@@ -449,12 +523,14 @@ export class AstmLink {
       this.lastFn = fn;
       this.lastWasEnd = isLast;
       this.partialCommit = undefined;
+      this.rejected = undefined; // accepted: an earlier NAKed copy was retransmitted successfully
     };
     if (!messages.length) {
       commit();
       return this.ack();
     }
-    return this.commitMessages(messages, fn, text, snap, commit);
+    // the frame bytes are kept only if the commit fails (frameBuf is reused after this call)
+    return this.commitMessages(messages, fn, text, snap, commit, () => this.noteRejected(frame, 'commit-failed', fn));
   }
 
   private async commitMessages(
@@ -463,6 +539,7 @@ export class AstmLink {
     text: Buffer,
     snap: { pendingText: Buffer[]; pendingTextLen: number; sessionRecords: Buffer[]; sessionBytes: number },
     accept: () => void,
+    rejectedByStore: () => void,
   ): Promise<void> {
     this.rxTimer?.cancel(); // the sender waits for our reply; no frame can legally arrive meanwhile
     const key = text.toString('latin1');
@@ -485,7 +562,10 @@ export class AstmLink {
       this.sessionRecords = snap.sessionRecords;
       this.sessionBytes = snap.sessionBytes;
       this.partialCommit = done > 0 ? { fn, text: key, count: done } : undefined;
-      if (this.state === 'receiving') this.nak('commit-failed', fn);
+      if (this.state === 'receiving') {
+        rejectedByStore(); // if the sender gives up on it, its bytes go to quarantine (LIS01 §1.3.2)
+        this.nak('commit-failed', fn);
+      }
       return;
     }
     accept();
@@ -494,6 +574,13 @@ export class AstmLink {
 
   private async onReceiveEot(): Promise<void> {
     this.rxTimer?.cancel();
+    if (this.rejected) {
+      // LIS01 §1.3.2: the sender gave up on a frame we NAKed (6 failed attempts, then EOT). The records
+      // before it are an incomplete message: quarantine them with the rejected frame, never commit them.
+      this.discard('', 'analyzer ended the transfer');
+      if (this.state === 'receiving') this.endReceive();
+      return;
+    }
     const recs = [...this.sessionRecords];
     if (this.pendingTextLen) recs.push(Buffer.concat(this.pendingText));
     this.resetAssembly();
