@@ -25,32 +25,88 @@ export interface AstmSerialDefaults {
   xon: boolean;
 }
 
+/**
+ * Where the parts of the universal test ID (R.3, O.5, Q.5; LIS02 §10.1.3 `^^^code`) sit for one device.
+ * Components are 1-based. Results that differ in a qualifier stay distinct (issue 8 §6):
+ * - `aspect` and `analyte` are part of the result's identity: appended to the local code with
+ *   `qualifierSeparator` (ARCHITECT `0021` final, `0021:I` interpretation, `0021:P` raw signal;
+ *   GeneXpert `HIVVL:HIV-1:Ct`). An HIS maps these codes like any other local code.
+ * - `dilution` and `replicate` do not change what was measured: they go to the sub-ID (OBX-4,
+ *   HL7 v2.5.1 7.4.2.4), e.g. `D1:10`, `R2`, `D1:10.R2`, so a diluted repeat keeps the test's code.
+ */
+export interface TestIdLayout {
+  /** Component holding the local test code (generic/Roche/ARCHITECT 4, Sysmex 5, Mindray 1). */
+  codeComponent: number;
+  /** Component holding the test name (display). Default 2 (LIS02 `code^name^type^local`), none when the code is in 2. */
+  nameComponent?: number;
+  /** The code ends at this character; what follows is the dilution (Roche `^^^717/`, `^^^717/2`). */
+  separator?: string;
+  qualifierComponents?: {
+    /** Result aspect (ARCHITECT 11: F final, I interpretation, P raw signal; GeneXpert 8: '', Ct, EndPt, LOG). */
+    aspect?: number;
+    /** Analyte / complementary result within a test (GeneXpert 7: SARS-CoV-2, SPC, HIV-1). */
+    analyte?: number;
+    /** Dilution (Sysmex 6, ARCHITECT 6). */
+    dilution?: number;
+    /** Replicate number. */
+    replicate?: number;
+  };
+  /** Aspect values that are the result itself (no suffix on the code). Default ['', 'F']. */
+  primaryAspects: string[];
+  /** Dilution values that mean "not diluted" (no sub-ID). Default ['', '1', '0', 'UNDILUTED', 'NEAT', '1:1']. */
+  neatDilutions: string[];
+  /** When this component is non-empty the record is the test's main result: its analyte is not added to the code (GeneXpert 5, assay name). */
+  mainResultComponent?: number;
+  /** Between the code and its qualifiers. Default ':' (not an HL7 or ASTM delimiter). */
+  qualifierSeparator: string;
+}
+
+/** Charsets a profile may name as fallback (gateway/src/charset CharsetName). */
+export const FALLBACK_ENCODINGS = ['latin1', 'windows-1258', 'viscii', 'windows-1252'] as const;
+export type FallbackEncoding = (typeof FALLBACK_ENCODINGS)[number];
+
 export interface AstmProfile {
   id: string;
   name: string;
   /** Models covered (documentation). */
   models?: string[];
-  /** Byte decoding of record text (LIS01-A2 §4.3 allows multi-byte by agreement). Default latin1. */
+  /** Byte decoding of record text. Default 'utf8' (LIS01-A2 §4.3 allows multi-byte characters by agreement; issue 8 §4). */
   encoding: 'latin1' | 'utf8' | 'ascii';
+  /** Charset for bytes invalid in `encoding` (decoded with it and flagged `charset-fallback`). Absent: such a message is quarantined. */
+  fallbackEncoding?: FallbackEncoding;
+  /** Fold names to ASCII in order answers sent to this analyzer (it cannot render diacritics). Default false. */
+  asciiFold: boolean;
   serial: AstmSerialDefaults;
   /** Typical network role of the analyzer: 'server' (gateway dials) or 'client' (gateway listens). */
   tcpRole?: 'server' | 'client';
   link: Partial<LinkOptions>;
   records: {
-    /** Component of the universal test ID holding the local code (Sysmex 5, generic/Roche 4, Mindray 1). */
+    /** Test ID layout (normalized from `testId` or the older `testIdComponent`/`testIdSeparator`). */
+    testId: TestIdLayout;
+    /** = testId.codeComponent (kept for order templates). */
     testIdComponent: number;
-    /** Roche: the code ends at this separator (`^^^717/`). */
+    /** = testId.separator. */
     testIdSeparator?: string;
     /** Component of R.4 holding the value (Mindray sends `2.83^^^^`). Default 1. */
     valueComponent: number;
+    /** Components of R.4 tried in order, the first non-empty is the value (GeneXpert `POS^` / `^31.2`: [1, 2]). Default [valueComponent]. */
+    valueComponents: number[];
     /** Component of O.4 holding the instrument's sample number (Sysmex `rack^tube^sample`). Default 1. */
     instrumentSpecimenIdComponent: number;
-    /** Status when R.9 is empty (Maglumi leaves it blank). */
+    /** Status when R.9 is empty (Maglumi leaves it blank). Absent: HL7 R + flag `unknown-status`. */
     defaultResultStatus?: 'final' | 'preliminary' | 'unknown';
     /** Offset appended to local timestamps, e.g. '+07:00'. Absent: local time without offset. */
     utcOffset?: string;
     /** Coding system for unmapped local codes. Default 'local'. */
     localCodeSystem: string;
+    /** Raw instrument signals (RLU, OD, Ct ...): withheld from the drafts unless `forward` (then flagged `raw-signal`). */
+    rawSignal: { aspectValues: string[]; units: string[]; forward: boolean };
+    /** HL7 Table 0203 identifier type of P.3 (practice-assigned), P.4 (laboratory-assigned), P.5 (patient ID #3). Default MR, PI, PT. */
+    patientIdTypes: { practice: string; laboratory: string; third: string };
+    /** HL7 Table 0487 specimen type when O.16 is empty or not in `specimenTypeMap`. */
+    defaultSpecimenType?: string;
+    /** O field holding the specimen descriptor `type^source`. Default 16 (LIS02 O.16); a device that puts it in O.5 gets no service from O.5. */
+    specimenDescriptorField: number;
   };
   query: {
     /** Component of each Q.3 repeat holding the specimen ID. Default 2 (`patientID^specimenID`). */
@@ -68,6 +124,8 @@ export interface AstmProfile {
   unitMap: Record<string, string>;
   /** Local test code → LOINC/HIS code. */
   codeMap: Record<string, CodeMapEntry>;
+  /** O.16 specimen descriptor component 1 (device value) → HL7 Table 0487 code (WB → BLD, SER → SER, URI → UR). */
+  specimenTypeMap: Record<string, string>;
 }
 
 export const DEFAULT_SERIAL: AstmSerialDefaults = { baudRate: 9600, dataBits: 8, parity: 'none', stopBits: 1, rtscts: false, xon: false };
@@ -75,24 +133,49 @@ export const DEFAULT_SERIAL: AstmSerialDefaults = { baudRate: 9600, dataBits: 8,
 /** Fill defaults; assumes `validateProfile` returned no problems. */
 export function normalizeProfile(obj: unknown): AstmProfile {
   const o = (obj ?? {}) as Record<string, any>;
+  const r = (o.records ?? {}) as Record<string, any>;
+  const t = (r.testId ?? {}) as Record<string, any>;
+  const codeComponent: number = t.codeComponent ?? r.testIdComponent ?? 4;
+  const separator: string | undefined = t.separator ?? r.testIdSeparator;
+  const testId: TestIdLayout = {
+    codeComponent,
+    ...(t.nameComponent !== undefined ? { nameComponent: t.nameComponent } : codeComponent !== 2 ? { nameComponent: 2 } : {}),
+    ...(separator !== undefined ? { separator } : {}),
+    ...(t.qualifierComponents ? { qualifierComponents: { ...t.qualifierComponents } } : {}),
+    primaryAspects: t.primaryAspects ?? ['', 'F'],
+    neatDilutions: t.neatDilutions ?? ['', '1', '0', 'UNDILUTED', 'NEAT', '1:1'],
+    ...(t.mainResultComponent !== undefined ? { mainResultComponent: t.mainResultComponent } : {}),
+    qualifierSeparator: t.qualifierSeparator ?? ':',
+  };
+  const vc: number[] = Array.isArray(r.valueComponent) ? r.valueComponent : [r.valueComponent ?? 1];
+  const { testId: _t, testIdComponent: _c, testIdSeparator: _s, valueComponent: _v, rawSignal, patientIdTypes, ...rest } = r;
   return {
     id: o.id,
     name: o.name ?? o.id,
     models: o.models,
-    encoding: o.encoding ?? 'latin1',
+    encoding: o.encoding ?? 'utf8',
+    ...(o.fallbackEncoding !== undefined ? { fallbackEncoding: o.fallbackEncoding } : {}),
+    asciiFold: o.asciiFold ?? false,
     serial: { ...DEFAULT_SERIAL, ...(o.serial ?? {}) },
     tcpRole: o.tcpRole,
     link: { ...(o.link ?? {}) },
     records: {
-      testIdComponent: 4,
-      valueComponent: 1,
       instrumentSpecimenIdComponent: 1,
       localCodeSystem: 'local',
-      ...(o.records ?? {}),
+      specimenDescriptorField: 16,
+      ...rest,
+      testId,
+      testIdComponent: codeComponent,
+      ...(separator !== undefined ? { testIdSeparator: separator } : {}),
+      valueComponent: vc[0],
+      valueComponents: vc,
+      rawSignal: { aspectValues: [], units: [], forward: false, ...(rawSignal ?? {}) },
+      patientIdTypes: { practice: 'MR', laboratory: 'PI', third: 'PT', ...(patientIdTypes ?? {}) },
     },
     query: { specimenComponent: 2, patientComponent: 1, noInfoStyle: 'terminator', senderName: 'IOMT-GW', ...(o.query ?? {}) },
     unitMap: { ...(o.unitMap ?? {}) },
     codeMap: { ...(o.codeMap ?? {}) },
+    specimenTypeMap: { ...(o.specimenTypeMap ?? {}) },
   };
 }
 
@@ -105,6 +188,13 @@ type Check = (v: unknown) => string | undefined;
 const isBool: Check = (v) => (typeof v === 'boolean' ? undefined : 'must be true or false');
 const isPosInt: Check = (v) => (Number.isInteger(v) && (v as number) > 0 ? undefined : 'must be a positive integer');
 const isStr: Check = (v) => (typeof v === 'string' && v.length > 0 ? undefined : 'must be a non-empty string');
+const isComponent: Check = (v) => isPosInt(v) ?? ((v as number) > 30 ? 'must be at most 30' : undefined);
+const isOneChar: Check = (v) => (typeof v === 'string' && v.length === 1 ? undefined : 'must be one character');
+const isStrList: Check = (v) => (Array.isArray(v) && v.every((x) => typeof x === 'string') ? undefined : 'must be an array of strings');
+/** HL7 Table 0203 identifier type code (MR, PI, PT, NN<country> ...): upper-case letters and digits. */
+const isTable0203: Check = (v) => (typeof v === 'string' && /^[A-Z][A-Z0-9]{0,9}$/.test(v) ? undefined : 'must be an HL7 Table 0203 code (e.g. MR, PI, PT)');
+/** HL7 Table 0487 specimen type code (BLD, SER, PLAS, UR ...): upper-case letters and digits. */
+const isTable0487: Check = (v) => (typeof v === 'string' && /^[A-Z][A-Z0-9]{0,9}$/.test(v) ? undefined : 'must be an HL7 Table 0487 code (e.g. BLD, SER, UR)');
 const oneOf =
   (...vals: unknown[]): Check =>
   (v) =>
@@ -142,12 +232,14 @@ export function validateProfile(obj: unknown, file: string): ConfigProblem[] {
     return problems;
   }
   const o = obj as Record<string, any>;
-  const known = new Set(['$comment', 'id', 'name', 'models', 'encoding', 'serial', 'tcpRole', 'link', 'records', 'query', 'unitMap', 'codeMap']);
+  const known = new Set(['$comment', 'id', 'name', 'models', 'encoding', 'fallbackEncoding', 'asciiFold', 'serial', 'tcpRole', 'link', 'records', 'query', 'unitMap', 'codeMap', 'specimenTypeMap']);
   for (const k of Object.keys(o)) if (!known.has(k)) add(k, 'unknown property');
   if (typeof o.id !== 'string' || !/^[a-z0-9][a-z0-9-]*$/.test(o.id)) add('id', 'must be a kebab-case string');
   if (o.name !== undefined && typeof o.name !== 'string') add('name', 'must be a string');
   if (o.models !== undefined && (!Array.isArray(o.models) || o.models.some((m: unknown) => typeof m !== 'string'))) add('models', 'must be an array of strings');
   if (o.encoding !== undefined && oneOf('latin1', 'utf8', 'ascii')(o.encoding)) add('encoding', oneOf('latin1', 'utf8', 'ascii')(o.encoding)!);
+  if (o.fallbackEncoding !== undefined && oneOf(...FALLBACK_ENCODINGS)(o.fallbackEncoding)) add('fallbackEncoding', oneOf(...FALLBACK_ENCODINGS)(o.fallbackEncoding)!);
+  if (o.asciiFold !== undefined && isBool(o.asciiFold)) add('asciiFold', isBool(o.asciiFold)!);
   if (o.tcpRole !== undefined && oneOf('server', 'client')(o.tcpRole)) add('tcpRole', oneOf('server', 'client')(o.tcpRole)!);
   const section = (name: string, checks: Record<string, Check>): void => {
     const s = o[name];
@@ -174,14 +266,53 @@ export function validateProfile(obj: unknown, file: string): ConfigProblem[] {
   section('link', LINK_CHECKS as Record<string, Check>);
   if (o.link?.rawRecords === true && o.link?.noChecksum === true) add('link.rawRecords', 'rawRecords and noChecksum exclude each other');
   section('records', {
-    testIdComponent: (v) => isPosInt(v) ?? ((v as number) > 10 ? 'must be at most 10' : undefined),
-    testIdSeparator: (v) => (typeof v === 'string' && v.length === 1 ? undefined : 'must be one character'),
-    valueComponent: isPosInt,
+    testId: () => undefined, // checked below, property by property
+    testIdComponent: isComponent,
+    testIdSeparator: isOneChar,
+    valueComponent: (v) => (Array.isArray(v) ? (v.length && v.every((x) => !isComponent(x)) ? undefined : 'must be a component number or a non-empty list of them') : isComponent(v)),
     instrumentSpecimenIdComponent: isPosInt,
     defaultResultStatus: oneOf('final', 'preliminary', 'unknown'),
     utcOffset: (v) => (typeof v === 'string' && /^[+-]\d{2}:\d{2}$/.test(v) ? undefined : "must look like '+07:00'"),
     localCodeSystem: isStr,
+    rawSignal: () => undefined, // checked below
+    patientIdTypes: () => undefined, // checked below
+    defaultSpecimenType: isTable0487,
+    specimenDescriptorField: isComponent,
   });
+  const sub = (path: string, v: unknown, checks: Record<string, Check>, required: string[] = []): void => {
+    if (v === undefined) return;
+    if (!v || typeof v !== 'object' || Array.isArray(v)) return add(path, 'must be an object');
+    for (const [k, x] of Object.entries(v)) {
+      if (k === '$comment') continue;
+      const c = checks[k];
+      if (!c) add(`${path}.${k}`, 'unknown property');
+      else {
+        const e = c(x);
+        if (e) add(`${path}.${k}`, e);
+      }
+    }
+    for (const k of required) if ((v as Record<string, unknown>)[k] === undefined) add(`${path}.${k}`, 'is required');
+  };
+  const rec = o.records && typeof o.records === 'object' ? (o.records as Record<string, unknown>) : {};
+  if (rec.testId !== undefined && (rec.testIdComponent !== undefined || rec.testIdSeparator !== undefined)) add('records.testId', 'use either testId or testIdComponent/testIdSeparator, not both');
+  sub('records.testId', rec.testId, {
+    codeComponent: isComponent,
+    nameComponent: isComponent,
+    separator: isOneChar,
+    qualifierComponents: () => undefined,
+    primaryAspects: isStrList,
+    neatDilutions: isStrList,
+    mainResultComponent: isComponent,
+    qualifierSeparator: isOneChar,
+  }, ['codeComponent']);
+  sub('records.testId.qualifierComponents', (rec.testId as Record<string, unknown> | undefined)?.qualifierComponents, { aspect: isComponent, analyte: isComponent, dilution: isComponent, replicate: isComponent });
+  sub('records.rawSignal', rec.rawSignal, { aspectValues: isStrList, units: isStrList, forward: isBool }, ['forward']);
+  sub('records.patientIdTypes', rec.patientIdTypes, { practice: isTable0203, laboratory: isTable0203, third: isTable0203 });
+  const stm = o.specimenTypeMap;
+  if (stm !== undefined) {
+    if (!stm || typeof stm !== 'object' || Array.isArray(stm)) add('specimenTypeMap', 'must be an object');
+    else for (const [k, v] of Object.entries(stm)) if (k !== '$comment' && isTable0487(v)) add(`specimenTypeMap.${k}`, isTable0487(v)!);
+  }
   section('query', {
     specimenComponent: isPosInt,
     patientComponent: isPosInt,

@@ -5,7 +5,8 @@ import { ParseError } from '../../gateway/src/contracts/errors';
 import { buildOrderResponse } from './order-response';
 import { loadProfiles } from './profile';
 import { field, parseRecords, unescape } from './records';
-import { parseAstmMessage } from './results-parser';
+import { ASTM_RESULT_STATUS, mapAstmResultStatus } from './result-status';
+import { parseAstmMessage, parseAstmValue } from './results-parser';
 
 const profiles = loadProfiles(join(__dirname, '../../firmware-config/profiles/astm'));
 const lines = (f: string): string[] => readFileSync(join(__dirname, 'fixtures', f), 'latin1').split(/\r?\n|\r/).filter((l) => l);
@@ -49,8 +50,9 @@ describe('results parser', () => {
       subject: { patientId: 'BN0099999', specimenId: '2503010042', instrumentSpecimenId: '12', birthDate: '19850412', sex: 'M' },
     });
     expect(r.drafts[0].subject!.patientIds).toEqual([
-      { id: 'BN0099999', type: 'PRACTICE' },
-      { id: 'NID-000111', type: 'PID3' },
+      // HL7 Table 0203 types (LIS02 P.3 practice-assigned → MR, P.5 → PT), not the former PRACTICE/PID3
+      { id: 'BN0099999', type: 'MR' },
+      { id: 'NID-000111', type: 'PT' },
     ]);
     expect(r.drafts[1]).toMatchObject({ referenceRange: '13.0-17.0', status: 'corrected', comments: ['Platelet clumps^check smear'] });
     expect(r.drafts[2]).toMatchObject({ code: { system: 'local', code: 'CRP' }, value: { kind: 'quantity', value: 0.5, comparator: '<', unit: 'mg/L' }, status: 'preliminary', equipment: { id: 'HEMA01' } });
@@ -124,5 +126,83 @@ describe('host query', () => {
     const o = parseRecords(rec).records.find((r) => r.type === 'O')!;
     expect([field(o, 3), field(o, 26)]).toEqual(['X1', 'Y']);
     expect(rec[rec.length - 1]).toBe('L|1|F');
+  });
+});
+
+describe('result fidelity (issue 8 §5, §6)', () => {
+  it('R.9 table: by meaning, never HL7 W for ASTM W, unknown and empty statuses are not final', () => {
+    // every LIS02 R.9 letter is in the table; none maps to HL7 W ("wrong patient") or N ("not asked")
+    expect(Object.keys(ASTM_RESULT_STATUS).sort()).toEqual(['C', 'F', 'I', 'M', 'N', 'P', 'Q', 'R', 'S', 'V', 'W', 'X']);
+    expect(Object.values(ASTM_RESULT_STATUS).map((m) => m.hl7)).not.toContain('W');
+    const cases: Array<[string, string | undefined, string, string, string | undefined]> = [
+      ['W', undefined, 'R', 'preliminary', 'validity-doubtful'],
+      ['R', undefined, 'F', 'final', undefined],
+      ['N', undefined, 'P', 'preliminary', undefined],
+      ['x', undefined, 'X', 'cancelled', undefined],
+      ['Z', undefined, 'R', 'unknown', 'unknown-status'],
+      ['', undefined, 'R', 'unknown', 'unknown-status'],
+      ['', 'final', 'F', 'final', undefined],
+      ['', 'preliminary', 'P', 'preliminary', undefined],
+      [' ', 'unknown', 'R', 'unknown', 'unknown-status'],
+    ];
+    for (const [r9, def, hl7, fhir, flag] of cases) {
+      const m = mapAstmResultStatus(r9, def as 'final' | undefined);
+      expect([r9, m.hl7, m.fhir, m.flag]).toEqual([r9, hl7, fhir, flag]);
+    }
+  });
+
+  it('values: comparators, ranges, ratios, titers, text; decimals as sent', () => {
+    const cases: Array<[string, unknown]> = [
+      ['<0.5', { kind: 'quantity', value: 0.5, comparator: '<', decimal: '0.5', unit: 'u' }],
+      ['>= 10.0', { kind: 'quantity', value: 10, comparator: '>=', decimal: '10.0', unit: 'u' }],
+      ['-0.30', { kind: 'quantity', value: -0.3, decimal: '-0.30', unit: 'u' }],
+      ['2 - 5', { kind: 'structured-numeric', num1: '2', separator: '-', num2: '5', unit: 'u' }],
+      ['>1:320', { kind: 'structured-numeric', comparator: '>', num1: '1', separator: ':', num2: '320', unit: 'u' }],
+      ['1/80', { kind: 'structured-numeric', num1: '1', separator: '/', num2: '80', unit: 'u' }],
+      ['3+', { kind: 'structured-numeric', num1: '3', separator: '+', unit: 'u' }],
+      ['REACTIVE', { kind: 'text', text: 'REACTIVE' }],
+      ['<', { kind: 'text', text: '<' }],
+      ['1-', { kind: 'text', text: '1-' }],
+    ];
+    for (const [raw, want] of cases) expect([raw, parseAstmValue(raw, 'u')]).toEqual([raw, want]);
+    expect(parseAstmValue('  ', 'u')).toBeUndefined();
+  });
+
+  const architect = profiles.get('abbott-architect')!;
+  const arc = (rs: string[]): string[] => ['H|\\^&|||ARCHITECT^1.00|||||||P|1|20250301093000', 'P|1|||12345', 'O|1|S1||^^^0021^B-hCG^UNDILUTED^P|R', ...rs, 'L|1|N'];
+
+  it('ARCHITECT aspects stay distinct; the raw signal is withheld, or forwarded flagged when the profile says so', () => {
+    const recs = arc(['R|1|^^^0021^B-hCG^UNDILUTED^P^L1^S1^^F|3.1|mIU/mL||||F', 'R|2|^^^0021^B-hCG^UNDILUTED^P^L1^S1^^I|NEGATIVE|||||F', 'R|3|^^^0021^B-hCG^UNDILUTED^P^L1^S1^^P|9245|RLU||||F']);
+    const r = parseAstmMessage(parseRecords(recs), architect);
+    expect(r.drafts.map((x) => [x.code.code, x.code.display, x.value?.kind])).toEqual([
+      ['0021', 'B-hCG', 'quantity'],
+      ['0021:I', 'B-hCG (I)', 'text'],
+    ]);
+    expect(r.withheld).toHaveLength(1);
+    expect(r.withheld[0]).toMatchObject({ reason: 'raw-signal', location: 'R^6^3', draft: { code: { code: '0021:P' }, value: { value: 9245, unit: 'RLU' } } });
+    const fwd = { ...architect, records: { ...architect.records, rawSignal: { ...architect.records.rawSignal, forward: true } } };
+    const f = parseAstmMessage(parseRecords(recs), fwd);
+    expect(f.withheld).toEqual([]);
+    expect(f.drafts[2]).toMatchObject({ code: { code: '0021:P' }, quality: [{ code: 'raw-signal', location: 'R^6^3' }] });
+    // a raw unit alone (no aspect) is a raw signal too
+    const u = parseAstmMessage(parseRecords(arc(['R|1|^^^0021^B-hCG^UNDILUTED|9245|RLU||||F'])), architect);
+    expect([u.drafts.length, u.withheld[0]?.reason]).toEqual([0, 'raw-signal']);
+  });
+
+  it('a record without a test code is withheld and flagged; the good results of the message arrive', () => {
+    const r = parseAstmMessage(parseRecords(arc(['R|1|^^^0021^B-hCG|3.1|mIU/mL||||F', 'R|2|^^^^^^|4.0|mIU/mL||||F'])), architect);
+    expect(r.drafts.map((x) => x.code.code)).toEqual(['0021']);
+    expect(r.withheld).toMatchObject([{ reason: 'no-test-code', location: 'R^5^3', draft: { quality: [{ code: 'code-missing', location: 'R^5^3' }], value: { value: 4 } } }]);
+  });
+
+  it('patient identifier types follow the profile (Table 0203)', () => {
+    const g = profiles.get('generic-lis2-a2')!;
+    const prof = { ...g, records: { ...g.records, patientIdTypes: { practice: 'PI', laboratory: 'AN', third: 'NNVNM' } } };
+    const r = parseAstmMessage(parseRecords(['H|\\^&', 'P|1|A1|B2|C3', 'R|1|^^^GLU|5|mmol/L||||F', 'L|1|N']), prof);
+    expect(r.drafts[0].subject!.patientIds).toEqual([
+      { id: 'A1', type: 'PI' },
+      { id: 'B2', type: 'AN' },
+      { id: 'C3', type: 'NNVNM' },
+    ]);
   });
 });
