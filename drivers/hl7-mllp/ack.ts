@@ -70,7 +70,7 @@ export function buildAck(o: AckOptions): string {
   segs.push(msa.join('|'));
   if (o.error && o.code !== 'AA' && o.code !== 'CA') {
     // ERR (v2.5.1 2.14.5): 2 location ERL SEG^seq^field, 3 code CWE code^text^HL70357, 4 severity E, 8 user message
-    const loc = (o.error.location ?? '').split('^').map(escapeHl7).join('^');
+    const loc = (o.error.location ?? '').split('^').map((x) => escapeHl7(x)).join('^');
     const codeText = HL7_ERROR_TEXT[o.error.hl7Code] ?? '';
     segs.push(['ERR', '', loc, `${o.error.hl7Code}^${escapeHl7(codeText)}^HL70357`, 'E', '', '', '', escapeHl7(o.error.text)].join('|'));
   }

@@ -64,7 +64,9 @@ describe('parseHl7', () => {
 
   it('escape/unescape round trip', () => {
     const s = 'a|b^c&d~e\\f\ng';
-    expect(escapeHl7(s)).toBe('a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f\\.br\\g');
+    expect(escapeHl7(s)).toBe('a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f\\X0A\\g'); // an LF is data: hex (2.7.4), never raw
+    expect(escapeHl7(s, { formatted: true })).toBe('a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f\\.br\\g'); // FT line break (2.7.6)
+    expect(escapeHl7('bell\x07 tab\t del\x7f')).toBe('bell\\X07\\ tab\\X09\\ del\\X7F\\');
     expect(unescapeHl7(escapeHl7(s))).toBe(s);
     expect(escapeHl7('Nguyễn')).toBe('Nguyễn'); // no hex escapes under UTF-8 (protocols.md §3.1)
     expect(unescapeHl7('\\H\\bold\\N\\ \\Zxx\\ \\Q\\')).toBe('bold  \\Q\\');

@@ -18,9 +18,17 @@ export const STANDARD_DELIMITERS: Hl7Delimiters = { field: '|', component: '^', 
 
 const SEGMENT_NAME = /^[A-Z][A-Z0-9]{2}$/; // HL7 v2.5.1 2.5.2: segment ID is three characters
 
+/** How a segment was damaged on the way in (set by parseHl7's recovery; see `parseHl7`). */
+export type SegmentDamage = 'truncated' | 'joined';
+
 export class Hl7Segment {
   /** Field values as raw (still escaped) strings, index = HL7 field number; [0] is the segment name. */
   readonly fields: string[];
+  /**
+   * 'truncated': this segment ran into the next one without a terminator (its end was lost), and was
+   * split where the next segment began; 'joined': this segment was split off the end of the previous one.
+   */
+  damage?: SegmentDamage;
   constructor(
     readonly name: string,
     fields: string[],
@@ -33,6 +41,11 @@ export class Hl7Segment {
     this.fields = fields;
   }
 
+  /** The message's delimiters (MSH-1, MSH-2). */
+  get delimiters(): Hl7Delimiters {
+    return this.d;
+  }
+
   /** Raw (escaped) field text, '' when absent. */
   raw(field: number): string {
     return this.fields[field] ?? '';
@@ -43,12 +56,21 @@ export class Hl7Segment {
     return this.fields.length - 1;
   }
 
-  /** Raw repetitions of a field (HL7 v2.5.1 2.5.5 repetition separator). MSH-2 is never split. */
+  private repCache: Array<string[] | undefined> | undefined;
+
+  /**
+   * Raw repetitions of a field (HL7 v2.5.1 2.5.5 repetition separator). MSH-2 is never split. Split once
+   * per field and kept: reading every repetition of a field is linear in its length (issue 10: 20,000
+   * repetitions in PID-3 must not cost a split per repetition). Do not mutate the returned array.
+   */
   repetitions(field: number): string[] {
     const r = this.raw(field);
     if (r === '') return [];
     if (this.name === 'MSH' && field <= 2) return [r];
-    return r.split(this.d.repetition);
+    const cache = (this.repCache ??= []);
+    let reps = cache[field];
+    if (reps === undefined) cache[field] = reps = r.split(this.d.repetition);
+    return reps;
   }
 
   /**
@@ -64,7 +86,7 @@ export class Hl7Segment {
       if (r.indexOf(this.d.component) !== -1) r = this.componentsOf(field, r)[comp - 1] ?? '';
       else if (comp !== 1) return '';
     } else {
-      r = r.split(this.d.repetition)[rep - 1] ?? '';
+      r = this.repetitions(field)[rep - 1] ?? '';
       if (comp !== 1 || r.indexOf(this.d.component) !== -1) r = r.split(this.d.component)[comp - 1] ?? '';
     }
     if (sub !== undefined) r = r.split(this.d.subcomponent)[sub - 1] ?? '';
@@ -93,10 +115,23 @@ export class Hl7Segment {
   }
 }
 
+/** A line that is not a segment (bad segment ID): kept aside by a lenient parse, never silently dropped. */
+export interface Hl7DamagedLine {
+  /** 1-based position among the message's lines. */
+  position: number;
+  /** The line as received (decoded text). */
+  text: string;
+  reason: string;
+}
+
 export class Hl7Message {
   constructor(
     readonly delimiters: Hl7Delimiters,
     readonly segmentList: Hl7Segment[],
+    /** Lines a lenient parse could not read as segments (parseHl7 `lenient`); empty otherwise. */
+    readonly damagedLines: Hl7DamagedLine[] = [],
+    /** Segment terminator found: 'CR' (standard), 'CRLF' or 'LF' (tolerated on input). */
+    readonly terminator: 'CR' | 'CRLF' | 'LF' = 'CR',
   ) {}
 
   /** All segments with this name (all segments when omitted), in message order. */
@@ -128,12 +163,36 @@ export class Hl7Message {
   }
 }
 
+export interface ParseHl7Options {
+  /**
+   * Keep going past damage that is not structural (issue 8: one bad part never costs the good parts):
+   * a line that is not a segment is kept in `damagedLines` instead of failing the message, and two
+   * segments run together (a lost terminator: `…^LNOBX|37|…`) are split where the second began, both
+   * marked (`Hl7Segment.damage`). Without it (strict), both are ParseErrors (Table 0357 100).
+   */
+  lenient?: boolean;
+}
+
+/** Segments that a device may run together when it (or a logger) loses a terminator; recovery only splits before these. */
 /**
- * Parse an HL7 v2 message. Segment terminator CR (HL7 v2.5.1 2.5.1); LF and CRLF accepted on input.
- * Throws ParseError (with location and Table 0357 code) when there is no MSH, bad delimiters or a
- * malformed segment name.
+ * Segments that a device may run together when it (or a logger) loses a terminator. Recovery splits
+ * only before one of these, and only when what follows reads like that segment: its set ID (digits),
+ * then a field of the expected form (OBX-2 a value type, NTE-2 a comment source).
  */
-export function parseHl7(text: string): Hl7Message {
+const RECOVERABLE: Record<string, RegExp> = {
+  OBX: /\d{1,4}\|[A-Z]{2,3}\|[^|]/y, // OBX-1 set ID, OBX-2 value type (Table 0125), OBX-3 present
+  NTE: /\d{1,4}\|[LPO]?\|/y, // NTE-1 set ID, NTE-2 source of comment (Table 0105)
+  OBR: /\d{1,4}\|[^|]*\|[^|]*\|[^|]/y, // OBR-1 set ID, OBR-4 present
+};
+
+/**
+ * Parse an HL7 v2 message. Segment terminator (HL7 v2.5.1 2.5.1; protocols.md §3.1): CR. When the
+ * message holds any CR, CR ends a segment, an LF right after it is part of a CRLF terminator, and a
+ * lone LF is data inside a field (kept; outputs escape it as \X0A\). A message with no CR at all is
+ * LF-terminated (tolerated on input). Throws ParseError (with location and Table 0357 code) when
+ * there is no MSH, bad delimiters, or (strict) a malformed segment.
+ */
+export function parseHl7(text: string, opts: ParseHl7Options = {}): Hl7Message {
   let start = 0;
   // tolerate a BOM and leading whitespace/newlines before MSH
   while (start < text.length && (text.charCodeAt(start) === 0xfeff || text[start] === '\r' || text[start] === '\n' || text[start] === ' ')) start++;
@@ -145,40 +204,92 @@ export function parseHl7(text: string): Hl7Message {
   const enc = readEncodingChars(text, start + 4, fieldSep);
   const d: Hl7Delimiters = { field: fieldSep, component: enc[0], repetition: enc[1], escape: enc[2], subcomponent: enc[3] };
 
+  const crMode = text.indexOf('\r', start) !== -1;
+  const terminator: 'CR' | 'CRLF' | 'LF' = !crMode ? 'LF' : text.indexOf('\r\n', start) !== -1 ? 'CRLF' : 'CR';
   const segs: Hl7Segment[] = [];
+  const damaged: Hl7DamagedLine[] = [];
   const counts = new Map<string, number>();
   const n = text.length;
   let pos = start;
+  let lineNo = 0;
+  const push = (name: string, parts: string[], damage?: SegmentDamage): Hl7Segment => {
+    const seq = (counts.get(name) ?? 0) + 1;
+    counts.set(name, seq);
+    const seg = new Hl7Segment(name, parts, seq, segs.length + 1, d);
+    if (damage) seg.damage = damage;
+    segs.push(seg);
+    return seg;
+  };
   while (pos < n) {
-    // segment terminator: CR (standard), LF or CRLF (tolerated)
-    let end = pos;
-    while (end < n) {
-      const c = text.charCodeAt(end);
-      if (c === 13 || c === 10) break;
-      end++;
-    }
+    let end = crMode ? text.indexOf('\r', pos) : text.indexOf('\n', pos);
+    if (end === -1) end = n;
+    let next = end + 1;
+    if (crMode && text.charCodeAt(next) === 10) next++; // CRLF: the LF belongs to the terminator
     if (end > pos) {
+      lineNo++;
       const line = text.slice(pos, end);
-      const parts = line.split(fieldSep);
-      const name = parts[0];
+      const sep = line.indexOf(fieldSep);
+      const name = sep === -1 ? line : line.slice(0, sep);
       if (!SEGMENT_NAME.test(name)) {
         const seqNo = segs.length + 1;
-        // HL7 v2.5.1 2.5.2 segment ID; Table 0357 100 segment sequence error
-        throw new ParseError(`segment ${seqNo}: invalid segment name`, { location: `${sanitizeName(name)}^${seqNo}`, hl7ErrorCode: 100 });
-      }
-      if (name === 'MSH') {
+        if (!opts.lenient || segs.length === 0) {
+          // HL7 v2.5.1 2.5.2 segment ID; Table 0357 100 segment sequence error
+          throw new ParseError(`segment ${seqNo}: invalid segment name`, { location: `${sanitizeName(name)}^${seqNo}`, hl7ErrorCode: 100 });
+        }
+        damaged.push({ position: lineNo, text: line, reason: `line ${lineNo} is not a segment (no valid segment ID)` });
+      } else if (name === 'MSH') {
         if (segs.length > 0) {
           throw new ParseError('more than one MSH segment in one message', { location: `MSH^2`, hl7ErrorCode: 100 });
         }
+        const parts = line.split(fieldSep);
         parts.splice(1, 0, fieldSep); // MSH-1 is the field separator itself (2.15.9.1)
+        push(name, parts);
+      } else {
+        let rest = line;
+        let damage: SegmentDamage | undefined;
+        // lenient: a segment that runs into the next (terminator lost), e.g. `OBX|17|NM|704-7^BAS#^LNOBX|37|IS|…`
+        while (opts.lenient) {
+          const cut = findRunTogether(rest, fieldSep);
+          if (cut === -1) break;
+          push(rest.slice(0, 3), rest.slice(0, cut).split(fieldSep), damage === 'joined' ? 'joined' : 'truncated');
+          rest = rest.slice(cut);
+          damage = 'joined';
+        }
+        push(rest.slice(0, 3), rest.split(fieldSep), damage);
       }
-      const seq = (counts.get(name) ?? 0) + 1;
-      counts.set(name, seq);
-      segs.push(new Hl7Segment(name, parts, seq, segs.length + 1, d));
     }
-    pos = end + 1;
+    pos = next;
   }
-  return new Hl7Message(d, segs);
+  return new Hl7Message(d, segs, damaged, terminator);
+}
+
+/**
+ * Where a second segment begins inside `line` without a terminator: a field that ends in a known
+ * segment ID immediately followed by `|<set id>|` (the ID glued to the lost end of the previous
+ * field). -1 when none. Only after the segment's own ID and first field.
+ */
+function findRunTogether(line: string, fs: string): number {
+  let best = -1;
+  for (const id of Object.keys(RECOVERABLE)) {
+    const form = fs === '|' ? RECOVERABLE[id] : new RegExp(RECOVERABLE[id].source.split('\\|').join(escapeRe(fs)), 'y');
+    let from = 5;
+    for (;;) {
+      const k = line.indexOf(id + fs, from);
+      if (k === -1 || (best !== -1 && k >= best)) break;
+      from = k + 1;
+      if (line[k - 1] === fs) continue; // a field that is exactly 'OBX' is data, not a glued segment
+      form.lastIndex = k + 4; // sticky: tested in place, no copy of the rest of the line
+      if (form.test(line)) {
+        best = k;
+        break;
+      }
+    }
+  }
+  return best;
+}
+
+function escapeRe(c: string): string {
+  return c.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function readEncodingChars(text: string, at: number, fieldSep: string | undefined): string {
@@ -259,10 +370,14 @@ export function unescapeHl7(s: string, d: Hl7Delimiters = STANDARD_DELIMITERS): 
   return out;
 }
 
-const NEEDS_ESCAPE = /[|^~\\&\r\n]/;
+const NEEDS_ESCAPE = /[|^~\\&\x00-\x1f\x7f]/;
 
-/** Escape a plain value for an HL7 field using the standard delimiters (HL7 v2.5.1 2.7.1). */
-export function escapeHl7(s: string): string {
+/**
+ * Escape a plain value for an HL7 field using the standard delimiters (HL7 v2.5.1 2.7.1). Control
+ * characters are never sent raw: CR, LF and the rest become `\Xhh\` (2.7.4 hexadecimal data), so a
+ * lone LF that was data stays data. With `formatted` (FT, 2.7.6), an LF becomes the `\.br\` line break.
+ */
+export function escapeHl7(s: string, opts?: { formatted?: boolean }): string {
   if (!NEEDS_ESCAPE.test(s)) return s;
   let out = '';
   for (let i = 0; i < s.length; i++) {
@@ -283,18 +398,24 @@ export function escapeHl7(s: string): string {
       case '~':
         out += '\\R\\';
         break;
-      case '\r':
-        if (s[i + 1] === '\n') i++;
-        out += '\\.br\\';
-        break;
-      case '\n':
-        out += '\\.br\\';
-        break;
-      default:
-        out += c;
+      default: {
+        const code = c.charCodeAt(0);
+        if (code < 0x20 || code === 0x7f) {
+          if (opts?.formatted && c === '\n') out += '\\.br\\';
+          else if (opts?.formatted && c === '\r' && s[i + 1] === '\n') {
+            out += '\\.br\\';
+            i++;
+          } else out += `\\X${code.toString(16).toUpperCase().padStart(2, '0')}\\`;
+        } else out += c;
+      }
     }
   }
   return out;
+}
+
+/** Control characters in already-escaped HL7 text (e.g. FT kept as sent) → `\Xhh\` (HL7 v2.5.1 2.7.4). */
+export function escapeControls(s: string): string {
+  return s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\X${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}\\`);
 }
 
 /** MSH fields that the ACK builder and the receiver need (re-serialized with standard delimiters). */

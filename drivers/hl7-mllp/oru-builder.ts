@@ -2,9 +2,10 @@
  * Observations → ORU^R01^ORU_R01 HL7 v2.5.1 (protocols.md §3.4, §3.6; HL7 v2.5.1 7.3.1).
  * Pure and deterministic for the same input and `now` (and process TZ, which gives MSH-7's offset).
  */
-import type { Observation, ObservationStatus, PatientIdentifier, Subject } from '../../gateway/src/contracts/observation';
-import { escapeHl7, formatHl7Timestamp } from './hl7-message';
-import { LOINC, MDC } from './oru-parser';
+import type { Observation, ObservationStatus, PatientIdentifier, QualityFlag, Subject } from '../../gateway/src/contracts/observation';
+import { isValidUcum } from '../../gateway/src/units/ucum';
+import { escapeControls, escapeHl7, formatHl7Timestamp } from './hl7-message';
+import { LOINC, MDC, TABLE_0085 } from './oru-parser';
 
 export interface OruBuildOptions {
   controlId: string; // MSH-10
@@ -13,12 +14,15 @@ export interface OruBuildOptions {
   receivingApp?: string; // MSH-5
   receivingFacility?: string; // MSH-6
   now?: Date; // MSH-7
-  processingId?: 'P' | 'T' | 'D'; // MSH-11, default P
+  /** MSH-11 when the observations carry none (ASTM H.12 empty). The source message's own id wins: P/T/D pass through. */
+  processingId?: 'P' | 'T' | 'D';
   country?: 'VNM'; // MSH-17
   charset?: 'UNICODE UTF-8'; // MSH-18
+  /** Is this unit valid UCUM? (OBX-6 is labelled UCUM only then). Default: gateway/src/units/ucum.ts. */
+  isUcum?: (unit: string) => boolean;
 }
 
-const e = escapeHl7;
+const e = (s: string): string => escapeHl7(s);
 
 /** Coding system URI → HL7 Table 0396 name. */
 function systemName(system: string | undefined): string {
@@ -29,20 +33,22 @@ function systemName(system: string | undefined): string {
   return system;
 }
 
-/** FHIR status → OBX-11 (Table 0085). */
+/** FHIR status → Table 0085, for observations that carry no Table 0085 letter (HL7 v2.5.1 7.4.2.11). */
+const STATUS_0085: Record<ObservationStatus, string> = {
+  final: 'F',
+  preliminary: 'P',
+  corrected: 'C',
+  amended: 'C',
+  cancelled: 'X',
+  registered: 'I',
+  'entered-in-error': 'W',
+  unknown: 'R',
+};
+
+/** OBX-11 (Table 0085): the parser's mapped letter (by meaning, never the raw device letter of another table). */
 function statusLetter(o: Observation): string {
-  if (o.statusCode) return o.statusCode;
-  const m: Record<ObservationStatus, string> = {
-    final: 'F',
-    preliminary: 'P',
-    corrected: 'C',
-    amended: 'C',
-    cancelled: 'X',
-    registered: 'I',
-    'entered-in-error': 'W',
-    unknown: 'R',
-  };
-  return m[o.status] ?? 'R';
+  if (o.statusCode && /^[A-Z]$/.test(o.statusCode) && o.statusCode in TABLE_0085) return o.statusCode;
+  return STATUS_0085[o.status] ?? 'R';
 }
 
 /** ISO 8601 → HL7 DTM (offset kept when present; `Z` → +0000). */
@@ -56,9 +62,15 @@ export function isoToHl7Time(iso: string | undefined): string {
   return out;
 }
 
+function trimComps(c: string[]): string {
+  let n = c.length;
+  while (n > 0 && c[n - 1] === '') n--;
+  return c.slice(0, n).join('^');
+}
+
 function cwe(code: string | undefined, display: string | undefined, system: string | undefined): string {
   if (!code) return '';
-  return [e(code), e(display ?? ''), e(systemName(system))].join('^').replace(/\^+$/, '');
+  return trimComps([e(code), e(display ?? ''), e(systemName(system))]);
 }
 
 function patientKey(s: Subject | undefined): string {
@@ -70,41 +82,88 @@ function orderKey(o: Observation): string {
   return JSON.stringify([o.order?.placerOrderNumber ?? '', o.order?.fillerOrderNumber ?? '', o.subject?.specimenId ?? '', o.order?.service?.code ?? '']);
 }
 
-function pid(s: Subject | undefined, setId: number): string {
-  // PID-3 CX id^^^authority^type, PID-5 XPN, PID-7 DOB, PID-8 sex (HL7 v2.5.1 3.4.2)
-  const ids: PatientIdentifier[] = s?.patientIds?.length ? s.patientIds : s?.patientId ? [{ id: s.patientId }] : [];
-  const pid3 = ids.map((p) => [e(p.id), '', '', e(p.authority ?? ''), e(p.type ?? '')].join('^').replace(/\^+$/, '')).join('~');
-  const pid5 = s?.patientName ? s.patientName.split('^').map(e).join('^') : '';
-  return trimFields(['PID', String(setId), '', pid3, '', pid5, '', s?.birthDate ? e(s.birthDate) : '', s?.sex ? e(s.sex) : '']);
+function pid(s: Subject, setId: number): string {
+  // PID-3 CX id^^^authority^type (Table 0203), PID-5 XPN, PID-7 DOB, PID-8 sex (HL7 v2.5.1 3.4.2)
+  const ids: PatientIdentifier[] = s.patientIds?.length ? s.patientIds : s.patientId ? [{ id: s.patientId }] : [];
+  // CX-5 identifier type is a Table 0203 code; a device that did not say gets U (unspecified identifier)
+  const pid3 = ids.map((p) => trimComps([e(p.id), '', '', e(p.authority ?? ''), e(p.type || 'U')])).join('~');
+  // PID-5 is required (3.4.2.5): a device that sent no name gets the HL7 null "" (2.5.3: present, no value)
+  const pid5 = s.patientName ? s.patientName.split('^').map((x) => e(x)).join('^') : '""';
+  return trimFields(['PID', String(setId), '', pid3, '', pid5, '', s.birthDate ? e(s.birthDate) : '', s.sex ? e(s.sex) : '']);
 }
 
 function obrStatus(obs: Observation[]): string {
   // OBR-25 result status (Table 0123)
-  if (obs.some((o) => o.status === 'corrected' || o.status === 'amended')) return 'C';
-  if (obs.every((o) => o.status === 'cancelled')) return 'X';
-  if (obs.some((o) => o.status === 'preliminary' || o.status === 'registered' || o.status === 'unknown')) return 'P';
+  const letters = obs.map(statusLetter);
+  if (letters.some((l) => l === 'C')) return 'C';
+  if (letters.every((l) => l === 'X')) return 'X';
+  if (letters.some((l) => l === 'P' || l === 'R' || l === 'I' || l === 'S')) return 'P';
   return 'F';
 }
 
-function valueOf(o: Observation): { type: string; value: string; unit: string } {
+/** OBX-6 (HL7 v2.5.1 7.4.2.6 CE): `unit^^UCUM` only for valid UCUM; otherwise the device's unit as a local code. */
+function unitField(unit: string | undefined, isUcum: (u: string) => boolean): string {
+  if (!unit) return '';
+  return isUcum(unit) ? `${e(unit)}^^UCUM` : `${e(unit)}^^L`; // Table 0396 L: local general code
+}
+
+const NM_FORM = /^[+-]?(\d+\.?\d*|\.\d+)$/;
+/**
+ * Types a text value keeps as OBX-2 (HL7 v2.5.1 Table 0125); anything else goes as ST. IS and ID (v2.3.1
+ * devices send them, Erba does) are not in the v2.5.1 table: they go as ST with the same text.
+ */
+const TEXT_TYPES = new Set(['ST', 'TX', 'FT', 'DT', 'TM', 'DTM', 'TS']);
+
+function numberText(v: { value: number; decimal?: string }): string {
+  // the number as the device sent it keeps its precision ('4.20'); HL7 v2.5.1 2.A.47 NM allows it
+  return v.decimal && NM_FORM.test(v.decimal) ? v.decimal : String(v.value);
+}
+
+function valueOf(o: Observation, isUcum: (u: string) => boolean): { type: string; value: string; unit: string } {
   const v = o.value;
   if (!v) return { type: '', value: '', unit: '' };
   switch (v.kind) {
     case 'quantity': {
-      const unit = v.unit ? `${e(v.unit)}^^UCUM` : '';
-      // the number as the device sent it keeps its precision ('4.20'); HL7 v2.5.1 2.A.47 NM allows it
-      const num = v.decimal && /^[+-]?(\d+\.?\d*|\.\d+)$/.test(v.decimal) ? v.decimal : String(v.value);
-      // SN for comparators (HL7 v2.5.1 2.A.70), NM otherwise (2.A.47)
+      const unit = unitField(v.unit, isUcum);
+      const num = numberText(v);
+      // SN for comparators (HL7 v2.5.1 2.A.70 comparator^num1), NM otherwise (2.A.47)
       if (v.comparator) return { type: 'SN', value: `${e(v.comparator)}^${num}`, unit };
       return { type: 'NM', value: num, unit };
     }
-    case 'coded':
-      return { type: 'CWE', value: cwe(v.code, v.display, v.system), unit: '' };
+    case 'structured-numeric':
+      // HL7 v2.5.1 2.A.70 SN: comparator^num1^separator/suffix^num2, as sent
+      return { type: 'SN', value: trimComps([e(v.comparator ?? ''), e(v.num1 ?? ''), e(v.separator ?? ''), e(v.num2 ?? '')]), unit: unitField(v.unit, isUcum) };
+    case 'coded': {
+      // HL7 v2.5.1 2.A.13 CWE: id^text^system^alt id^alt text^alt system^version^alt version^original text
+      const a = v.alternate;
+      const comps = [e(v.code), e(v.display ?? ''), e(systemName(v.system)), e(a?.code ?? ''), e(a?.display ?? ''), e(a ? systemName(a.system) : ''), e(v.systemVersion ?? ''), e(v.alternateSystemVersion ?? ''), e(v.originalText ?? '')];
+      return { type: o.valueType === 'CE' ? 'CE' : 'CWE', value: trimComps(comps), unit: '' };
+    }
+    case 'encapsulated':
+      // HL7 v2.5.1 2.A.24 ED: source application^type of data^data subtype^encoding^data (data kept as sent)
+      return { type: 'ED', value: [e(v.sourceApplication ?? ''), e(v.typeOfData), e(v.dataSubtype ?? ''), e(v.encoding), e(v.data)].join('^'), unit: '' };
+    case 'reference':
+      // HL7 v2.5.1 2.A.65 RP: pointer^application ID^type of data^subtype
+      return { type: 'RP', value: trimComps([e(v.pointer), e(v.application ?? ''), e(v.typeOfData ?? ''), e(v.subtype ?? '')]), unit: '' };
     case 'text': {
-      const t = o.valueType === 'TX' || o.valueType === 'FT' ? o.valueType : 'ST';
-      return { type: t, value: e(v.text), unit: '' };
+      // an NM that was not a number is sent as ST with the original text (issue 8); other types keep theirs
+      const t = o.valueType && TEXT_TYPES.has(o.valueType) ? o.valueType : 'ST';
+      if ((t === 'FT' || t === 'TX') && v.formatted) return { type: t, value: v.formatted.map(escapeControls).join('~'), unit: '' };
+      const formatted = t === 'FT';
+      const reps = v.repetitions ?? [v.text];
+      // repetitions kept, empty ones included (TX/FT blank lines, HL7 v2.5.1 2.A.79 / 2.A.31)
+      return { type: t, value: reps.map((r) => escapeHl7(r, { formatted })).join('~'), unit: '' };
     }
   }
+}
+
+/** NTE text for the data-quality flags of one result (NTE-2 source O: other system; NTE-4 RE remark, Table 0364). */
+function qualityNote(f: QualityFlag): string {
+  const parts = [`IOMT-GW data quality: ${f.code}`];
+  if (f.location) parts.push(`at ${f.location.replace(/^([A-Z0-9]{3})\^(\d+)(?:\^(\d+))?$/, (_m, seg: string, n: string, fld?: string) => `${seg}[${n}]${fld ? `-${fld}` : ''}`)}`);
+  if (f.text) parts.push(`- ${f.text}`);
+  if (f.original !== undefined && f.original.length <= 200) parts.push(`(device sent: ${f.original})`);
+  return parts.join(' ');
 }
 
 function trimFields(f: string[]): string {
@@ -112,9 +171,25 @@ function trimFields(f: string[]): string {
   return f.join('|');
 }
 
-/** Build one ORU^R01 v2.5.1 for a list of observations (grouped by patient, then order/specimen). */
+/**
+ * Build one ORU^R01 v2.5.1 for a list of observations (grouped by patient, then order/specimen).
+ * Rules (issue 8 part 5; HL7 v2.5.1 7.3.1 ORU^R01 is the contract):
+ * - MSH-11 passes through the source message's processing id (2.15.9.11, Table 0103); MSH-18 `UNICODE UTF-8`.
+ * - PID only when a patient identifier exists (the PATIENT group is optional in 7.3.1); PID-3 types are
+ *   Table 0203 codes (the parsers map them); PID-5 "" when the device sent no name.
+ * - OBR-4 (required, 7.4.1.4): the order's service, else the first result's code.
+ * - OBX-2/5 by value kind: NM, SN (comparators, ranges, ratios), CWE, ED, RP, TX/FT/ST … with their
+ *   components; control characters as \Xhh\ (2.7.4), never raw.
+ * - OBX-6 `unit^^UCUM` only for valid UCUM, else `unit^^L`.
+ * - OBX-11 Table 0085 letter mapped by meaning by the parser (never the raw ASTM letter).
+ * - Data-quality flags → NTE after the OBX (source O, type RE).
+ * - SPM (SPM-2 id, SPM-4 Table 0487 type) only when the specimen type is known: SPM-4 is required.
+ */
 export function buildOruR251(observations: Observation[], opts: OruBuildOptions): string {
+  const isUcum = opts.isUcum ?? isValidUcum;
   const segs: string[] = [];
+  const pidSrc = observations.find((o) => o.processingId)?.processingId;
+  const processingId = pidSrc && /^[PTD]$/.test(pidSrc) ? pidSrc : opts.processingId ?? 'P';
   // MSH (HL7 v2.5.1 2.14.9): 7 time with offset, 9 ORU^R01^ORU_R01, 10 control id, 11, 12 2.5.1, 17, 18
   segs.push(
     trimFields([
@@ -128,7 +203,7 @@ export function buildOruR251(observations: Observation[], opts: OruBuildOptions)
       '',
       'ORU^R01^ORU_R01',
       e(opts.controlId),
-      opts.processingId ?? 'P',
+      processingId,
       '2.5.1',
       '',
       '',
@@ -153,27 +228,28 @@ export function buildOruR251(observations: Observation[], opts: OruBuildOptions)
 
   let pidSet = 0;
   for (const p of patients.values()) {
-    // PATIENT_RESULT group; PID optional in 7.3.1 but HIS/LIS expect it: emitted when there is a patient
-    if (p.subject && (p.subject.patientId || p.subject.patientIds?.length || p.subject.patientName)) segs.push(pid(p.subject, ++pidSet));
+    const s = p.subject;
+    if (s && (s.patientId || s.patientIds?.length)) segs.push(pid(s, ++pidSet));
     let obrSet = 0;
     for (const obs of p.orders.values()) {
       const first = obs[0];
       const ord = first.order ?? {};
       const specimenId = first.subject?.specimenId;
-      // OBR-2 placer, 3 filler (else specimen id), 4 service, 7 observation time, 24 section, 25 status (7.4.1)
+      // OBR-2 placer, 3 filler (else specimen id), 4 service (required), 7 observation time, 24 section, 25 status (7.4.1)
       const obr = new Array<string>(26).fill('');
       obr[0] = 'OBR';
       obr[1] = String(++obrSet);
       obr[2] = e(ord.placerOrderNumber ?? '');
       obr[3] = e(ord.fillerOrderNumber ?? specimenId ?? '');
-      obr[4] = ord.service ? cwe(ord.service.code, ord.service.display, ord.service.system) : '';
+      const svc = ord.service ?? first.code;
+      obr[4] = cwe(svc.code, svc.display, svc.system);
       obr[7] = isoToHl7Time(ord.collectedAt ?? first.effectiveAt);
       obr[24] = e(ord.section ?? '');
       obr[25] = obrStatus(obs);
       segs.push(obr.join('|'));
       let obxSet = 0;
       for (const o of obs) {
-        const v = valueOf(o);
+        const v = valueOf(o, isUcum);
         const obx = new Array<string>(19).fill('');
         obx[0] = 'OBX';
         obx[1] = String(++obxSet);
@@ -183,17 +259,22 @@ export function buildOruR251(observations: Observation[], opts: OruBuildOptions)
         obx[5] = v.value;
         obx[6] = v.unit;
         obx[7] = e(o.referenceRange ?? '');
-        obx[8] = (o.interpretation ?? []).map(e).join('~');
-        obx[11] = e(statusLetter(o));
+        obx[8] = (o.interpretation ?? []).map((x) => e(x)).join('~');
+        obx[11] = statusLetter(o);
         obx[14] = isoToHl7Time(o.effectiveAt);
         obx[16] = e(o.operator ?? '');
-        obx[18] = o.equipment ? [e(o.equipment.id), e(o.equipment.name ?? '')].join('^').replace(/\^+$/, '') : '';
+        obx[18] = o.equipment ? trimComps([e(o.equipment.id), e(o.equipment.name ?? '')]) : '';
         segs.push(trimFields(obx));
         let nte = 0;
         for (const c of o.comments ?? []) segs.push(`NTE|${++nte}|L|${e(c)}`);
+        for (const f of o.quality ?? []) segs.push(`NTE|${++nte}|O|${e(qualityNote(f))}|RE^Remark^HL70364`);
       }
-      // SPECIMEN group: SPM-2 specimen id (7.4.3)
-      if (specimenId) segs.push(`SPM|1|${e(specimenId)}`);
+      // SPECIMEN group (7.4.3): SPM-2 specimen id, SPM-4 type (required, Table 0487)
+      const type = ord.specimenType;
+      if (type) {
+        const sys = type.system === 'HL70070' || type.system === 'HL70487' ? 'HL70487' : systemName(type.system);
+        segs.push(trimFields(['SPM', '1', e(specimenId ?? ''), '', trimComps([e(type.code), e(type.display ?? ''), e(sys)])]));
+      }
     }
   }
   return segs.join('\r');

@@ -23,7 +23,7 @@ describe('parseOru golden cases (cases/<name>/input.hl7 + expected.json)', () =>
         const e = err as ParseError;
         expect({ class: e.constructor.name, code: e.code, location: e.location, hl7ErrorCode: e.hl7ErrorCode }).toEqual(expected.error);
       } else {
-        const r = parseOru(parseHl7(input));
+        const r = parseOru(parseHl7(input, { lenient: true })); // the receiver's default
         expect(JSON.parse(JSON.stringify({ header: r.header, drafts: r.drafts }))).toEqual(expected);
       }
     });
@@ -33,6 +33,19 @@ describe('parseOru golden cases (cases/<name>/input.hl7 + expected.json)', () =>
 const H = (type = 'ORU^R01', ver = '2.5.1') => `MSH|^~\\&|APP|FAC|||20240101||${type}|C1|P|${ver}`;
 
 describe('parseOru rules', () => {
+  it('Erba msg_001 (cut by its logger): every readable OBX arrives, the damaged OBX 17 is flagged; strict refuses it', () => {
+    const text = readFileSync(join(casesDir, 'erba-msg-001-truncated', 'input.hl7'), 'utf8');
+    const r = parseOru(parseHl7(text, { lenient: true }));
+    const obx = text.split('\r').filter((l) => l.startsWith('OBX')).length; // 18 lines, one of them two segments run together
+    expect(r.drafts).toHaveLength(obx + 1);
+    const damaged = r.drafts.filter((d) => d.quality?.length);
+    expect(damaged.map((d) => d.code.code)).toEqual(['704-7', '15192-8']);
+    expect(damaged[0].value).toBeUndefined();
+    expect(damaged[0].statusCode).toBe('R');
+    expect(r.drafts.filter((d) => !d.quality).every((d) => d.statusCode === 'F')).toBe(true);
+    expect(() => parseOru(parseHl7(text), { strict: true })).toThrow(ParseError);
+  });
+
   it('Erba quirks: empty flag repetitions ignored, LOINC/local systems', () => {
     const r = parseOru(parseHl7(readFileSync(join(casesDir, 'erba-msg-003', 'input.hl7'), 'utf8')));
     const wbc = r.drafts.find((d) => d.code.code === '6690-2')!;
@@ -101,7 +114,7 @@ describe('parseOru rules', () => {
     expect(a.effectiveAt).toBe('2025-03-01T09:29:50');
     expect(b).toMatchObject({ value: { kind: 'coded', system: 'SCT', code: '260373001', display: 'Detected' }, status: 'corrected' });
     expect(c).toMatchObject({ code: { system: '99X' }, value: { kind: 'text', text: 'line1\nline2' }, status: 'entered-in-error' });
-    expect(d.value).toEqual({ kind: 'text', text: '1:128' });
+    expect(d.value).toEqual({ kind: 'structured-numeric', num1: '1', separator: ':', num2: '128', unit: '' });
   });
 
   it('specimen id falls back to OBR-3 then OBR-2', () => {
@@ -128,10 +141,10 @@ describe('parseOru rules', () => {
     for (const v of ['2.3', '2.3.1', '2.4', '2.5', '2.5.1', '2.6']) expect(code(`${H('ORU^R01', v)}\rPID|1`)).toBe(0);
   });
 
-  it('broken content → ParseError with location', () => {
+  it('strict: broken content → ParseError with location (the listener option for sites that want AE)', () => {
     const loc = (text: string) => {
       try {
-        parseOru(parseHl7(text));
+        parseOru(parseHl7(text), { strict: true });
       } catch (e) {
         expect(e).toBeInstanceOf(ParseError);
         return `${(e as ParseError).location} ${(e as ParseError).hl7ErrorCode}`;
@@ -143,6 +156,111 @@ describe('parseOru rules', () => {
     expect(loc(`${H()}\rOBX|1|NM|x^^LN||1`)).toBe('OBX^1 100');
     expect(loc(`${H()}\rOBR|1\rOBX|1|NM|x^^LN||1||||||F|||2024-01-01`)).toBe('OBX^1^14 102');
     expect(loc(`MSH|^~\\&|A|B|||1||ORU^R01||P|2.5`)).toBe('MSH^1^10 101');
+    expect(loc(`${H()}\rOBR|1\rOBX|1|NM|x^^LN||<0.5||||||F`)).toBe('OBX^1^5 102');
+    expect(loc(`${H()}\rOBR|1\rOBX|1|NM|x^^LN||1||||||Z`)).toBe('OBX^1^11 103');
+  });
+
+  it('lenient (default): structural faults only are errors: no MSH-9, MSH-10, MSH-12', () => {
+    const loc = (text: string) => {
+      try {
+        parseOru(parseHl7(text, { lenient: true }));
+      } catch (e) {
+        expect(e).toBeInstanceOf(ParseError);
+        return `${(e as ParseError).location} ${(e as ParseError).hl7ErrorCode}`;
+      }
+      return 'ok';
+    };
+    expect(loc(`MSH|^~\\&|A|B|||1||ORU^R01||P|2.5`)).toBe('MSH^1^10 101');
+    expect(loc(`MSH|^~\\&|A|B|||1||||P|2.5`)).toBe('MSH^1^9 101');
+    expect(loc(`MSH|^~\\&|A|B|||1||ORU^R01|C1|P|`)).toBe('MSH^1^12 101');
+    expect(() => parseHl7('PID|1||X', { lenient: true })).toThrow(ParseError);
+    expect(() => parseHl7('MSH|^~|A', { lenient: true })).toThrow(ParseError);
+  });
+
+  // one bad part never costs the good parts: every variant keeps the good result beside the bad one
+  const lenientCases: Array<{ name: string; obx: string; expect: Record<string, unknown>; flag?: string }> = [
+    { name: 'NM not a number', obx: 'OBX|2|NM|y^^LN||abc|mg/L|||||F', expect: { value: { kind: 'text', text: 'abc' }, statusCode: 'F' }, flag: 'invalid-number' },
+    { name: 'NM decimal comma', obx: 'OBX|2|NM|y^^LN||4,5|mg/L|||||F', expect: { value: { kind: 'text', text: '4,5' } }, flag: 'invalid-number' },
+    { name: 'NM <0.5', obx: 'OBX|2|NM|y^^LN||<0.5|mg/L|||||F', expect: { value: { kind: 'quantity', value: 0.5, comparator: '<', decimal: '0.5', unit: 'mg/L' } } },
+    { name: 'NM >1500', obx: 'OBX|2|NM|y^^LN||>1500|U/L|||||F', expect: { value: { kind: 'quantity', value: 1500, comparator: '>', unit: 'U/L' } } },
+    { name: 'NM <= 0.01', obx: 'OBX|2|NM|y^^LN||<= 0.01|ng/mL|||||F', expect: { value: { kind: 'quantity', value: 0.01, comparator: '<=', decimal: '0.01' } } },
+    { name: 'NM >=2.50', obx: 'OBX|2|NM|y^^LN||>=2.50|ng/mL|||||F', expect: { value: { kind: 'quantity', comparator: '>=', decimal: '2.50' } } },
+    { name: 'NM range 2-5', obx: 'OBX|2|NM|y^^LN||2-5|/[HPF]|||||F', expect: { value: { kind: 'structured-numeric', num1: '2', separator: '-', num2: '5' } } },
+    { name: 'NM titer 1/80', obx: 'OBX|2|NM|y^^LN||1/80||||||F', expect: { value: { kind: 'structured-numeric', num1: '1', separator: '/', num2: '80' } } },
+    { name: 'NM 2+', obx: 'OBX|2|NM|y^^LN||2+||||||F', expect: { value: { kind: 'structured-numeric', num1: '2', separator: '+' } } },
+    { name: 'NM with spaces', obx: 'OBX|2|NM|y^^LN|| 7.0 |mg/L|||||F', expect: { value: { kind: 'quantity', value: 7, decimal: '7.0' } } },
+    { name: 'SN malformed', obx: 'OBX|2|SN|y^^LN||=<^x^-^y||||||F', expect: { value: { kind: 'text' } }, flag: 'invalid-value' },
+    { name: 'OBX-14 not a date', obx: 'OBX|2|NM|y^^LN||5|mg/L|||||F|||2024-01-01', expect: { value: { kind: 'quantity', value: 5 } }, flag: 'invalid-datetime' },
+    { name: 'OBX-11 unknown letter', obx: 'OBX|2|NM|y^^LN||5|mg/L|||||Z', expect: { statusCode: 'R', deviceStatus: 'Z', status: 'preliminary' }, flag: 'unknown-status' },
+    { name: 'OBX-11 empty', obx: 'OBX|2|NM|y^^LN||5|mg/L', expect: { statusCode: 'R', status: 'preliminary' }, flag: 'unknown-status' },
+    { name: 'OBX-11 lower case f', obx: 'OBX|2|NM|y^^LN||5|mg/L|||||f', expect: { statusCode: 'F', deviceStatus: 'f', status: 'final' } },
+    { name: 'ED without encoding', obx: 'OBX|2|ED|y^^LN||^image^png||||||F', expect: { value: { kind: 'text' } }, flag: 'invalid-value' },
+  ];
+  for (const c of lenientCases) {
+    it(`lenient: ${c.name} → the good result stays, the odd one is kept${c.flag ? ` and flagged ${c.flag}` : ''}`, () => {
+      const r = parseOru(parseHl7(`${H()}\rPID|1||P1\rOBR|1||S1|x^^LN\rOBX|1|NM|x^^LN||1.0|mg/L|||||F\r${c.obx}`, { lenient: true }));
+      expect(r.drafts).toHaveLength(2);
+      expect(r.drafts[0]).toMatchObject({ value: { kind: 'quantity', value: 1, decimal: '1.0' }, statusCode: 'F' });
+      expect(r.drafts[0].quality).toBeUndefined();
+      expect(r.drafts[1]).toMatchObject(c.expect);
+      if (c.flag) expect(r.drafts[1].quality?.map((q) => q.code)).toContain(c.flag);
+      else expect(r.drafts[1].quality).toBeUndefined();
+    });
+  }
+
+  it('lenient: an OBX without OBX-3 is withheld (for quarantine), the others arrive', () => {
+    const r = parseOru(parseHl7(`${H()}\rOBR|1||S1|x^^LN\rOBX|1|NM|x^^LN||1||||||F\rOBX|2|NM|||2||||||F\rOBX|3|NM|z^^LN||3||||||F`, { lenient: true }));
+    expect(r.drafts.map((d) => d.code.code)).toEqual(['x', 'z']);
+    expect(r.withheld).toEqual([{ location: 'OBX^2', reason: 'OBX^2^3: observation identifier missing (the result cannot be identified)', text: 'OBX|2|NM|||2||||||F' }]);
+  });
+
+  it('lenient: OBX before any OBR keeps its results; PID-7 and OBR-7 faults are message flags', () => {
+    const r = parseOru(parseHl7(`${H()}\rPID|1||P1||DOE^J||1970-01-01\rOBX|1|NM|x^^LN||1|||||F\rOBR|1||S1|x^^LN|||not-a-time\rOBX|1|NM|y^^LN||2|||||F`, { lenient: true }));
+    expect(r.drafts.map((d) => d.code.code)).toEqual(['x', 'y']);
+    expect(r.drafts[0].subject?.patientId).toBe('P1');
+    expect(r.drafts[0].subject?.birthDate).toBeUndefined();
+    expect(r.messageFlags.map((f) => `${f.code}@${f.location}`)).toEqual(['invalid-datetime@PID^1^7', 'invalid-value@OBX^1', 'invalid-datetime@OBR^1^7']);
+  });
+
+  it('lenient: two segments run together (lost terminator) are split and both flagged; a line that is not a segment is withheld', () => {
+    const r = parseOru(parseHl7(`${H()}\rOBR|1||S1|x^^LN\rOBX|1|NM|704-7^BAS#^LNOBX|2|NM|711-2^EOS#^LN||0.12|10*3/uL|||||F\r||0.06|10*3/uL|0.00-0.10|~N|||F\rOBX|3|NM|z^^LN||3||||||F`, { lenient: true }));
+    expect(r.drafts.map((d) => [d.code.code, d.code.system, d.quality?.map((q) => q.code) ?? []])).toEqual([
+      ['704-7', 'http://loinc.org', ['segment-truncated', 'unknown-status']],
+      ['711-2', 'http://loinc.org', ['segment-terminator-missing']],
+      ['z', 'http://loinc.org', []],
+    ]);
+    expect(r.drafts[0].value).toBeUndefined();
+    expect(r.drafts[1].value).toMatchObject({ kind: 'quantity', value: 0.12 });
+    expect(r.withheld.map((w) => w.location)).toEqual(['LINE^4']);
+  });
+
+  it('a field value that merely ends in a segment ID is not split', () => {
+    const r = parseOru(parseHl7(`${H()}\rOBR|1||S1|x^^LN\rOBX|1|ST|x^^LN||DOBX|1|||||F\rOBX|2|ST|y^^LN||NOTE|2|||||F`, { lenient: true }));
+    expect(r.drafts.map((d) => d.value)).toEqual([{ kind: 'text', text: 'DOBX' }, { kind: 'text', text: 'NOTE' }]);
+  });
+
+  it('data types keep their components: ED, RP, CWE with alternate and original text, TX blank lines, FT formatting', () => {
+    const b64 = Buffer.from('histogram').toString('base64');
+    const r = parseOru(
+      parseHl7(
+        [
+          H(),
+          'OBR|1||S1|x^^LN',
+          `OBX|1|ED|h^Histogram^99MRC||ERBA^Application^Octet-stream^Base64^${b64}||||||F`,
+          'OBX|2|RP|p^Image^L||/img/1.png^PACS^IM^PNG||||||F',
+          'OBX|3|CWE|c^^LN||10828004^Positive^SCT^POS^Pos^L^2024^1^positive!||||||F',
+          'OBX|4|TX|t^^L||line 1~~line 3~||||||F',
+          'OBX|5|FT|f^^L||\\H\\Bold\\N\\ text\\.br\\next||||||F',
+        ].join('\r'),
+        { lenient: true },
+      ),
+    );
+    const [ed, rp, cwe, tx, ft] = r.drafts.map((d) => d.value);
+    expect(ed).toEqual({ kind: 'encapsulated', sourceApplication: 'ERBA', typeOfData: 'Application', dataSubtype: 'Octet-stream', encoding: 'Base64', data: b64 });
+    expect(rp).toEqual({ kind: 'reference', pointer: '/img/1.png', application: 'PACS', typeOfData: 'IM', subtype: 'PNG' });
+    expect(cwe).toEqual({ kind: 'coded', system: 'SCT', code: '10828004', display: 'Positive', alternate: { system: 'local', code: 'POS', display: 'Pos' }, systemVersion: '2024', alternateSystemVersion: '1', originalText: 'positive!' });
+    expect(tx).toEqual({ kind: 'text', text: 'line 1\n\nline 3\n', repetitions: ['line 1', '', 'line 3', ''] });
+    expect(ft).toEqual({ kind: 'text', text: 'Bold text\nnext', formatted: ['\\H\\Bold\\N\\ text\\.br\\next'] });
   });
 
   it('hl7TimeToIso', () => {

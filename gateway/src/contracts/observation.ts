@@ -21,7 +21,14 @@ export type ObservationValue =
   | { kind: 'quantity'; value: number; unit: string; comparator?: Comparator; decimal?: string }
   /** ST, TX, FT, IS, ID, DT, TM, DTM/TS, and any value kept as text. `repetitions`: every repetition of
    * OBX-5 as sent, empty ones included (TX/FT blank lines, HL7 v2.5.1 2.A.79); `text` is them joined by LF. */
-  | { kind: 'text'; text: string; repetitions?: string[] }
+  | {
+      kind: 'text';
+      text: string;
+      repetitions?: string[];
+      /** FT/TX from HL7 as sent, per repetition, in escaped form with the standard delimiters (formatting
+       * commands such as \.br\ \H\ \N\ \.sp\ kept, HL7 v2.5.1 2.7.6): an HL7 output re-sends these. */
+      formatted?: string[];
+    }
   /** CE/CWE/CNE (HL7 v2.5.1 2.A.8, 2.A.13): identifier, text, coding system, the alternate triplet, versions, original text. */
   | {
       kind: 'coded';
