@@ -18,7 +18,8 @@ import type { LinkOptions } from './link-options';
 import { buildOrderResponse, type AstmOrder } from './order-response';
 import { defaultProfile, type AstmProfile } from './profile';
 import { parseRecords } from './records';
-import { parseAstmMessage, type AstmHostQuery } from './results-parser';
+import { parseAstmMessage, type AstmHostQuery, type ParsedAstm } from './results-parser';
+import { decodeWithFallback, encodeFor, type CharsetName } from '../../gateway/src/charset/charset';
 import { SerialTransport, type SerialTransportOptions } from './transport/serial-transport';
 import { TcpClientTransport, type TcpClientTransportOptions } from './transport/tcp-client-transport';
 import { TcpServerTransport, type TcpServerTransportOptions } from './transport/tcp-server-transport';
@@ -78,6 +79,8 @@ export class AstmDriver {
   private lastError: string | undefined;
   private lastErrorAt: string | undefined;
   private closed = false;
+  private controlIdReused = 0;
+  private flaggedResults = 0;
 
   constructor(
     readonly opts: AstmDriverOptions,
@@ -152,6 +155,8 @@ export class AstmDriver {
     if (err) s.lastError = err;
     const errAt = this.lastErrorAt ?? ts?.lastErrorAt;
     if (errAt) s.lastErrorAt = errAt;
+    if (this.controlIdReused) s.controlIdReused = this.controlIdReused;
+    if (this.flaggedResults) s.flaggedResults = this.flaggedResults;
     return s;
   }
 
@@ -163,11 +168,11 @@ export class AstmDriver {
   async sendOrders(orders: AstmOrder[]): Promise<number> {
     if (!orders.length) return 0;
     const records = buildOrderResponse({ specimenIds: [], tests: ['ALL'], status: 'O' }, orders, { profile: this.profile });
-    const enc = this.profile.encoding === 'utf8' ? 'utf8' : 'latin1';
+    const encoded = this.encodeRecords(records);
     let sent = 0;
     for (const { link, conn } of [...this.links.values()]) {
       try {
-        await link.send(records.map((r) => Buffer.from(r, enc)));
+        await link.send(encoded);
         sent++;
       } catch (e) {
         this.error(`order download: ${(e as Error).message}`);
@@ -194,7 +199,7 @@ export class AstmDriver {
           conn.write(b);
         },
         onMessage: (records): Promise<void> => this.handleMessage(records, conn, link),
-        onDiscard: (records, reason) => void this.quarantineDiscarded(records, reason, conn),
+        onDiscard: (records, reason, rejectedFrame) => void this.quarantineDiscarded(records, reason, conn, rejectedFrame),
         onEvent: (e) => this.onLinkEvent(e, conn),
       },
       { ...this.profile.link, ...(this.opts.link ?? {}), role: 'computer' },
@@ -296,12 +301,33 @@ export class AstmDriver {
     this.lastErrorAt = new Date().toISOString();
   }
 
-  private decode(records: Buffer[]): { raw: Buffer; lines: string[] } {
+  /**
+   * Records we send (order answers, downloads) in the profile's encoding. Names are folded to ASCII only
+   * toward an analyzer whose profile says so (`asciiFold`); a character the encoding cannot carry is
+   * an error (CharsetError), never a silent '?'.
+   */
+  private encodeRecords(records: string[]): Buffer[] {
+    return records.map((r) => encodeFor(r, this.profile.encoding as CharsetName, { asciiFold: this.profile.asciiFold }));
+  }
+
+  /** The message's bytes as stored: each record followed by its CR (LIS02 record terminator). */
+  private rawOf(records: Buffer[]): Buffer {
     const cr = Buffer.from([0x0d]);
     const parts: Buffer[] = [];
     for (const r of records) parts.push(r, cr);
-    const raw = Buffer.concat(parts);
-    return { raw, lines: records.map((r) => r.toString(this.profile.encoding)) };
+    return Buffer.concat(parts);
+  }
+
+  /**
+   * Record text in the profile's encoding (default UTF-8; LIS01-A2 §4.3 allows multi-byte encodings by
+   * agreement), strictly: bytes invalid in it use the profile's `fallbackEncoding` (message flagged
+   * 'charset-fallback'), or the message goes to quarantine. Never a silent U+FFFD.
+   */
+  private decode(raw: Buffer): { lines: string[]; usedFallback: boolean } {
+    const r = decodeWithFallback(raw, this.profile.encoding as CharsetName, this.profile.fallbackEncoding as CharsetName | undefined);
+    const lines = r.text.split('\r');
+    if (lines.length && lines[lines.length - 1] === '') lines.pop();
+    return { lines, usedFallback: r.usedFallback };
   }
 
   /** Awaited by the link before the completing frame is ACKed; a rejection makes it NAK. */
@@ -309,9 +335,14 @@ export class AstmDriver {
     const device = this.opts.deviceId;
     metrics.received.inc({ device });
     this.lastMessageAt = new Date().toISOString();
-    const { raw, lines } = this.decode(records);
-    let parsed;
+    const raw = this.rawOf(records);
+    let parsed: ParsedAstm;
+    let usedFallback = false;
+    let lines: string[];
     try {
+      const dec = this.decode(raw);
+      lines = dec.lines;
+      usedFallback = dec.usedFallback;
       parsed = parseAstmMessage(parseRecords(lines), this.profile);
     } catch (e) {
       const err = e instanceof GatewayError ? e : new ParseError((e as Error).message, { cause: e });
@@ -323,6 +354,11 @@ export class AstmDriver {
       return;
     }
     const h = parsed.header;
+    const sender = h.sender.filter((x) => x).join('^');
+    const withheld = parsed.withheld ?? [];
+    const flags: string[] = [];
+    if (usedFallback) flags.push('charset-fallback');
+    if (withheld.length) flags.push('parts-withheld');
     const inbound: InboundMessage = {
       deviceId: device,
       driver: DRIVER_NAME,
@@ -330,13 +366,18 @@ export class AstmDriver {
       receivedAt: new Date(),
       messageType: 'ASTM',
       drafts: parsed.drafts,
-      // a whole message re-sent after a lost final ACK is recognised by its content
-      dedupeKey: `sha256:${createHash('sha256').update(raw).digest('hex')}`,
-      meta: { remote: conn.remote, version: h.version, processingId: h.processingId, queries: parsed.queries.length, termination: parsed.terminationCode, records: records.length },
+      // the same rule as HL7 (docs/result-fidelity.md "Duplicates"): same sender, H.3 and content; a whole
+      // message re-sent after a lost final ACK is a duplicate, another message reusing H.3 is flagged
+      dedupeKey: `${sender}|${h.messageControlId ?? ''}|${astmContentHash(lines)}`,
+      meta: { remote: conn.remote, version: h.version, processingId: h.processingId, queries: parsed.queries.length, termination: parsed.terminationCode, records: records.length, encoding: this.profile.encoding },
     };
-    if (h.messageControlId) inbound.sourceMessageId = h.messageControlId;
-    const sender = h.sender.filter((s) => s).join('^');
+    if (h.messageControlId) {
+      inbound.sourceMessageId = h.messageControlId;
+      inbound.controlKey = `${sender}|${h.messageControlId}`;
+    }
     if (sender) inbound.sender = sender;
+    if (h.processingId) inbound.processingId = h.processingId;
+    if (flags.length) inbound.flags = flags;
     let result: CommitResult;
     try {
       result = await this.sink.submit(inbound);
@@ -347,6 +388,19 @@ export class AstmDriver {
       this.log.error({ conn: conn.id, err: (e as Error).message, code: (e as GatewayError).code }, 'commit failed: NAK');
       this.markStoreBusy();
       throw e;
+    }
+    if (!result.duplicate) {
+      if (result.controlIdReused) this.controlIdReused++;
+      this.flaggedResults += parsed.drafts.filter((d) => d.quality?.length).length;
+      // results the profile withholds (raw instrument signals, records without a test code) stay visible
+      for (const w of withheld) {
+        try {
+          await this.sink.quarantine({ deviceId: device, driver: DRIVER_NAME, raw: Buffer.from(lines[Number(w.location.split('^')[1]) - 1] ?? '', 'utf8'), reason: `part of accepted message ${result.messageUid} withheld: ${w.reason}`, errorCode: 'GW_ERR_WITHHELD', meta: { remote: conn.remote, messageId: result.messageId, location: w.location } });
+          metrics.quarantined.inc({ device });
+        } catch (e) {
+          this.log.error({ err: (e as Error).message }, 'could not keep a withheld result in quarantine');
+        }
+      }
     }
     reportCommitted(this.log, result, inbound, this.hooks.onCommitted, { connId: conn.id, msg: 'duplicate message: acknowledged, not stored again' });
     for (const q of parsed.queries) void this.answerQuery(q, link, conn);
@@ -364,10 +418,13 @@ export class AstmDriver {
     this.busyTimer.unref?.();
   }
 
-  private async quarantineDiscarded(records: Buffer[], reason: string, conn: TransportConnection): Promise<void> {
+  private async quarantineDiscarded(records: Buffer[], reason: string, conn: TransportConnection, rejectedFrame?: Buffer): Promise<void> {
     const device = this.opts.deviceId;
     try {
-      await this.sink.quarantine({ deviceId: device, driver: DRIVER_NAME, raw: this.decode(records).raw, reason: `incomplete message: ${reason}`, errorCode: 'GW_ERR_PARSE', meta: { remote: conn.remote } });
+      // records (CR-terminated), then the frame the analyzer gave up on, exactly as received (STX … trailer)
+      const raw = rejectedFrame ? Buffer.concat([this.rawOf(records), rejectedFrame]) : this.rawOf(records);
+      const meta = rejectedFrame ? { remote: conn.remote, records: records.length, rejectedFrameBytes: rejectedFrame.length } : { remote: conn.remote };
+      await this.sink.quarantine({ deviceId: device, driver: DRIVER_NAME, raw, reason: `incomplete message: ${reason}`, errorCode: 'GW_ERR_PARSE', meta });
       metrics.quarantined.inc({ device });
     } catch (e) {
       this.log.error({ err: (e as Error).message }, 'could not quarantine a discarded partial message');
@@ -390,8 +447,7 @@ export class AstmDriver {
         }),
       ]);
       const records = buildOrderResponse(q, orders, { profile: this.profile });
-      const enc = this.profile.encoding === 'utf8' ? 'utf8' : 'latin1';
-      await link.send(records.map((r) => Buffer.from(r, enc)));
+      await link.send(this.encodeRecords(records));
       this.log.info({ conn: conn.id, orders: orders === 'unknown' ? 0 : orders.length }, 'host query answered');
     } catch (e) {
       this.error(`host query: ${(e as Error).message}`);
@@ -400,4 +456,22 @@ export class AstmDriver {
       if (timer) clearTimeout(timer);
     }
   }
+}
+
+/**
+ * "Same content" for ASTM de-duplication: SHA-256 of the decoded records with H.14 (date and time of
+ * message, LIS02 H.14) blanked. An analyzer that re-sends a whole message after a lost final ACK may
+ * restamp H.14; every other byte of the message counts.
+ */
+export function astmContentHash(lines: string[]): string {
+  const h = createHash('sha256');
+  lines.forEach((l, i) => {
+    if (i === 0 && /^H/i.test(l) && l.length > 1) {
+      const f = l.split(l[1]);
+      if (f.length > 13) f[13] = ''; // [0] 'H', [1] delimiters, … [13] H.14 (H.2 holds the other delimiters)
+      l = f.join(l[1]);
+    }
+    h.update(l, 'utf8').update('\r');
+  });
+  return h.digest('hex');
 }

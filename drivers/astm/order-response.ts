@@ -3,6 +3,7 @@
  * then `L|1|F`; nothing known → H, `L|1|I` (or O.26 Y/Z with noInfoStyle 'order-record').
  * Sent as a new sender session after the analyzer's EOT.
  */
+import { foldToAscii } from '../../gateway/src/charset/ascii-fold';
 import { DEFAULT_DELIMITERS, escapeValue } from './records';
 import { defaultProfile, type AstmProfile } from './profile';
 import type { AstmHostQuery } from './results-parser';
@@ -10,7 +11,7 @@ import type { AstmHostQuery } from './results-parser';
 export interface AstmOrder {
   specimenId: string;
   patientId?: string;
-  /** `family^given^…` as stored; ASCII-fold before (analyzers rarely render diacritics, protocols.md §1.4). */
+  /** `family^given^…` as stored; folded to ASCII only when the profile says `asciiFold` (protocols.md §1.4). */
   patientName?: string;
   birthDate?: string; // YYYYMMDD
   sex?: string; // M F U
@@ -33,21 +34,15 @@ function ts(d: Date): string {
   return `${d.getFullYear()}${p(d.getMonth() + 1)}${p(d.getDate())}${p(d.getHours())}${p(d.getMinutes())}${p(d.getSeconds())}`;
 }
 
-/** ASCII fold (Vietnamese diacritics and đ/Đ) for text sent to analyzers. */
-export function asciiFold(s: string): string {
-  return s
-    .normalize('NFD')
-    .replace(/[\u0300-\u036f]/g, '')
-    .replace(/đ/g, 'd')
-    .replace(/Đ/g, 'D')
-    .replace(/[^\x20-\x7e]/g, '?');
-}
 
 /** Records (strings without CR) answering `query`. */
 export function buildOrderResponse(query: AstmHostQuery, orders: AstmOrder[] | 'unknown', opts: OrderResponseOptions = {}): string[] {
   const profile = opts.profile ?? defaultProfile();
   const d = DEFAULT_DELIMITERS;
-  const e = (v: string | undefined): string => escapeValue(asciiFold(v ?? ''), d);
+  // ASCII folding only toward an analyzer whose profile needs it (issue 8 part 4); otherwise the text goes
+  // as is and the driver encodes it in the profile's encoding (a character it cannot carry is an error)
+  const fold = profile.asciiFold ? foldToAscii : (v: string) => v;
+  const e = (v: string | undefined): string => escapeValue(fold(v ?? ''), d);
   const template = profile.query.orderTestIdTemplate ?? `${'^'.repeat(profile.records.testIdComponent - 1)}{code}${profile.records.testIdSeparator ?? ''}`;
   const reverse = new Map<string, string>();
   for (const [local, m] of Object.entries(profile.codeMap)) if (!reverse.has(m.code)) reverse.set(m.code, local);

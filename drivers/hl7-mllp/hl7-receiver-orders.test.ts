@@ -152,7 +152,8 @@ describe('Hl7Receiver with an order acceptor (ORM^O01 / OML^O21)', () => {
     });
     // audit trail: the raw message is in the message store, no observations, de-duplicated on sender|MSH-10
     const stored = [...sink.messages.values()][0];
-    expect(stored).toMatchObject({ deviceId: 'his-orders', driver: 'hl7-mllp', messageType: 'ORM^O01', drafts: [], sourceMessageId: 'HIS-ORM-7001', dedupeKey: 'HIS^BV_DEMO|HIS-ORM-7001' });
+    expect(stored).toMatchObject({ deviceId: 'his-orders', driver: 'hl7-mllp', messageType: 'ORM^O01', drafts: [], sourceMessageId: 'HIS-ORM-7001', controlKey: 'HIS^BV_DEMO|HIS-ORM-7001' });
+    expect(stored.dedupeKey).toMatch(/^HIS\^BV_DEMO\|HIS-ORM-7001\|[0-9a-f]{64}$/);
     expect(stored.raw.toString('utf8')).toContain('Trần^Thị Bình');
     expect(committed).toHaveLength(1);
 

@@ -12,7 +12,7 @@ import { StoreFullError } from '../../gateway/src/contracts/errors';
 import { createRootLogger } from '../../gateway/src/log/logger';
 import { freePort, requirePeer, tempDir, waitFor } from '../../test/helpers/env';
 import { parseAck } from './ack';
-import { Hl7Receiver } from './hl7-receiver';
+import { contentHash, Hl7Receiver } from './hl7-receiver';
 import { encodeMllp, MllpDecoder } from './mllp-decoder';
 
 const run = promisify(execFile);
@@ -121,7 +121,9 @@ describe('Hl7Receiver against real peers (mllp_send, socat)', () => {
     expect(sink.messages.size).toBe(4);
     expect(committed).toHaveLength(4);
     const m = committed[1].inbound;
-    expect(m).toMatchObject({ deviceId: 'erba-1', driver: 'hl7-mllp', sourceMessageId: 'd7e83c08d8a949ea9edc7012412a741c', sender: 'ELite 580^Erba', dedupeKey: 'ELite 580^Erba|d7e83c08d8a949ea9edc7012412a741c', messageType: 'ORU^R01' });
+    expect(m).toMatchObject({ deviceId: 'erba-1', driver: 'hl7-mllp', sourceMessageId: 'd7e83c08d8a949ea9edc7012412a741c', sender: 'ELite 580^Erba', controlKey: 'ELite 580^Erba|d7e83c08d8a949ea9edc7012412a741c', processingId: 'P', messageType: 'ORU^R01' });
+    // a duplicate is the same sender, MSH-10 *and* content (hash without MSH-7)
+    expect(m.dedupeKey).toBe(`ELite 580^Erba|d7e83c08d8a949ea9edc7012412a741c|${contentHash(readFileSync(join(FIX, 'erba_msg_003.hl7'), 'latin1'))}`);
     expect(m.drafts).toHaveLength(37);
     expect(m.meta).toMatchObject({ version: '2.3.1' });
     expect(rx.status()).toMatchObject({ state: 'listening', driver: 'hl7-mllp', deviceId: 'erba-1' });
@@ -163,7 +165,21 @@ describe('Hl7Receiver against real peers (mllp_send, socat)', () => {
     expect(sink.quarantined[0]).toMatchObject({ errorCode: 'GW_ERR_UNSUPPORTED', deviceId: 'erba-1' });
   });
 
-  it('broken segment (Erba message cut short by its logger: NM value "IS") → AE with location, quarantined', async () => {
+  it('Erba message cut short by its logger → AA: every readable OBX stored, the damaged one flagged', async () => {
+    const out = await mllpSend(port, join(FIX, 'erba_msg_001.hl7'));
+    expect(out).toContain('MSA|AA|031416ea601f4d8fa02c823f6fa42b8e');
+    expect(sink.messages.size).toBe(1);
+    expect(sink.quarantined).toHaveLength(0);
+    const drafts = committed[0].inbound.drafts;
+    expect(drafts).toHaveLength(19);
+    expect(drafts.filter((d) => d.quality?.some((q) => q.code === 'segment-truncated')).map((d) => d.code.code)).toEqual(['704-7']);
+    expect(rx.status().flaggedResults).toBe(2);
+  });
+
+  it('strict listener: the same damaged message → AE with location, quarantined, nothing stored', async () => {
+    await rx.close();
+    rx = new Hl7Receiver({ deviceId: 'erba-1', host: '127.0.0.1', port, maxBytes: 1024 * 1024, idleTimeoutMs: 60_000, maxConnections: 16, strict: true }, sink, (r, inbound) => committed.push({ r, inbound }));
+    await rx.start();
     const out = await mllpSend(port, join(FIX, 'erba_msg_001.hl7'));
     expect(out).toContain('MSA|AE|031416ea601f4d8fa02c823f6fa42b8e');
     expect(out).toContain('ERR||OBX^17^5|102^Data type error^HL70357|E');

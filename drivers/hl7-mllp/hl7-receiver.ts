@@ -10,6 +10,8 @@ import { metrics } from '../../gateway/src/metrics/registry';
 import { reportCommitted } from '../../gateway/src/pipeline/committed';
 import { buildAck, type AckCode } from './ack';
 import type { OrderUpdate } from '../../gateway/src/orders/order-types';
+import { createHash } from 'node:crypto';
+import { CharsetError, decodeHl7Message, encodeFor, type CharsetName } from '../../gateway/src/charset/charset';
 import { parseHl7, peekHeader, readHeader, type Hl7Header } from './hl7-message';
 import { MllpServer, nextAckId, type MllpConnectionInfo, type MllpServerOptions } from './mllp-server';
 import { isOrderMessage, parseOrders, type OrderParseResult } from './order-parser';
@@ -27,8 +29,20 @@ export interface Hl7OrderAcceptor {
 
 export interface Hl7ReceiverOptions extends Omit<MllpServerOptions, 'logBindings'> {
   deviceId: string;
-  /** Profile option: how the bytes are decoded (default utf8; latin1 for 8859/1 devices). */
-  charset?: 'utf8' | 'latin1';
+  /**
+   * Listener charset: how the bytes are decoded when MSH-18 is empty (default utf8; latin1 for 8859/1
+   * devices). A valued MSH-18 (HL7 v2.5.1 2.15.9.18, Table 0211) always wins.
+   */
+  charset?: CharsetName;
+  /**
+   * Charset for bytes that are invalid in the declared one (e.g. windows-1258 for a device that says
+   * UTF-8 but sends legacy Vietnamese). Absent: such a message is quarantined and answered AE.
+   */
+  fallbackCharset?: CharsetName;
+  /** Strict: any content fault is an AE (issue 8 part 2, for sites that want it). Default lenient. */
+  strict?: boolean;
+  /** Table 0085 status for results whose OBX-11 is empty (a device that never sends one). Default: R + flag. */
+  defaultResultStatus?: string;
   /** Accept ORM^O01 / OML^O21 orders (issue 3 part 4). Absent: orders are answered AR like any unsupported type. */
   orders?: Hl7OrderAcceptor;
 }
@@ -44,6 +58,8 @@ export class Hl7Receiver {
   private lastErrorAt: string | undefined;
   private lastError: string | undefined;
   private port: number | undefined;
+  private controlIdReused = 0;
+  private flaggedResults = 0;
 
   constructor(
     private readonly opts: Hl7ReceiverOptions,
@@ -52,7 +68,7 @@ export class Hl7Receiver {
   ) {
     if (!opts.deviceId) throw new TypeError('Hl7Receiver: deviceId is required');
     this.log = componentLogger('hl7-receiver', { deviceId: opts.deviceId });
-    const { deviceId: _d, charset: _c, orders: _o, ...serverOpts } = opts;
+    const { deviceId: _d, charset: _c, orders: _o, fallbackCharset: _f, strict: _s, defaultResultStatus: _r, ...serverOpts } = opts;
     this.server = new MllpServer({ ...serverOpts, logBindings: { deviceId: opts.deviceId } }, (payload, conn) => this.handle(payload, conn));
   }
 
@@ -94,6 +110,8 @@ export class Hl7Receiver {
     if (this.lastMessageAt) s.lastMessageAt = this.lastMessageAt;
     if (this.lastErrorAt) s.lastErrorAt = this.lastErrorAt;
     if (this.lastError) s.lastError = this.lastError;
+    if (this.controlIdReused) s.controlIdReused = this.controlIdReused;
+    if (this.flaggedResults) s.flaggedResults = this.flaggedResults;
     return s;
   }
 
@@ -108,24 +126,53 @@ export class Hl7Receiver {
     this.lastMessageAt = new Date().toISOString();
     let header: Hl7Header | undefined;
     try {
-      const text = raw.toString(this.opts.charset ?? 'utf8');
+      let decoded: ReturnType<typeof decodeHl7Message>;
+      try {
+        // MSH-18 (HL7 v2.5.1 2.15.9.18, Table 0211) first, the listener charset when empty; invalid
+        // bytes never become U+FFFD silently: the fallback charset, or quarantine + AE
+        decoded = decodeHl7Message(raw, { listenerCharset: this.opts.charset ?? 'utf8', fallback: this.opts.fallbackCharset });
+      } catch (e) {
+        header = peekHeader(raw.toString('latin1'));
+        throw e;
+      }
+      const text = decoded.text;
       let parsed: OruParseResult | OrderParseResult;
       try {
-        const msg = parseHl7(text);
+        const msg = parseHl7(text, { lenient: !this.opts.strict });
         // ORM^O01 / OML^O21 only when an order acceptor is configured; otherwise parseOru answers AR 200
-        parsed = this.opts.orders && isOrderMessage(readHeader(msg)) ? parseOrders(msg) : parseOru(msg);
+        parsed =
+          this.opts.orders && isOrderMessage(readHeader(msg))
+            ? parseOrders(msg)
+            : parseOru(msg, { strict: this.opts.strict, defaultResultStatus: this.opts.defaultResultStatus });
       } catch (e) {
         header = peekHeader(text);
         throw e;
       }
       header = parsed.header;
-      if ('orders' in parsed) return await this.handleOrders(parsed, raw, conn, this.opts.orders as Hl7OrderAcceptor);
-      const inbound = this.inbound(parsed.header, raw, conn, parsed.drafts);
+      const flags: string[] = decoded.usedFallback ? ['charset-fallback'] : [];
+      if ('orders' in parsed) return await this.handleOrders(parsed, raw, conn, this.opts.orders as Hl7OrderAcceptor, text, flags);
+      for (const f of parsed.messageFlags) if (!flags.includes(f.code)) flags.push(f.code);
+      if (parsed.withheld.length) flags.push('parts-withheld');
+      const inbound = this.inbound(parsed.header, raw, conn, parsed.drafts, text, flags, { charset: decoded.charset, ...(parsed.messageFlags.length ? { quality: parsed.messageFlags.map(({ original: _o, ...f }) => f) } : {}) });
       const result = await this.commit(inbound, parsed.header);
       if (Buffer.isBuffer(result)) return result;
-      reportCommitted(this.log, result, inbound, this.onCommitted, { connId: conn.id, msg: 'duplicate message (same MSH-10): acknowledged again, not stored' });
+      if (!result.duplicate) {
+        if (result.controlIdReused) this.controlIdReused++;
+        this.flaggedResults += parsed.drafts.filter((d) => d.quality?.length).length;
+        // what could not become a result is kept in quarantine, beside the accepted message
+        for (const w of parsed.withheld) await this.quarantine(Buffer.from(w.text, 'utf8'), `part of accepted message ${result.messageUid} withheld: ${w.reason}`, 'GW_ERR_PARSE', conn, { messageId: result.messageId, location: w.location });
+        if (decoded.usedFallback) this.log.warn({ charset: decoded.charset, declared: decoded.declared }, 'bytes invalid in the declared charset: decoded with the fallback charset (message flagged)');
+      }
+      reportCommitted(this.log, result, inbound, this.onCommitted, { connId: conn.id, msg: 'duplicate message (same sender, MSH-10 and content): acknowledged again, not stored' });
       return this.ack(header, 'AA');
     } catch (e) {
+      if (e instanceof CharsetError) {
+        // AE (Table 0357 102 data type error at MSH-18): the bytes cannot be read as sent; raw kept in quarantine
+        await this.quarantine(raw, e.message, e.code, conn);
+        this.reject('charset', e.code, e);
+        metrics.rejected.inc({ device, reason: 'charset' });
+        return this.ack(header, 'AE', { location: 'MSH^1^18', hl7Code: 102, text: e.message });
+      }
       if (e instanceof UnsupportedMessageError) {
         // AR: unsupported type/event/version (Table 0357 200/201/203); raw kept in quarantine
         await this.quarantine(raw, e.message, e.code, conn);
@@ -152,10 +199,10 @@ export class Hl7Receiver {
    * general acknowledgement ACK^O01^ACK / ACK^O21^ACK (HL7 v2.5.1 2.9.2 original mode, 4.4 order
    * messages: the application-level ORR^O02 / ORL^O22 is not sent).
    */
-  private async handleOrders(parsed: OrderParseResult, raw: Buffer, conn: MllpConnectionInfo, orders: Hl7OrderAcceptor): Promise<Buffer> {
+  private async handleOrders(parsed: OrderParseResult, raw: Buffer, conn: MllpConnectionInfo, orders: Hl7OrderAcceptor, text: string, flags: string[]): Promise<Buffer> {
     const device = this.opts.deviceId;
     const h = parsed.header;
-    const inbound = this.inbound(h, raw, conn, [], { orders: parsed.orders.length });
+    const inbound = this.inbound(h, raw, conn, [], text, flags, { orders: parsed.orders.length });
     const result = await this.commit(inbound, h);
     if (Buffer.isBuffer(result)) return result;
     try {
@@ -170,21 +217,30 @@ export class Hl7Receiver {
     return this.ack(h, 'AA');
   }
 
-  /** The store's view of a received message; de-duplicated on sender + MSH-10 (protocols.md §3.1: re-sent after a lost ACK). */
-  private inbound(h: Hl7Header, raw: Buffer, conn: MllpConnectionInfo, drafts: InboundMessage['drafts'], meta: Record<string, unknown> = {}): InboundMessage {
+  /**
+   * The store's view of a received message. A duplicate is the same sender (MSH-3^MSH-4), the same
+   * MSH-10 *and* the same content: a re-send after a lost ACK (protocols.md §3.1) is recognised, a
+   * different message that reuses the control id (analyzers that restart their counter) is stored,
+   * delivered and flagged `control-id-reused` (docs/result-fidelity.md "Duplicates").
+   */
+  private inbound(h: Hl7Header, raw: Buffer, conn: MllpConnectionInfo, drafts: InboundMessage['drafts'], text: string, flags: string[], meta: Record<string, unknown> = {}): InboundMessage {
     const sender = `${h.sendingApp}^${h.sendingFacility}`;
-    return {
+    const m: InboundMessage = {
       deviceId: this.opts.deviceId,
       driver: DRIVER_NAME,
       raw,
       receivedAt: new Date(),
       sourceMessageId: h.controlId,
       sender,
-      dedupeKey: `${sender}|${h.controlId}`,
+      dedupeKey: `${sender}|${h.controlId}|${contentHash(text)}`,
+      controlKey: `${sender}|${h.controlId}`,
       messageType: `${h.messageType}^${h.trigger}`,
       drafts,
       meta: { version: h.version, remote: conn.remoteAddress, processingId: h.processingId, ...meta },
     };
+    if (h.processingId) m.processingId = h.processingId;
+    if (flags.length) m.flags = flags;
+    return m;
   }
 
   /** Commit before any AA (architecture §3): the result, or the AE to answer when the store cannot commit. */
@@ -201,15 +257,15 @@ export class Hl7Receiver {
 
   private ack(request: Hl7Header | undefined, code: AckCode, error?: { location?: string; hl7Code: number; text: string }): Buffer {
     try {
-      return Buffer.from(buildAck({ request, code, error, controlId: nextAckId() }), this.opts.charset ?? 'utf8');
+      return encodeFor(buildAck({ request, code, error, controlId: nextAckId() }), this.opts.charset ?? 'utf8');
     } catch {
       return Buffer.from(buildAck({ code: code === 'AA' ? 'AE' : code, error, controlId: nextAckId() }), 'utf8');
     }
   }
 
-  private async quarantine(raw: Buffer, reason: string, errorCode: string, conn: MllpConnectionInfo): Promise<void> {
+  private async quarantine(raw: Buffer, reason: string, errorCode: string, conn: MllpConnectionInfo, extra: Record<string, unknown> = {}): Promise<void> {
     try {
-      await this.sink.quarantine({ deviceId: this.opts.deviceId, driver: DRIVER_NAME, raw, reason, errorCode, meta: { remote: conn.remoteAddress } });
+      await this.sink.quarantine({ deviceId: this.opts.deviceId, driver: DRIVER_NAME, raw, reason, errorCode, meta: { remote: conn.remoteAddress, ...extra } });
       metrics.quarantined.inc({ device: this.opts.deviceId });
     } catch (e) {
       this.log.error({ err: (e as Error)?.message ?? String(e) }, 'could not quarantine a rejected message');
@@ -223,4 +279,23 @@ export class Hl7Receiver {
     this.lastErrorAt = new Date().toISOString();
     this.log.warn({ kind, code, reason }, 'message rejected');
   }
+}
+
+/**
+ * "Same content" for de-duplication (docs/result-fidelity.md): SHA-256 of the decoded message with
+ * MSH-7 (date/time of message, HL7 v2.5.1 2.15.9.7) blanked and trailing segment terminators removed.
+ * A device that re-sends after a lost ACK may restamp MSH-7 and MLLP senders differ on the final CR;
+ * neither makes it another message. Everything else counts, results and MSH-10 included.
+ */
+export function contentHash(text: string): string {
+  let t = text.replace(/[\r\n]+$/, '');
+  const fs = t[3];
+  const eol = t.search(/[\r\n]/);
+  const first = eol === -1 ? t : t.slice(0, eol);
+  if (first.startsWith('MSH') && fs) {
+    const parts = first.split(fs);
+    if (parts.length > 6) parts[6] = ''; // parts[0] MSH, [1] MSH-2, … [6] MSH-7
+    t = parts.join(fs) + (eol === -1 ? '' : t.slice(eol));
+  }
+  return createHash('sha256').update(t, 'utf8').digest('hex');
 }

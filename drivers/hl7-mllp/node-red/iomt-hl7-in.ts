@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { Hl7Receiver } from '../hl7-receiver';
 import { getRuntime } from '../../../gateway/src/runtime';
 import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../gateway/src/config/env-template';
+import { isSupportedCharset, type CharsetName } from '../../../gateway/src/charset/charset';
 import { DeviceEmitter, showStatus, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
 
 interface Hl7InConfig {
@@ -24,6 +25,8 @@ interface Hl7InConfig {
   idleTimeoutS?: string;
   maxConnections?: string;
   charset?: string;
+  fallbackCharset?: string;
+  strict?: boolean | string;
   acceptOrders?: boolean | string;
 }
 
@@ -38,6 +41,16 @@ export = function register(RED: any): void {
     const idleTimeoutMs = resolveNumber(config.idleTimeoutS, 600) * 1000;
     const maxConnections = resolveNumber(config.maxConnections, 64);
     const useTls = String(resolveEnvTemplate(config.tls)) === 'true';
+    // charset when MSH-18 is empty, and for bytes invalid in the declared one (gateway/src/charset)
+    const cs = resolveEnvTemplate(config.charset).trim() || 'utf8';
+    const fb = resolveEnvTemplate(config.fallbackCharset).trim();
+    if (!isSupportedCharset(cs) || (fb && !isSupportedCharset(fb))) {
+      node.error(`unsupported charset '${isSupportedCharset(cs) ? fb : cs}'`);
+      showStatus(node, { state: 'error', detail: 'charset' });
+      return;
+    }
+    const listenerCharset: CharsetName = cs;
+    const fallbackCharset: CharsetName | undefined = fb && isSupportedCharset(fb) ? fb : undefined;
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
       node.error(`invalid port '${config.port}'`);
       showStatus(node, { state: 'error', detail: 'invalid port' });
@@ -65,7 +78,19 @@ export = function register(RED: any): void {
       : undefined;
     const emitter = new DeviceEmitter(node, deviceId, 'hl7-mllp');
     const receiver = new Hl7Receiver(
-      { deviceId, host, port, tls, maxBytes, idleTimeoutMs, maxConnections, charset: config.charset === 'latin1' ? 'latin1' : 'utf8', orders },
+      {
+        deviceId,
+        host,
+        port,
+        tls,
+        maxBytes,
+        idleTimeoutMs,
+        maxConnections,
+        charset: listenerCharset,
+        ...(fallbackCharset ? { fallbackCharset } : {}),
+        strict: resolveBool(config.strict, false),
+        orders,
+      },
       rt.store,
       (r, inbound) => {
         emitter.committed(r, inbound.messageType);

@@ -119,6 +119,7 @@ export const metrics = {
   strayBytes: registry.counter('iomt_stray_bytes_total', 'Bytes received outside a protocol session (e.g. not ASTM E1381 framing), per device'),
   delivered: registry.counter('iomt_outbox_delivered_total', 'Outbox entries delivered, per destination'),
   failed: registry.counter('iomt_outbox_failed_attempts_total', 'Failed delivery attempts, per destination'),
+  processingIdSkipped: registry.counter('iomt_outbox_processing_id_skipped_total', 'Messages not queued for a destination because their MSH-11 / H.12 processing id (T training, D debugging) is not one it takes, per destination and processing id'),
   deadLettered: registry.counter('iomt_outbox_dead_lettered_total', 'Outbox entries moved to dead letters, per destination'),
   commitLatency: registry.histogram('iomt_commit_latency_seconds', 'Time from submit to durable commit', [0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1]),
   commitBatch: registry.histogram('iomt_commit_batch_size', 'Write operations per group commit', [1, 2, 4, 8, 16, 32, 64, 128, 256, 512]),

@@ -21,6 +21,7 @@ export interface RedNode {
   on(ev: 'input', cb: (msg: any, send: (m: unknown) => void, done: (err?: unknown) => void) => void): void;
   error(e: unknown, msg?: unknown): void;
   warn(e: unknown): void;
+  log(e: unknown): void;
 }
 
 /** One status helper for every node (conventions §11): dot colour from the driver state. */

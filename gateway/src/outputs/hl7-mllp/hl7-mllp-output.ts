@@ -9,7 +9,6 @@ import type { Observation } from '../../contracts/observation';
 import type { DeliveryOutcome, Output, OutboxEntry } from '../../contracts/output';
 import { DeliveryError, TimeoutError } from '../../contracts/errors';
 import { componentLogger, StateChangeLog } from '../../log/logger';
-import { metrics } from '../../metrics/registry';
 import { parseAck } from '../../../../drivers/hl7-mllp/ack';
 import { peekHeader } from '../../../../drivers/hl7-mllp/hl7-message';
 import { MllpClient } from '../../../../drivers/hl7-mllp/mllp-client';
@@ -109,11 +108,12 @@ export class Hl7MllpOutput implements Output {
    * when arRetryable). Timeout, lost connection, an unreadable ACK or one for another MSH-10 → 'retry'
    * for that entry and the batch stops: the entries after it were not attempted and are returned as
    * 'unavailable' (contract: attempts not used up, the worker backs the destination off). Connect
-   * refused → 'unavailable' for all remaining entries. Never throws.
+   * refused → 'unavailable' for all remaining entries. Never throws. Counts nothing itself: the
+   * delivered / failed-attempt / dead-letter counters move once, when the store settles the outcomes
+   * (GatewayStore.settle), so each event is counted once (issue 8 part 7).
    */
   async write(batch: OutboxEntry[], signal: AbortSignal): Promise<DeliveryOutcome[]> {
     const out: DeliveryOutcome[] = [];
-    const dest = this.destination;
     const rest = (from: number, error: string) => {
       for (let k = from; k < batch.length; k++) out.push({ id: batch[k].id, outcome: 'unavailable', error });
     };
@@ -139,7 +139,6 @@ export class Hl7MllpOutput implements Output {
         ackBuf = await this.client.send(entry.payload);
       } catch (e) {
         const why = e instanceof TimeoutError ? `ACK timeout: ${e.message}` : e instanceof DeliveryError ? e.message : String(e);
-        metrics.failed.inc({ destination: dest });
         out.push({ id: entry.id, outcome: 'retry', error: why });
         rest(i + 1, 'not attempted: connection reset after a failed delivery');
         break;
@@ -148,7 +147,6 @@ export class Hl7MllpOutput implements Output {
       try {
         ack = parseAck(ackBuf);
       } catch (e) {
-        metrics.failed.inc({ destination: dest });
         out.push({ id: entry.id, outcome: 'retry', error: `unreadable ACK: ${(e as Error).message}` });
         await this.resetConnection();
         rest(i + 1, 'not attempted: connection reset after an unreadable ACK');
@@ -156,7 +154,6 @@ export class Hl7MllpOutput implements Output {
       }
       if (expectedId && ack.controlId !== expectedId) {
         // an ACK for another message: the exchange is out of step (HL7 v2.5.1 2.9.2 MSA-2 echoes MSH-10)
-        metrics.failed.inc({ destination: dest });
         out.push({ id: entry.id, outcome: 'retry', error: 'ACK for another message (MSA-2 does not match MSH-10)' });
         await this.resetConnection();
         rest(i + 1, 'not attempted: connection reset after an out-of-step ACK');
@@ -166,21 +163,17 @@ export class Hl7MllpOutput implements Output {
       switch (ack.code) {
         case 'AA':
         case 'CA':
-          metrics.delivered.inc({ destination: dest });
           out.push({ id: entry.id, outcome: 'delivered', detail: ack.code });
           break;
         case 'AE':
         case 'CE':
-          metrics.failed.inc({ destination: dest });
           out.push({ id: entry.id, outcome: this.config.aeRetryable ? 'retry' : 'dead', error: text });
           break;
         case 'AR':
         case 'CR':
-          metrics.failed.inc({ destination: dest });
           out.push({ id: entry.id, outcome: this.config.arRetryable ? 'retry' : 'dead', error: text });
           break;
         default:
-          metrics.failed.inc({ destination: dest });
           out.push({ id: entry.id, outcome: 'retry', error: `unknown ACK code '${ack.code}'` });
       }
     }

@@ -10,6 +10,7 @@ import { getRuntime } from '../../../runtime';
 import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../config/env-template';
 import { showStatus, type RedNode } from '../../../node-red/device-node';
 import type { Observation } from '../../../contracts/observation';
+import { metrics } from '../../../metrics/registry';
 
 interface Hl7OutConfig {
   id: string;
@@ -31,6 +32,8 @@ interface Hl7OutConfig {
   sendingFacility?: string;
   receivingApp?: string;
   receivingFacility?: string;
+  /** MSH-11 processing ids this destination takes (comma list of P, T, D). Default 'P'. */
+  processingIds?: string;
 }
 
 export = function register(RED: any): void {
@@ -72,6 +75,14 @@ export = function register(RED: any): void {
       receivingApp: resolveEnvTemplate(config.receivingApp).trim() || undefined,
       receivingFacility: resolveEnvTemplate(config.receivingFacility).trim() || undefined,
     });
+    // HL7 v2.5.1 2.15.9.11 MSH-11 (Table 0103): a T (training) or D (debugging) message reaches only a
+    // destination configured to take it; it stays in the store and is counted, never sent on as P
+    const processingIds = new Set(
+      (resolveEnvTemplate(config.processingIds).trim() || 'P')
+        .split(',')
+        .map((x) => x.trim().toUpperCase())
+        .filter((x) => x),
+    );
     rt.store.setDestinationPolicy(destination, {
       strictOrder: resolveBool(config.strictOrder, false),
       maxAttempts: resolveNumber(config.maxAttempts, 10),
@@ -103,6 +114,13 @@ export = function register(RED: any): void {
         return;
       }
       if (observations.length === 0) {
+        done();
+        return;
+      }
+      const pid = observations[0].processingId || 'P';
+      if (!processingIds.has(pid)) {
+        metrics.processingIdSkipped.inc({ destination, processingId: pid });
+        node.log(`processing id ${pid} not taken by destination ${destination}: message ${msg._iomt.messageUid} not queued`);
         done();
         return;
       }
