@@ -2,46 +2,88 @@
  * MLLP framing (HL7 v2.5.1 Appendix C, "Minimal Lower Layer Protocol"): a block is
  * <VT 0x0B> payload <FS 0x1C><CR 0x0D>. Pure byte-level state machine over Buffer chunks.
  * Memory is bounded by `maxBytes` (conventions §9): no unbounded arrays, the frame buffer
- * never grows beyond maxBytes.
+ * never grows beyond maxBytes, the refused-bytes buffer never beyond `keepRefusedBytes`.
+ * Bytes that are not part of a complete block are refused, never dropped unseen (issue 8): they are
+ * reported in runs ('junk' / 'oversize' events: why, how many, and their first `keepRefusedBytes`
+ * bytes verbatim) so the caller can keep them in quarantine.
  */
 
 export const VT = 0x0b; // MLLP start block (HL7 v2.5.1 Appendix C.2.1)
 export const FS = 0x1c; // MLLP end block, first byte (Appendix C.2.1)
 export const CR = 0x0d; // MLLP end block, second byte (Appendix C.2.1)
+const LF = 0x0a;
+const SP = 0x20;
+
+/**
+ * Why bytes were refused. Appendix C.2.1: only VT payload FS CR is a block; anything else on the
+ * stream is not HL7 content.
+ * - 'before-vt': before the first start block of the stream (a sender that does not frame, another protocol).
+ * - 'between-blocks': after a block's end, before the next VT (e.g. a logger writing a message tail after FS).
+ * - 'restart': a started block abandoned: a new VT came before FS (the sender restarted).
+ * - 'truncated': a started block the stream ended in (`end()`, connection closed before FS).
+ */
+export type MllpJunkReason = 'before-vt' | 'between-blocks' | 'restart' | 'truncated';
 
 export type MllpEvent =
   | { type: 'frame'; payload: Buffer }
-  /** A frame exceeded maxBytes; reported once per frame, the rest is discarded up to the next FS. */
-  | { type: 'oversize'; bytes: number }
-  /** Bytes outside a VT…FS block (garbage before VT, stray bytes between blocks); discarded. */
-  | { type: 'junk'; bytes: number };
+  /**
+   * A frame exceeded maxBytes; reported once per frame, the rest is discarded up to the next FS.
+   * `bytes`: received when it was refused (> maxBytes); `data`: its first min(bytes, keepRefusedBytes).
+   */
+  | { type: 'oversize'; bytes: number; data?: Buffer }
+  /**
+   * A run of refused bytes (see MllpJunkReason). `bytes`: all bytes of the run, counted;
+   * `data`: its first min(bytes, keepRefusedBytes) bytes verbatim (absent when keepRefusedBytes is 0).
+   * A run of only CR/LF/space between blocks (left over by senders) is not reported.
+   */
+  | { type: 'junk'; bytes: number; reason: MllpJunkReason; data?: Buffer };
 
 export interface MllpDecoderOptions {
   /** Largest accepted payload in bytes (default 8 MiB). */
   maxBytes?: number;
+  /** Keep up to this many bytes of each refused run in the event's `data` (default 0: count only). */
+  keepRefusedBytes?: number;
 }
 
 export const DEFAULT_MLLP_MAX_BYTES = 8 * 1024 * 1024;
 
 type State = 'outside' | 'inside' | 'discarding' | 'afterFs';
 
+/**
+ * Events come out of push() as the bytes arrive, except a run of bytes outside blocks: it is reported
+ * when it ends, at the next VT, or when the caller ends it with flush() (after a quiet period, or when
+ * `pendingRefusedBytes` is large) or end() (end of stream).
+ */
 export class MllpDecoder {
   readonly maxBytes: number;
+  readonly keepRefusedBytes: number;
   private state: State = 'outside';
   private buf: Buffer;
   private len = 0;
-  private junk = 0; // junk bytes counted since the last event
   private oversizeBytes = 0; // bytes of the frame being discarded
+  private seenVt = false; // a start block was seen on this stream: outside bytes are 'between-blocks'
+  // the current run of bytes outside a block
+  private run: Buffer | undefined; // its first `runKept` bytes (≤ keepRefusedBytes), allocated on demand
+  private runKept = 0;
+  private runLen = 0; // all its bytes
+  private runContent = false; // it holds a byte other than CR/LF/space
 
   constructor(opts: MllpDecoderOptions = {}) {
     this.maxBytes = opts.maxBytes ?? DEFAULT_MLLP_MAX_BYTES;
     if (!(this.maxBytes > 0)) throw new RangeError('maxBytes must be > 0');
+    this.keepRefusedBytes = opts.keepRefusedBytes ?? 0;
+    if (!(this.keepRefusedBytes >= 0)) throw new RangeError('keepRefusedBytes must be >= 0');
     this.buf = Buffer.allocUnsafe(Math.min(this.maxBytes, 64 * 1024));
   }
 
   /** Bytes currently buffered for an incomplete frame (never above maxBytes). */
   get bufferedBytes(): number {
     return this.len;
+  }
+
+  /** Bytes of the current run outside a block, not yet reported (whitespace included). */
+  get pendingRefusedBytes(): number {
+    return this.runLen;
   }
 
   /** True while inside a started but unfinished frame. */
@@ -62,17 +104,15 @@ export class MllpDecoder {
           break;
         }
         case 'outside': {
+          // Appendix C.2.1: a block begins with VT; what comes before it is refused, in one run up to the VT
           const vt = chunk.indexOf(VT, i);
           const end = vt === -1 ? n : vt;
-          // Whitespace between blocks (CR/LF left over by senders) is not reported as junk.
-          for (let k = i; k < end; k++) {
-            const b = chunk[k];
-            if (b !== CR && b !== 0x0a && b !== 0x20) this.junk++;
-          }
+          this.collect(chunk, i, end);
           if (vt === -1) {
             i = n;
           } else {
-            this.flushJunk(events);
+            this.endRun(events);
+            this.seenVt = true;
             this.state = 'inside';
             this.len = 0;
             i = vt + 1;
@@ -85,11 +125,12 @@ export class MllpDecoder {
           while (k < n && chunk[k] !== FS && chunk[k] !== VT) k++;
           const take = k - i;
           if (this.len + take > this.maxBytes) {
-            // Oversize: report once and discard until the next FS.
+            // Oversize: report once (with the frame's head) and discard until the next FS.
             this.oversizeBytes = this.len + take;
+            const data = this.head(this.oversizeBytes, chunk, i);
             this.len = 0;
             this.shrink();
-            events.push({ type: 'oversize', bytes: this.oversizeBytes });
+            events.push(data ? { type: 'oversize', bytes: this.oversizeBytes, data } : { type: 'oversize', bytes: this.oversizeBytes });
             this.state = 'discarding';
             i = k;
             if (k < n && chunk[k] === FS) {
@@ -110,10 +151,8 @@ export class MllpDecoder {
               this.shrink();
               this.state = 'afterFs';
             } else {
-              // VT inside a frame: the sender restarted; the partial frame is junk (Appendix C.2.1).
-              this.junk += this.len;
-              this.flushJunk(events);
-              this.len = 0;
+              // VT inside a frame: the sender restarted; the partial frame is refused (Appendix C.2.1).
+              this.refuseFrame(events, 'restart');
             }
             i = k + 1;
           }
@@ -133,7 +172,24 @@ export class MllpDecoder {
         }
       }
     }
-    if (this.state === 'outside') this.flushJunk(events);
+    return events;
+  }
+
+  /** End the current run of bytes outside a block now (e.g. after a quiet period): its 'junk' event, if any. */
+  flush(): MllpEvent[] {
+    const events: MllpEvent[] = [];
+    this.endRun(events);
+    return events;
+  }
+
+  /**
+   * End of stream (connection closed): the pending run and a started, unfinished frame ('truncated')
+   * as 'junk' events; the decoder is then as new.
+   */
+  end(): MllpEvent[] {
+    const events = this.flush();
+    if (this.state === 'inside') this.refuseFrame(events, 'truncated');
+    this.reset();
     return events;
   }
 
@@ -142,21 +198,82 @@ export class MllpDecoder {
     return this.oversizeBytes;
   }
 
-  /** Drop any partial frame (e.g. connection closed mid-frame). Returns the bytes dropped. */
+  /** Drop any partial frame and pending run without reporting them. Returns the bytes dropped. */
   reset(): number {
-    const dropped = this.len + this.junk;
+    const dropped = this.len + this.runLen;
     this.len = 0;
-    this.junk = 0;
+    this.clearRun();
     this.state = 'outside';
+    this.seenVt = false;
     this.shrink();
     return dropped;
   }
 
-  private flushJunk(events: MllpEvent[]): void {
-    if (this.junk > 0) {
-      events.push({ type: 'junk', bytes: this.junk });
-      this.junk = 0;
+  /** Add chunk[from, to) to the current run outside a block: all counted, the first keepRefusedBytes kept. */
+  private collect(chunk: Buffer, from: number, to: number): void {
+    if (to <= from) return;
+    if (!this.runContent) {
+      for (let k = from; k < to; k++) {
+        const b = chunk[k];
+        if (b !== CR && b !== LF && b !== SP) {
+          this.runContent = true;
+          break;
+        }
+      }
     }
+    const take = Math.min(this.keepRefusedBytes - this.runKept, to - from);
+    if (take > 0) {
+      const need = this.runKept + take;
+      if (!this.run || need > this.run.length) {
+        let size = Math.max(this.run?.length ?? 0, 256);
+        while (size < need) size *= 2;
+        const next = Buffer.allocUnsafe(Math.min(size, this.keepRefusedBytes));
+        this.run?.copy(next, 0, 0, this.runKept);
+        this.run = next;
+      }
+      chunk.copy(this.run, this.runKept, from, from + take);
+      this.runKept = need;
+    }
+    this.runLen += to - from;
+  }
+
+  /** Report the current run outside a block unless it is only whitespace (tolerated between blocks). */
+  private endRun(events: MllpEvent[]): void {
+    if (this.runLen > 0 && this.runContent) {
+      const reason: MllpJunkReason = this.seenVt ? 'between-blocks' : 'before-vt';
+      // the run buffer is handed over, not copied: the next run allocates its own
+      if (this.run && this.runKept > 0) events.push({ type: 'junk', bytes: this.runLen, reason, data: this.run.subarray(0, this.runKept) });
+      else events.push({ type: 'junk', bytes: this.runLen, reason });
+      this.run = undefined;
+    }
+    this.clearRun();
+  }
+
+  private clearRun(): void {
+    this.runKept = 0;
+    this.runLen = 0;
+    this.runContent = false;
+    if (this.run && this.run.length > 4096) this.run = undefined;
+  }
+
+  /** Refuse the started frame (restart, truncated): one 'junk' event with its head; the frame buffer is emptied. */
+  private refuseFrame(events: MllpEvent[], reason: MllpJunkReason): void {
+    if (this.len > 0) {
+      const data = this.head(this.len, this.buf, this.len);
+      events.push(data ? { type: 'junk', bytes: this.len, reason, data } : { type: 'junk', bytes: this.len, reason });
+    }
+    this.len = 0;
+    this.shrink();
+  }
+
+  /** Copy of the first min(total, keepRefusedBytes) bytes of the frame: buf[0, len) then chunk[from, …). */
+  private head(total: number, chunk: Buffer, from: number): Buffer | undefined {
+    const n = Math.min(total, this.keepRefusedBytes);
+    if (n === 0) return undefined;
+    const out = Buffer.allocUnsafe(n);
+    const a = this.buf.copy(out, 0, 0, Math.min(this.len, n));
+    if (a < n) chunk.copy(out, a, from, from + (n - a));
+    return out;
   }
 
   private append(chunk: Buffer, from: number, to: number): void {

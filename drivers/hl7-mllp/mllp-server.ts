@@ -4,13 +4,34 @@
  * Per connection strictly serial (stop-and-wait, Appendix C.2.2 / protocols.md §3.1): frame n+1 is not
  * handled before frame n's ACK is written; the socket is paused while a frame is in progress, so a
  * sender that pipelines cannot make us buffer without bound. Many connections run concurrently.
+ * Bytes that are not a complete block (outside VT…FS, an abandoned or truncated block, an oversize
+ * block's head) are refused, never dropped unseen (issue 8): they go to `onRefused` in bounded runs,
+ * with the policy of the ASTM driver's bytes outside a session (drivers/astm/astm-driver.ts collectStray).
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { componentLogger } from '../../gateway/src/log/logger';
 import { buildAck } from './ack';
-import { DEFAULT_MLLP_MAX_BYTES, MllpDecoder, encodeMllp, type MllpEvent } from './mllp-decoder';
+import { DEFAULT_MLLP_MAX_BYTES, MllpDecoder, encodeMllp, type MllpEvent, type MllpJunkReason } from './mllp-decoder';
+
+/** A run of refused bytes shorter than this is only counted (line noise), as for ASTM stray bytes. */
+export const REFUSED_MIN_BYTES = 16;
+/** A run of bytes outside a block ends after this much quiet on the connection. */
+export const REFUSED_IDLE_MS = 500;
+/** A run ends when it reaches this size (a stream that never pauses is still seen); also the most kept of one run. */
+export const REFUSED_MAX_BYTES = 64 * 1024;
+/** Runs handed to onRefused per connection; further ones are only counted (a peer streaming garbage cannot fill the disk). */
+export const REFUSED_MAX_RUNS_PER_CONNECTION = 16;
+
+/** Why bytes were refused: the decoder's reasons, or a block above maxBytes. */
+export type MllpRefusedKind = MllpJunkReason | 'oversize';
+
+export interface MllpRefusedRun {
+  kind: MllpRefusedKind;
+  /** Bytes received in the run (the `bytes` handed over are its first ≤ REFUSED_MAX_BYTES). */
+  total: number;
+}
 
 export interface MllpTlsOptions {
   key: Buffer | string;
@@ -34,6 +55,17 @@ export interface MllpServerOptions {
   closeTimeoutMs?: number;
   /** Logger bindings, e.g. { deviceId }. */
   logBindings?: Record<string, unknown>;
+  /**
+   * Called with each kept run of refused bytes, for quarantine (issue 8): `bytes` = the run's first
+   * ≤ REFUSED_MAX_BYTES bytes verbatim, `reason` = a sentence for the quarantine record (counts and
+   * clauses, no payload), `run` = kind and bytes received. Runs of bytes outside blocks end at the
+   * next VT, after REFUSED_IDLE_MS of quiet, at REFUSED_MAX_BYTES, or when the connection closes;
+   * runs shorter than REFUSED_MIN_BYTES and runs beyond REFUSED_MAX_RUNS_PER_CONNECTION are only
+   * counted (the 'junk' event has them all). An oversize block's head is always handed over, and a
+   * returned promise is awaited before its AE; otherwise a rejection is only logged. Not called
+   * while the server is closing. Absent: refused bytes are only counted, none are buffered.
+   */
+  onRefused?(bytes: Buffer, reason: string, conn: MllpConnectionInfo, run: MllpRefusedRun): void | Promise<void>;
 }
 
 export interface MllpConnectionInfo {
@@ -53,16 +85,23 @@ interface Conn {
   paused: boolean;
   closing: boolean; // no further frames are handled
   closed: boolean;
+  /** ends the pending run of bytes outside a block after REFUSED_IDLE_MS of quiet */
+  refusedTimer: NodeJS.Timeout | undefined;
+  /** runs handed to onRefused on this connection */
+  refusedKept: number;
+  /** the warning for refused bytes was logged on this connection (once) */
+  refusedWarned: boolean;
 }
 
 let ackCounter = 0;
 
 /**
- * Events: 'listening' {port}, 'connection' info, 'disconnect' info, 'junk' {conn, bytes},
- * 'oversize' {conn, bytes}, 'error' Error (socket-level, informational), 'closed'.
+ * Events: 'listening' {port}, 'connection' info, 'disconnect' info, 'junk' {conn, bytes, reason}
+ * (every run of refused bytes, kept or only counted; reason: MllpJunkReason), 'oversize' {conn, bytes},
+ * 'error' Error (socket-level, informational), 'closed'.
  */
 export class MllpServer extends EventEmitter {
-  private readonly opts: Required<Omit<MllpServerOptions, 'tls' | 'sendingApp' | 'sendingFacility' | 'logBindings'>> & MllpServerOptions;
+  private readonly opts: Required<Omit<MllpServerOptions, 'tls' | 'sendingApp' | 'sendingFacility' | 'logBindings' | 'onRefused'>> & MllpServerOptions;
   private server: net.Server | undefined;
   private readonly conns = new Map<number, Conn>();
   private nextId = 1;
@@ -157,7 +196,9 @@ export class MllpServer extends EventEmitter {
       socket.destroy();
       return;
     }
-    const c: Conn = { info, socket, decoder: new MllpDecoder({ maxBytes: this.opts.maxBytes }), queue: [], busy: false, paused: false, closing: false, closed: false };
+    // the refused bytes themselves are kept only for someone who takes them
+    const decoder = new MllpDecoder({ maxBytes: this.opts.maxBytes, keepRefusedBytes: this.opts.onRefused ? REFUSED_MAX_BYTES : 0 });
+    const c: Conn = { info, socket, decoder, queue: [], busy: false, paused: false, closing: false, closed: false, refusedTimer: undefined, refusedKept: 0, refusedWarned: false };
     this.conns.set(info.id, c);
     socket.setNoDelay(true);
     socket.setTimeout(this.opts.idleTimeoutMs);
@@ -174,8 +215,14 @@ export class MllpServer extends EventEmitter {
       c.closed = true;
       c.closing = true;
       c.queue.length = 0;
-      const dropped = c.decoder.reset();
-      if (dropped > 0) this.log.info({ conn: info.id, bytes: dropped }, 'connection closed with an incomplete frame (discarded)');
+      if (c.refusedTimer) clearTimeout(c.refusedTimer);
+      c.refusedTimer = undefined;
+      // the pending run outside a block ends here, and a started block is refused as 'truncated'
+      for (const ev of c.decoder.end()) {
+        if (ev.type !== 'junk') continue;
+        if (ev.reason === 'truncated') this.log.info({ conn: info.id, bytes: ev.bytes }, 'connection closed with an incomplete frame (refused)');
+        this.refuse(c, ev);
+      }
       this.conns.delete(info.id);
       this.emit('disconnect', info);
     });
@@ -190,14 +237,10 @@ export class MllpServer extends EventEmitter {
         return;
       }
       for (const ev of events) {
-        if (ev.type === 'junk') {
-          // bytes outside a VT…FS block: log (no payload above debug) and ignore
-          this.log.warn({ conn: info.id, bytes: ev.bytes }, 'discarded bytes outside an MLLP block');
-          this.emit('junk', { conn: info, bytes: ev.bytes });
-        } else {
-          c.queue.push(ev);
-        }
+        if (ev.type === 'junk') this.refuse(c, ev);
+        else c.queue.push(ev);
       }
+      this.watchRefused(c);
       if (c.queue.length) {
         // Backpressure: stop reading while frames wait behind the one being handled. A stop-and-wait
         // sender (one frame, then its ACK) never triggers it, so reading is not stopped and restarted
@@ -210,6 +253,65 @@ export class MllpServer extends EventEmitter {
       }
     });
     this.emit('connection', info);
+  }
+
+  /**
+   * A run of refused bytes from the decoder: counted ('junk' event), handed to onRefused when at least
+   * REFUSED_MIN_BYTES long and fewer than REFUSED_MAX_RUNS_PER_CONNECTION were handed over.
+   */
+  private refuse(c: Conn, ev: Extract<MllpEvent, { type: 'junk' }>): void {
+    this.emit('junk', { conn: c.info, bytes: ev.bytes, reason: ev.reason });
+    const data = ev.data;
+    const log = { conn: c.info.id, reason: ev.reason, bytes: ev.bytes }; // no payload above debug
+    if (!c.refusedWarned) {
+      c.refusedWarned = true;
+      this.log.warn(log, "bytes that are not a complete MLLP block refused; check the sender's framing (further runs on this connection at debug)");
+    }
+    if (!data || ev.bytes < REFUSED_MIN_BYTES || this.closePromise) {
+      // shutting down: not worth a quarantine write into a closing store
+      this.log.debug(log, 'refused bytes outside an MLLP block (counted)');
+      return;
+    }
+    if (c.refusedKept >= REFUSED_MAX_RUNS_PER_CONNECTION) {
+      this.log.debug(log, 'refused bytes outside an MLLP block (counted only: per-connection limit reached)');
+      return;
+    }
+    c.refusedKept++;
+    if (c.refusedKept === REFUSED_MAX_RUNS_PER_CONNECTION) this.log.warn(log, `refused bytes: ${REFUSED_MAX_RUNS_PER_CONNECTION} runs kept on this connection; further ones are only counted`);
+    else this.log.debug(log, 'refused bytes outside an MLLP block (kept)');
+    void this.hand(c, data, refusedReason(ev.reason, ev.bytes, data.length), { kind: ev.reason, total: ev.bytes });
+  }
+
+  /** Hand refused bytes to onRefused; never throws, never rejects. */
+  private async hand(c: Conn, data: Buffer, reason: string, run: MllpRefusedRun): Promise<void> {
+    const cb = this.opts.onRefused;
+    if (!cb) return;
+    try {
+      await cb(data, reason, c.info, run);
+    } catch (e) {
+      this.log.error({ conn: c.info.id, kind: run.kind, err: (e as Error)?.message ?? String(e) }, 'onRefused failed: refused bytes not kept');
+    }
+  }
+
+  /**
+   * After a read: a run outside a block that reached REFUSED_MAX_BYTES ends now; a shorter one ends
+   * after REFUSED_IDLE_MS without bytes (the timer restarts on every read while a run is pending).
+   */
+  private watchRefused(c: Conn): void {
+    if (c.decoder.pendingRefusedBytes >= REFUSED_MAX_BYTES) for (const ev of c.decoder.flush()) if (ev.type === 'junk') this.refuse(c, ev);
+    if (c.decoder.pendingRefusedBytes === 0) {
+      if (c.refusedTimer) clearTimeout(c.refusedTimer);
+      c.refusedTimer = undefined;
+    } else if (c.refusedTimer) {
+      c.refusedTimer.refresh();
+    } else {
+      c.refusedTimer = setTimeout(() => {
+        c.refusedTimer = undefined;
+        if (c.closed) return;
+        for (const ev of c.decoder.flush()) if (ev.type === 'junk') this.refuse(c, ev);
+      }, REFUSED_IDLE_MS);
+      c.refusedTimer.unref();
+    }
   }
 
   private async drain(c: Conn): Promise<void> {
@@ -234,6 +336,13 @@ export class MllpServer extends EventEmitter {
           // (docs/errors.md GW_ERR_TOO_LARGE); MSA-2 empty: we never saw a usable MSH.
           this.log.warn({ conn: c.info.id, bytes: ev.bytes, maxBytes: this.opts.maxBytes }, 'message exceeds maxBytes: AE 104 and closing');
           this.emit('oversize', { conn: c.info, bytes: ev.bytes });
+          c.closing = true;
+          c.queue.length = 0;
+          // the head of the refused block is kept first (always: at most one per connection, ≤ REFUSED_MAX_BYTES)
+          if (ev.data && !this.closePromise) {
+            const kept = ev.data.length;
+            await this.hand(c, ev.data, `MLLP block larger than ${this.opts.maxBytes} bytes refused: AE 104 (HL7 v2.5.1 Table 0357 value too long) and the connection closed${kept < ev.bytes ? `; first ${kept} of ${ev.bytes} bytes received kept` : ''}`, { kind: 'oversize', total: ev.bytes });
+          }
           const ack = buildAck({
             code: 'AE',
             controlId: nextAckId(),
@@ -241,8 +350,6 @@ export class MllpServer extends EventEmitter {
             sendingFacility: this.opts.sendingFacility ?? '',
             error: { hl7Code: 104, text: `message exceeds ${this.opts.maxBytes} bytes` },
           });
-          c.closing = true;
-          c.queue.length = 0;
           await writeAsync(c.socket, encodeMllp(Buffer.from(ack, 'utf8')));
           // half-close, keep draining what the sender still writes so it can read the AE; destroy later
           c.socket.end();
@@ -260,6 +367,17 @@ export class MllpServer extends EventEmitter {
       }
     }
   }
+}
+
+/** The quarantine reason for a run of refused bytes (counts and clauses only: no payload). */
+function refusedReason(reason: MllpJunkReason, total: number, kept: number): string {
+  const what: Record<MllpJunkReason, string> = {
+    'before-vt': `${total} bytes before the first MLLP start block (VT) on the connection: not MLLP framing (HL7 v2.5.1 Appendix C.2.1)`,
+    'between-blocks': `${total} bytes between MLLP blocks, after an end block (FS CR) and before the next start block (VT), e.g. a message tail written outside its block (HL7 v2.5.1 Appendix C.2.1)`,
+    restart: `incomplete MLLP block of ${total} bytes: the sender started a new block (VT) before ending this one (FS CR) (HL7 v2.5.1 Appendix C.2.1)`,
+    truncated: `incomplete MLLP block of ${total} bytes: the connection closed before its end block (FS CR) (HL7 v2.5.1 Appendix C.2.1)`,
+  };
+  return kept < total ? `${what[reason]}; first ${kept} bytes kept` : what[reason];
 }
 
 function writeAsync(socket: net.Socket, buf: Buffer): Promise<void> {
