@@ -107,6 +107,12 @@ export interface AstmProfile {
     defaultSpecimenType?: string;
     /** O field holding the specimen descriptor `type^source`. Default 16 (LIS02 O.16); a device that puts it in O.5 gets no service from O.5. */
     specimenDescriptorField: number;
+    /**
+     * R.5 values that are not units but a unit-system number (Horiba Pentra sends '1'): the result then
+     * carries no unit (never a wrong one such as UCUM '1', "dimensionless"), and the R.5 text is kept as
+     * a comment. Default none.
+     */
+    unitSystemValues?: string[];
   };
   query: {
     /** Component of each Q.3 repeat holding the specimen ID. Default 2 (`patientID^specimenID`). */
@@ -278,6 +284,7 @@ export function validateProfile(obj: unknown, file: string): ConfigProblem[] {
     patientIdTypes: () => undefined, // checked below
     defaultSpecimenType: isTable0487,
     specimenDescriptorField: isComponent,
+    unitSystemValues: isStrList,
   });
   const sub = (path: string, v: unknown, checks: Record<string, Check>, required: string[] = []): void => {
     if (v === undefined) return;

@@ -1,9 +1,8 @@
 /**
- * Golden results cases as data (issue 8 §8): `results-cases/<name>/{input.astm, case.json,
- * expected-observations.json}`. Each input (records one per line, CR or LF) is decoded with the named
- * shipped profile's `encoding`, parsed with parseRecords + parseAstmMessage, and compared with
- * `{ drafts, withheld }` in expected-observations.json. `GOLDEN_UPDATE=1` writes the file instead
- * (commit only files read and checked by hand).
+ * The ASTM results cases (`results-cases/<name>/{input.astm, case.json, expected-observations.json,
+ * expected-out.hl7}`) are run by the one golden runner, test/golden/golden.test.ts, which checks the
+ * parsed observations and the outbound HL7 of every case, HL7 and ASTM. This file checks only that the
+ * fidelity cases' inputs are the records of the copied fidelity sessions.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,30 +17,6 @@ const update = process.env.GOLDEN_UPDATE === '1';
 
 /** Shared subject/order/equipment objects become plain copies: JSON is what an output sees. */
 const plain = (v: unknown): unknown => JSON.parse(JSON.stringify(v));
-
-describe('ASTM results cases', () => {
-  const names = readdirSync(root, { withFileTypes: true })
-    .filter((e) => e.isDirectory())
-    .map((e) => e.name)
-    .sort();
-  it('has cases', () => expect(names.length).toBeGreaterThan(10));
-  for (const name of names) {
-    it(name, () => {
-      const dir = join(root, name);
-      const c = JSON.parse(readFileSync(join(dir, 'case.json'), 'utf8')) as { profile: string };
-      const profile = profiles.get(c.profile);
-      expect(profile, `case.json names an unknown profile '${c.profile}'`).toBeDefined();
-      const bytes = readFileSync(join(dir, 'input.astm'));
-      const text = bytes.toString(profile!.encoding === 'utf8' ? 'utf8' : profile!.encoding === 'ascii' ? 'ascii' : 'latin1');
-      const parsed = parseAstmMessage(parseRecords(text.split(/\r\n|\r|\n/)), profile!);
-      const got = plain({ drafts: parsed.drafts, withheld: parsed.withheld });
-      const file = join(dir, 'expected-observations.json');
-      if (update) writeFileSync(file, `${JSON.stringify(got, null, 2)}\n`);
-      expect(existsSync(file), `${file} missing (GOLDEN_UPDATE=1 writes it)`).toBe(true);
-      expect(got).toEqual(JSON.parse(readFileSync(file, 'utf8')));
-    });
-  }
-});
 
 describe('fidelity case inputs', () => {
   it('are the records of the copied fidelity sessions (fixtures/fidelity)', () => {

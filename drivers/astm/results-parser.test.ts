@@ -160,9 +160,9 @@ describe('result fidelity (issue 8 §5, §6)', () => {
       ['>1:320', { kind: 'structured-numeric', comparator: '>', num1: '1', separator: ':', num2: '320', unit: 'u' }],
       ['1/80', { kind: 'structured-numeric', num1: '1', separator: '/', num2: '80', unit: 'u' }],
       ['3+', { kind: 'structured-numeric', num1: '3', separator: '+', unit: 'u' }],
-      ['REACTIVE', { kind: 'text', text: 'REACTIVE' }],
-      ['<', { kind: 'text', text: '<' }],
-      ['1-', { kind: 'text', text: '1-' }],
+      ['REACTIVE', { kind: 'text', text: 'REACTIVE', unit: 'u' }],
+      ['<', { kind: 'text', text: '<', unit: 'u' }],
+      ['1-', { kind: 'text', text: '1-', unit: 'u' }],
     ];
     for (const [raw, want] of cases) expect([raw, parseAstmValue(raw, 'u')]).toEqual([raw, want]);
     expect(parseAstmValue('  ', 'u')).toBeUndefined();

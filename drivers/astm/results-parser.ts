@@ -48,6 +48,8 @@ export function astmTimeToIso(ts: string, utcOffset?: string): string | undefine
   if (!m) return undefined;
   const [, y, mo, d, h, mi, s] = m;
   if (+mo < 1 || +mo > 12 || +d < 1 || +d > 31) return undefined;
+  // LIS02 §2.1 timestamps YYYYMMDDHHMMSS: an hour, minute or second out of range is not a time
+  if (h !== undefined && (+h > 23 || +mi > 59 || (s !== undefined && +s > 59))) return undefined;
   if (h === undefined) return `${y}-${mo}-${d}`;
   return `${y}-${mo}-${d}T${h}:${mi}:${s ?? '00'}${utcOffset ?? ''}`;
 }
@@ -78,7 +80,7 @@ export function parseAstmValue(raw: string, unit: string | undefined): Observati
     if (s[4] !== undefined) sn.num2 = s[4];
     return sn;
   }
-  return { kind: 'text', text: v };
+  return unit ? { kind: 'text', text: v, unit } : { kind: 'text', text: v }; // the unit sent with it stays
 }
 
 /** `low to high`, `low - high`, `low^high` → `low-high` (protocols.md §2.2 R.6). */
@@ -271,7 +273,10 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
         const parts = readTestId(field(r, 3), d, profile);
         const id = resultIdentity(parts, profile);
         const quality: QualityFlag[] = [];
-        const rawUnit = text(r, 5, d).trim();
+        const r5 = text(r, 5, d).trim();
+        // a unit-system number in R.5 (profile `unitSystemValues`) is not a unit: no unit rather than a wrong one
+        const unitSystem = r5 && profile.records.unitSystemValues?.includes(r5) ? r5 : undefined;
+        const rawUnit = unitSystem ? '' : r5;
         const deviceUnit = rawUnit ? profile.unitMap[rawUnit] ?? rawUnit : undefined;
         let mapped: CodeMapEntry | undefined = profile.codeMap[id.code]; // qualified codes map by their full local code (`0021:I`)
         if (mapped?.ucum && deviceUnit && deviceUnit !== mapped.ucum) {
@@ -290,6 +295,7 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
         const display = parts.name ? (id.suffix.length ? `${parts.name} (${id.suffix.join(' ')})` : parts.name) : undefined;
         const localCode = coding(profile.records.localCodeSystem, id.code, display);
         const draft: ObservationDraft = { code: mapped ? coding(mapped.system, mapped.code, mapped.display) : localCode, status: st.fhir };
+        if (unitSystem) draft.comments = [`R.5 unit system ${unitSystem} (the analyzer's unit setting): no unit sent`];
         if (mapped) draft.localCode = localCode;
         if (id.subId) draft.subId = id.subId;
         if (value) draft.value = value;
@@ -315,6 +321,12 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
         }
         draft.statusCode = hl7;
         if (st.device && st.device !== hl7) draft.deviceStatus = st.device;
+        // R.13 completed, else R.12 started, else the order's collection time, else H.14; a value that is
+        // not a timestamp is flagged with the original (LIS02 §2.1), never turned into a wrong time
+        for (const n of [13, 12]) {
+          const t = text(r, n, d).trim();
+          if (t && !astmTimeToIso(t, offset)) quality.push({ code: 'invalid-datetime', location: loc(n), original: t, text: `R.${n} is not an ASTM timestamp` });
+        }
         const eff = astmTimeToIso(text(r, 13, d), offset) ?? astmTimeToIso(text(r, 12, d), offset) ?? order?.collectedAt ?? (header.timestamp ? astmTimeToIso(header.timestamp, offset) : undefined);
         if (eff) draft.effectiveAt = eff;
         const op = component(field(r, 11), 1, d).trim();

@@ -27,7 +27,7 @@ export interface Hl7OrderAcceptor {
   accept(updates: OrderUpdate[], header: Hl7Header, raw: Buffer, info: { deviceId: string; duplicate: boolean }): Promise<void> | void;
 }
 
-export interface Hl7ReceiverOptions extends Omit<MllpServerOptions, 'logBindings'> {
+export interface Hl7ReceiverOptions extends Omit<MllpServerOptions, 'logBindings' | 'onRefused'> {
   deviceId: string;
   /**
    * Listener charset: how the bytes are decoded when MSH-18 is empty (default utf8; latin1 for 8859/1
@@ -69,7 +69,23 @@ export class Hl7Receiver {
     if (!opts.deviceId) throw new TypeError('Hl7Receiver: deviceId is required');
     this.log = componentLogger('hl7-receiver', { deviceId: opts.deviceId });
     const { deviceId: _d, charset: _c, orders: _o, fallbackCharset: _f, strict: _s, defaultResultStatus: _r, ...serverOpts } = opts;
-    this.server = new MllpServer({ ...serverOpts, logBindings: { deviceId: opts.deviceId } }, (payload, conn) => this.handle(payload, conn));
+    this.server = new MllpServer(
+      {
+        ...serverOpts,
+        logBindings: { deviceId: opts.deviceId },
+        // issue 8: bytes that are not a complete MLLP block (HL7 v2.5.1 Appendix C.2.1) go to quarantine with
+        // the reason, bounded as ASTM stray bytes (mllp-server.ts REFUSED_*); an oversize head is GW_ERR_TOO_LARGE
+        onRefused: (bytes, reason, conn, run) => {
+          this.lastError = `refused: ${reason}`;
+          this.lastErrorAt = new Date().toISOString();
+          return this.quarantine(bytes, reason, run.kind === 'oversize' ? 'GW_ERR_TOO_LARGE' : 'GW_ERR_PARSE', conn, { mllp: run.kind, bytesReceived: run.total });
+        },
+      },
+      (payload, conn) => this.handle(payload, conn),
+    );
+    // every refused byte is counted, kept or not (iomt_stray_bytes_total, as the ASTM driver)
+    this.server.on('junk', (e: { bytes: number }) => metrics.strayBytes.inc({ device: opts.deviceId }, e.bytes));
+    this.server.on('oversize', () => metrics.rejected.inc({ device: opts.deviceId, reason: 'oversize' }));
   }
 
   /** Listen; resolves with the bound port. */

@@ -24,14 +24,24 @@ export interface OruBuildOptions {
 
 const e = (s: string): string => escapeHl7(s);
 
-/** Coding system URI → HL7 Table 0396 name. */
+const KNOWN_SYSTEMS: Record<string, string> = { 'http://snomed.info/sct': 'SCT', 'http://unitsofmeasure.org': 'UCUM' };
+
+/**
+ * Coding system → HL7 Table 0396 name (HL7 v2.5.1 2.A.13 CWE-3). HL7 names pass as they are; a URI
+ * we know has its 0396 name; any other URI (a profile's own `urn:iomt:astm:<profile>` namespace) is a
+ * local code: `L` (Table 0396 "local general code"), the sending application and OBX-18 say whose.
+ */
 function systemName(system: string | undefined): string {
   if (!system) return '';
   if (system === LOINC) return 'LN';
   if (system === MDC) return 'MDC';
   if (system === 'local') return 'L';
-  return system;
+  if (KNOWN_SYSTEMS[system]) return KNOWN_SYSTEMS[system];
+  return /[:/]/.test(system) ? 'L' : system;
 }
+
+/** HL7 v2.5.1 Table 0078 (abnormal flags). Other device flags go in an NTE, never lost, never in OBX-8. */
+const TABLE_0078 = new Set(['<', '>', 'A', 'AA', 'B', 'D', 'H', 'HH', 'I', 'L', 'LL', 'MS', 'N', 'null', 'R', 'S', 'U', 'VS', 'W']);
 
 /** FHIR status → Table 0085, for observations that carry no Table 0085 letter (HL7 v2.5.1 7.4.2.11). */
 const STATUS_0085: Record<ObservationStatus, string> = {
@@ -151,8 +161,8 @@ function valueOf(o: Observation, isUcum: (u: string) => boolean): { type: string
       if ((t === 'FT' || t === 'TX') && v.formatted) return { type: t, value: v.formatted.map(escapeControls).join('~'), unit: '' };
       const formatted = t === 'FT';
       const reps = v.repetitions ?? [v.text];
-      // repetitions kept, empty ones included (TX/FT blank lines, HL7 v2.5.1 2.A.79 / 2.A.31)
-      return { type: t, value: reps.map((r) => escapeHl7(r, { formatted })).join('~'), unit: '' };
+      // repetitions kept, empty ones included (TX/FT blank lines, HL7 v2.5.1 2.A.79 / 2.A.31); the unit stays
+      return { type: t, value: reps.map((r) => escapeHl7(r, { formatted })).join('~'), unit: unitField(v.unit, isUcum) };
     }
   }
 }
@@ -160,7 +170,7 @@ function valueOf(o: Observation, isUcum: (u: string) => boolean): { type: string
 /** NTE text for the data-quality flags of one result (NTE-2 source O: other system; NTE-4 RE remark, Table 0364). */
 function qualityNote(f: QualityFlag): string {
   const parts = [`IOMT-GW data quality: ${f.code}`];
-  if (f.location) parts.push(`at ${f.location.replace(/^([A-Z0-9]{3})\^(\d+)(?:\^(\d+))?$/, (_m, seg: string, n: string, fld?: string) => `${seg}[${n}]${fld ? `-${fld}` : ''}`)}`);
+  if (f.location) parts.push(`at ${f.location.replace(/^([A-Z][A-Z0-9]{0,2})\^(\d+)(?:\^(\d+))?$/, (_m, seg: string, n: string, fld?: string) => `${seg}[${n}]${fld ? `-${fld}` : ''}`)}`);
   if (f.text) parts.push(`- ${f.text}`);
   if (f.original !== undefined && f.original.length <= 200) parts.push(`(device sent: ${f.original})`);
   return parts.join(' ');
@@ -259,7 +269,9 @@ export function buildOruR251(observations: Observation[], opts: OruBuildOptions)
         obx[5] = v.value;
         obx[6] = v.unit;
         obx[7] = e(o.referenceRange ?? '');
-        obx[8] = (o.interpretation ?? []).map((x) => e(x)).join('~');
+        const flags = o.interpretation ?? [];
+        obx[8] = flags.filter((x) => TABLE_0078.has(x)).map((x) => e(x)).join('~');
+        const deviceFlags = flags.filter((x) => !TABLE_0078.has(x));
         obx[11] = statusLetter(o);
         obx[14] = isoToHl7Time(o.effectiveAt);
         obx[16] = e(o.operator ?? '');
@@ -267,6 +279,8 @@ export function buildOruR251(observations: Observation[], opts: OruBuildOptions)
         segs.push(trimFields(obx));
         let nte = 0;
         for (const c of o.comments ?? []) segs.push(`NTE|${++nte}|L|${e(c)}`);
+        // device flags outside Table 0078 (ARCHITECT `EXP`, Sysmex `*`): kept as a remark beside the result
+        if (deviceFlags.length) segs.push(`NTE|${++nte}|O|${e(`Device flags (not HL7 Table 0078): ${deviceFlags.join(', ')}`)}|RE^Remark^HL70364`);
         for (const f of o.quality ?? []) segs.push(`NTE|${++nte}|O|${e(qualityNote(f))}|RE^Remark^HL70364`);
       }
       // SPECIMEN group (7.4.3): SPM-2 specimen id, SPM-4 type (required, Table 0487)

@@ -466,7 +466,7 @@ function readValue(seg: Hl7Segment, valueType: string, unit: string, faults: Fau
   const asText = (code: 'invalid-number' | 'invalid-value', why: string): ObservationValue => {
     const original = seg.components(5).join('^');
     quality.push(faults.fault({ code, location: loc, original, text: why }));
-    return { kind: 'text', text: original };
+    return unit ? { kind: 'text', text: original, unit } : { kind: 'text', text: original };
   };
   switch (valueType) {
     case 'NM': {

@@ -24,6 +24,8 @@ export type ObservationValue =
   | {
       kind: 'text';
       text: string;
+      /** OBX-6 / R.5 unit sent with a value kept as text (e.g. an NM that was not a number): never dropped. */
+      unit?: string;
       repetitions?: string[];
       /** FT/TX from HL7 as sent, per repetition, in escaped form with the standard delimiters (formatting
        * commands such as \.br\ \H\ \N\ \.sp\ kept, HL7 v2.5.1 2.7.6): an HL7 output re-sends these. */
