@@ -19,7 +19,7 @@ import { buildOrderResponse, type AstmOrder } from './order-response';
 import { defaultProfile, type AstmProfile } from './profile';
 import { parseRecords } from './records';
 import { parseAstmMessage, type AstmHostQuery, type ParsedAstm } from './results-parser';
-import { decodeWithFallback, encodeFor, type CharsetName } from '../../gateway/src/charset/charset';
+import { decodeWithFallback, encodeFor } from '../../gateway/src/charset/charset';
 import { SerialTransport, type SerialTransportOptions } from './transport/serial-transport';
 import { TcpClientTransport, type TcpClientTransportOptions } from './transport/tcp-client-transport';
 import { TcpServerTransport, type TcpServerTransportOptions } from './transport/tcp-server-transport';
@@ -307,7 +307,7 @@ export class AstmDriver {
    * an error (CharsetError), never a silent '?'.
    */
   private encodeRecords(records: string[]): Buffer[] {
-    return records.map((r) => encodeFor(r, this.profile.encoding as CharsetName, { asciiFold: this.profile.asciiFold }));
+    return records.map((r) => encodeFor(r, this.profile.encoding, { asciiFold: this.profile.asciiFold }));
   }
 
   /** The message's bytes as stored: each record followed by its CR (LIS02 record terminator). */
@@ -324,7 +324,7 @@ export class AstmDriver {
    * 'charset-fallback'), or the message goes to quarantine. Never a silent U+FFFD.
    */
   private decode(raw: Buffer): { lines: string[]; usedFallback: boolean } {
-    const r = decodeWithFallback(raw, this.profile.encoding as CharsetName, this.profile.fallbackEncoding as CharsetName | undefined);
+    const r = decodeWithFallback(raw, this.profile.encoding, this.profile.fallbackEncoding);
     const lines = r.text.split('\r');
     if (lines.length && lines[lines.length - 1] === '') lines.pop();
     return { lines, usedFallback: r.usedFallback };

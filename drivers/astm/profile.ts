@@ -6,6 +6,7 @@
 import { readFileSync, readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { ConfigError, type ConfigProblem } from '../../gateway/src/contracts/errors';
+import { CHARSET_NAMES, isSupportedCharset, type CharsetName } from '../../gateway/src/charset/charset';
 import { DEFAULT_LINK_OPTIONS, type LinkOptions } from './link-options';
 
 export interface CodeMapEntry {
@@ -62,8 +63,8 @@ export interface TestIdLayout {
 }
 
 /** Charsets a profile may name as fallback (gateway/src/charset CharsetName). */
-export const FALLBACK_ENCODINGS = ['latin1', 'windows-1258', 'viscii', 'windows-1252'] as const;
-export type FallbackEncoding = (typeof FALLBACK_ENCODINGS)[number];
+/** Any charset of gateway/src/charset (utf8, latin1, windows-1252, windows-1258, viscii, tcvn3, tcvn5712, ascii, gb18030 …). */
+export type FallbackEncoding = CharsetName;
 
 export interface AstmProfile {
   id: string;
@@ -71,7 +72,7 @@ export interface AstmProfile {
   /** Models covered (documentation). */
   models?: string[];
   /** Byte decoding of record text. Default 'utf8' (LIS01-A2 §4.3 allows multi-byte characters by agreement; issue 8 §4). */
-  encoding: 'latin1' | 'utf8' | 'ascii';
+  encoding: CharsetName;
   /** Charset for bytes invalid in `encoding` (decoded with it and flagged `charset-fallback`). Absent: such a message is quarantined. */
   fallbackEncoding?: FallbackEncoding;
   /** Fold names to ASCII in order answers sent to this analyzer (it cannot render diacritics). Default false. */
@@ -243,8 +244,10 @@ export function validateProfile(obj: unknown, file: string): ConfigProblem[] {
   if (typeof o.id !== 'string' || !/^[a-z0-9][a-z0-9-]*$/.test(o.id)) add('id', 'must be a kebab-case string');
   if (o.name !== undefined && typeof o.name !== 'string') add('name', 'must be a string');
   if (o.models !== undefined && (!Array.isArray(o.models) || o.models.some((m: unknown) => typeof m !== 'string'))) add('models', 'must be an array of strings');
-  if (o.encoding !== undefined && oneOf('latin1', 'utf8', 'ascii')(o.encoding)) add('encoding', oneOf('latin1', 'utf8', 'ascii')(o.encoding)!);
-  if (o.fallbackEncoding !== undefined && oneOf(...FALLBACK_ENCODINGS)(o.fallbackEncoding)) add('fallbackEncoding', oneOf(...FALLBACK_ENCODINGS)(o.fallbackEncoding)!);
+  // LIS01-A2 §4.3: the encoding is a bilateral agreement; the charset module decodes strictly (no silent U+FFFD)
+  const charsetCheck: Check = (v) => (typeof v === 'string' && isSupportedCharset(v) ? undefined : `must be one of ${CHARSET_NAMES.join(', ')}`);
+  if (o.encoding !== undefined && charsetCheck(o.encoding)) add('encoding', charsetCheck(o.encoding)!);
+  if (o.fallbackEncoding !== undefined && charsetCheck(o.fallbackEncoding)) add('fallbackEncoding', charsetCheck(o.fallbackEncoding)!);
   if (o.asciiFold !== undefined && isBool(o.asciiFold)) add('asciiFold', isBool(o.asciiFold)!);
   if (o.tcpRole !== undefined && oneOf('server', 'client')(o.tcpRole)) add('tcpRole', oneOf('server', 'client')(o.tcpRole)!);
   const section = (name: string, checks: Record<string, Check>): void => {

@@ -176,7 +176,7 @@ export class Hl7Receiver {
         if (result.controlIdReused) this.controlIdReused++;
         this.flaggedResults += parsed.drafts.filter((d) => d.quality?.length).length;
         // what could not become a result is kept in quarantine, beside the accepted message
-        for (const w of parsed.withheld) await this.quarantine(Buffer.from(w.text, 'utf8'), `part of accepted message ${result.messageUid} withheld: ${w.reason}`, 'GW_ERR_PARSE', conn, { messageId: result.messageId, location: w.location });
+        for (const w of parsed.withheld) await this.quarantine(Buffer.from(w.text, 'utf8'), `part of accepted message ${result.messageUid} withheld: ${w.reason}`, 'GW_ERR_WITHHELD', conn, { messageId: result.messageId, location: w.location });
         if (decoded.usedFallback) this.log.warn({ charset: decoded.charset, declared: decoded.declared }, 'bytes invalid in the declared charset: decoded with the fallback charset (message flagged)');
       }
       reportCommitted(this.log, result, inbound, this.onCommitted, { connId: conn.id, msg: 'duplicate message (same sender, MSH-10 and content): acknowledged again, not stored' });

@@ -199,7 +199,8 @@ export function buildOruR251(observations: Observation[], opts: OruBuildOptions)
   const isUcum = opts.isUcum ?? isValidUcum;
   const segs: string[] = [];
   const pidSrc = observations.find((o) => o.processingId)?.processingId;
-  const processingId = pidSrc && /^[PTD]$/.test(pidSrc) ? pidSrc : opts.processingId ?? 'P';
+  // Table 0103 has P, T, D only: another source id (ASTM H.12 'Q', quality control) is not production: T
+  const processingId = !pidSrc ? opts.processingId ?? 'P' : /^[PTD]$/.test(pidSrc) ? pidSrc : 'T';
   // MSH (HL7 v2.5.1 2.14.9): 7 time with offset, 9 ORU^R01^ORU_R01, 10 control id, 11, 12 2.5.1, 17, 18
   segs.push(
     trimFields([

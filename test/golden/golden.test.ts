@@ -58,7 +58,7 @@ function parseCase(dir: string, spec: CaseSpec): { observations: Record<string, 
   }
   const profile = profiles.get(spec.profile ?? 'generic-lis2-a2');
   if (!profile) throw new Error(`case.json names an unknown profile '${spec.profile}'`);
-  const d = decodeWithFallback(raw, profile.encoding as CharsetName, profile.fallbackEncoding as CharsetName | undefined);
+  const d = decodeWithFallback(raw, profile.encoding, profile.fallbackEncoding);
   const parsed = parseAstmMessage(parseRecords(d.text.split(/\r\n|\r|\n/)), profile);
   const observations = { drafts: parsed.drafts, withheld: parsed.withheld };
   return { observations, drafts: parsed.drafts, processingId: parsed.header.processingId };

@@ -56,6 +56,7 @@ export function apiRouter(rt: GatewayRuntime): Router {
       status: str(req.query.status) as MessageQuery['status'],
       limit: Math.min(int(req.query.limit) ?? 50, 1000),
       beforeId: int(req.query.beforeId),
+      flag: str(req.query.flag), // e.g. control-id-reused, charset-fallback, parts-withheld (docs/result-fidelity.md)
     };
     if (q.status && !['committed', 'routed', 'flow-error'].includes(q.status)) {
       res.status(400).json({ error: 'status must be committed, routed or flow-error' });
