@@ -3,7 +3,7 @@
  * analyzer simulator, with a test sink that stores in a Map.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -15,7 +15,7 @@ import { AstmDriver } from './astm-driver';
 import { metrics } from '../../gateway/src/metrics/registry';
 import { ACK, ENQ, EOT, NAK, encodeFrame } from './frame';
 import { GatewayStore } from '../../gateway/src/store/gateway-store';
-import { loadProfiles } from './profile';
+import { loadProfiles, type AstmProfile } from './profile';
 import { field, parseRecords } from './records';
 import { SerialTransport } from './transport/serial-transport';
 import { TcpClientTransport } from './transport/tcp-client-transport';
@@ -361,9 +361,6 @@ describe('AstmDriver over a serial pty pair (socat)', () => {
 });
 
 describe('AstmDriver with a real on-disk GatewayStore', () => {
-  // NEEDS the quarantineDiscarded change in astm-driver.ts (lead): the link hands the rejected frame
-  // to onDiscard as a third argument; until the driver passes it on and appends it to the quarantined
-  // raw bytes, the `raw.includes(bad)` assertion below fails (the reason already arrives).
   it('analyzer gives up after 6 NAKs (LIS01 §1.3.2): the quarantine row holds H, P, O, the rejected frame bytes and the reason; nothing is stored as a message', async () => {
     const t = tempDir('astm-giveup-');
     cleanups.push(t.cleanup);
@@ -400,4 +397,101 @@ describe('AstmDriver with a real on-disk GatewayStore', () => {
     expect(store.searchMessages({ deviceId: 'chem-q' })).toEqual([]); // the partial H, P, O was not committed as a message
     expect(got.filter((b) => b === ACK)).toHaveLength(4);
   });
+
+  /** An analyzer on TCP sending one session per call: ENQ, one record per frame, EOT (LIS01 §1.2). */
+  async function analyzer(port: number) {
+    const sock = net.connect(port, '127.0.0.1');
+    cleanups.push(() => void sock.destroy());
+    const got: number[] = [];
+    sock.on('data', (b: Buffer) => got.push(...b));
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    const reply = async (b: Buffer): Promise<number> => {
+      const n = got.length;
+      sock.write(b);
+      await waitFor(() => got.length > n, 5000);
+      return got[got.length - 1];
+    };
+    return async (records: Array<string | Buffer>): Promise<void> => {
+      expect(await reply(Buffer.from([ENQ]))).toBe(ACK);
+      for (const [i, r] of records.entries()) {
+        const text = Buffer.concat([typeof r === 'string' ? Buffer.from(r, 'utf8') : r, Buffer.from('\r')]);
+        expect(await reply(encodeFrame((i + 1) % 8, text, true))).toBe(ACK);
+      }
+      sock.write(Buffer.from([EOT]));
+    };
+  }
+
+  async function setup(profileId: string, over: Record<string, unknown> = {}) {
+    const t = tempDir('astm-fid-');
+    cleanups.push(t.cleanup);
+    const store = GatewayStore.open({ dataDir: t.dir });
+    cleanups.push(() => store.close());
+    const profile = { ...profiles.get(profileId)!, ...over } as AstmProfile;
+    const driver = new AstmDriver({ deviceId: 'lab-1', profile, transport: { kind: 'tcp-server', port: 0, host: '127.0.0.1' } }, store);
+    await driver.start();
+    cleanups.push(() => driver.close());
+    return { store, driver, send: await analyzer(driver.boundPort!) };
+  }
+
+  const session = (h3: string, pid: string, value: string) => [`H|\\^&|${h3}||CHEM-R^1|||||LIS||P|LIS2-A2|20250301093015`, `P|1|${pid}`, `O|1|S-${pid}||^^^GLU|R`, `R|1|^^^GLU|${value}|mmol/L|3.9 to 6.1|N||F||||20250301092900`, 'L|1|N'];
+
+  it('the same rule as HL7: the same session again is a duplicate; another one reusing H.3 is stored and flagged control-id-reused', async () => {
+    const { store, driver, send } = await setup('generic-lis2-a2');
+    await send(session('MSG-1', '11111', '5.4'));
+    await waitFor(() => store.searchMessages({ deviceId: 'lab-1' }).length === 1, 5000);
+    await send(session('MSG-1', '11111', '5.4')); // a re-send after a lost final ACK
+    await send(session('MSG-1', '22222', '2.1')); // another patient, the same H.3
+    await waitFor(() => store.searchMessages({ deviceId: 'lab-1' }).length === 2, 5000);
+    await new Promise((r) => setTimeout(r, 200));
+    const msgs = store.searchMessages({ deviceId: 'lab-1' });
+    expect(msgs).toHaveLength(2);
+    expect(store.searchMessages({ flag: 'control-id-reused' }).map((m) => m.id)).toEqual([msgs[0].id]);
+    expect(store.getMessage(msgs[0].id)!.observations[0].subject?.patientId).toBe('22222');
+    expect(driver.status().controlIdReused).toBe(1);
+  });
+
+  it('a raw instrument signal is withheld (quarantined with the message id), the patient results are stored; strict profile quarantines the whole message', async () => {
+    const records = readFileSync(join(__dirname, 'results-cases/fidelity-18-architect-aspects/input.astm'), 'utf8').split(/\r?\n/).filter((l) => l);
+    const a = await setup('abbott-architect');
+    await a.send(records);
+    await waitFor(() => a.store.searchMessages({ deviceId: 'lab-1' }).length === 1 && a.store.listQuarantine().length === 1, 5000);
+    const m = a.store.getMessage(a.store.searchMessages({ deviceId: 'lab-1' })[0].id)!;
+    expect(m.observations.map((o) => o.code.code)).toEqual(['0021', '0021:I']);
+    expect(m.flags).toContain('parts-withheld');
+    const q = a.store.getQuarantine(a.store.listQuarantine()[0].id)!;
+    expect(q).toMatchObject({ errorCode: 'GW_ERR_WITHHELD', meta: expect.objectContaining({ messageId: m.id }) });
+    expect(q.reason).toContain('raw-signal');
+    expect(q.raw.toString('utf8')).toMatch(/^R\|/);
+
+    const s = await setup('abbott-architect', { strict: true });
+    await s.send(records);
+    await waitFor(() => s.store.listQuarantine().length === 1, 5000);
+    expect(s.store.searchMessages({ deviceId: 'lab-1' })).toEqual([]);
+    expect(s.store.listQuarantine()[0].reason).toMatch(/^strict profile: \d+ fault\(s\): /);
+  });
+
+  it('Vietnamese in UTF-8 arrives intact; bytes invalid in UTF-8 use the fallback encoding (flagged) or go to quarantine', async () => {
+    const name = 'Nguyễn^Thị Ánh';
+    const u = await setup('generic-lis2-a2');
+    await u.send(['H|\\^&|||HEMA2^1|||||LIS||P|LIS2-A2|20250301093015', `P|1||12345||${name}||19800101|F`, 'O|1|S21||^^^HGB|R', 'R|1|^^^HGB|11.6|g/dL|12.0 to 16.0|L||F', 'C|1|I|Mẫu bị đông|G', 'L|1|N']);
+    await waitFor(() => u.store.searchMessages({ deviceId: 'lab-1' }).length === 1, 5000);
+    const o = u.store.getMessage(u.store.searchMessages({ deviceId: 'lab-1' })[0].id)!.observations[0];
+    expect(o.subject?.patientName).toBe(name);
+    expect(o.comments).toEqual(['Mẫu bị đông']);
+
+    const cp1258 = Buffer.from('P|1||12345||Tr\xe2\xccn^V\xe3n||19790130|M', 'latin1'); // windows-1258 "Trần^Văn"
+    const f = await setup('generic-lis2-a2', { fallbackEncoding: 'windows-1258' });
+    await f.send(['H|\\^&|||CHEM2^1|||||LIS||P|LIS2-A2|20250301093015', cp1258, 'O|1|S22||^^^GLU|R', 'R|1|^^^GLU|5.4|mmol/L||N||F', 'L|1|N']);
+    await waitFor(() => f.store.searchMessages({ deviceId: 'lab-1' }).length === 1, 5000);
+    const fm = f.store.getMessage(f.store.searchMessages({ deviceId: 'lab-1' })[0].id)!;
+    expect(fm.observations[0].subject?.patientName).toBe('Trần^Văn');
+    expect(fm.flags).toContain('charset-fallback');
+
+    const n = await setup('generic-lis2-a2');
+    await n.send(['H|\\^&|||CHEM2^1|||||LIS||P|LIS2-A2|20250301093015', cp1258, 'O|1|S22||^^^GLU|R', 'R|1|^^^GLU|5.4|mmol/L||N||F', 'L|1|N']);
+    await waitFor(() => n.store.listQuarantine().length === 1, 5000);
+    expect(n.store.searchMessages({ deviceId: 'lab-1' })).toEqual([]);
+    expect(n.store.listQuarantine()[0].errorCode).toBe('GW_ERR_CHARSET');
+  });
 });
+

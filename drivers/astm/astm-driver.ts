@@ -354,6 +354,16 @@ export class AstmDriver {
       return;
     }
     const h = parsed.header;
+    const faults = [...parsed.drafts.flatMap((d) => d.quality ?? []).map((q) => `${q.code} at ${q.location ?? '?'}`), ...(parsed.withheld ?? []).map((w) => `${w.reason} at ${w.location}`)];
+    if (this.profile.strict && faults.length) {
+      // strict profile: the whole message to quarantine with every reason (no PHI), then the ACK (store first)
+      const reason = `strict profile: ${faults.length} fault(s): ${faults.slice(0, 10).join('; ')}${faults.length > 10 ? '; …' : ''}`;
+      await this.sink.quarantine({ deviceId: device, driver: DRIVER_NAME, raw, reason, errorCode: 'GW_ERR_PARSE', meta: { remote: conn.remote } });
+      metrics.quarantined.inc({ device });
+      this.error(`quarantined: ${reason}`);
+      this.log.warn({ conn: conn.id, faults: faults.length }, 'message quarantined (strict profile)');
+      return;
+    }
     const sender = h.sender.filter((x) => x).join('^');
     const withheld = parsed.withheld ?? [];
     const flags: string[] = [];

@@ -52,7 +52,7 @@ describe('profiles', () => {
       {
         id: 'x',
         encoding: 'cp1258',
-        fallbackEncoding: 'tcvn3',
+        fallbackEncoding: 'vni', // not in iconv-lite: refused
         asciiFold: 'yes',
         records: {
           testId: { codeComponent: 0, qualifierComponents: { aspect: 'F', bogus: 1 }, primaryAspects: 'F' },

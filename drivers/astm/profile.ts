@@ -77,6 +77,12 @@ export interface AstmProfile {
   fallbackEncoding?: FallbackEncoding;
   /** Fold names to ASCII in order answers sent to this analyzer (it cannot render diacritics). Default false. */
   asciiFold: boolean;
+  /**
+   * Strict (issue 8 part 2, for sites that want it): a message with any content fault (a flagged or
+   * withheld result) goes to quarantine whole, with the reasons, instead of being stored with flags.
+   * ASTM has no negative application ACK: the analyzer is ACKed after the quarantine commit. Default false.
+   */
+  strict: boolean;
   serial: AstmSerialDefaults;
   /** Typical network role of the analyzer: 'server' (gateway dials) or 'client' (gateway listens). */
   tcpRole?: 'server' | 'client';
@@ -163,6 +169,7 @@ export function normalizeProfile(obj: unknown): AstmProfile {
     encoding: o.encoding ?? 'utf8',
     ...(o.fallbackEncoding !== undefined ? { fallbackEncoding: o.fallbackEncoding } : {}),
     asciiFold: o.asciiFold ?? false,
+    strict: o.strict ?? false,
     serial: { ...DEFAULT_SERIAL, ...(o.serial ?? {}) },
     tcpRole: o.tcpRole,
     link: { ...(o.link ?? {}) },
@@ -239,7 +246,7 @@ export function validateProfile(obj: unknown, file: string): ConfigProblem[] {
     return problems;
   }
   const o = obj as Record<string, any>;
-  const known = new Set(['$comment', 'id', 'name', 'models', 'encoding', 'fallbackEncoding', 'asciiFold', 'serial', 'tcpRole', 'link', 'records', 'query', 'unitMap', 'codeMap', 'specimenTypeMap']);
+  const known = new Set(['$comment', 'id', 'name', 'models', 'encoding', 'fallbackEncoding', 'asciiFold', 'strict', 'serial', 'tcpRole', 'link', 'records', 'query', 'unitMap', 'codeMap', 'specimenTypeMap']);
   for (const k of Object.keys(o)) if (!known.has(k)) add(k, 'unknown property');
   if (typeof o.id !== 'string' || !/^[a-z0-9][a-z0-9-]*$/.test(o.id)) add('id', 'must be a kebab-case string');
   if (o.name !== undefined && typeof o.name !== 'string') add('name', 'must be a string');
@@ -249,6 +256,7 @@ export function validateProfile(obj: unknown, file: string): ConfigProblem[] {
   if (o.encoding !== undefined && charsetCheck(o.encoding)) add('encoding', charsetCheck(o.encoding)!);
   if (o.fallbackEncoding !== undefined && charsetCheck(o.fallbackEncoding)) add('fallbackEncoding', charsetCheck(o.fallbackEncoding)!);
   if (o.asciiFold !== undefined && isBool(o.asciiFold)) add('asciiFold', isBool(o.asciiFold)!);
+  if (o.strict !== undefined && isBool(o.strict)) add('strict', isBool(o.strict)!);
   if (o.tcpRole !== undefined && oneOf('server', 'client')(o.tcpRole)) add('tcpRole', oneOf('server', 'client')(o.tcpRole)!);
   const section = (name: string, checks: Record<string, Check>): void => {
     const s = o[name];
