@@ -103,11 +103,14 @@ describe('HL7 relay end to end: analyzer → gateway (committed) → HIS (v2.5.1
     expect(await raw(Buffer.from([0xff, 0x00, 0x13, 0x37, 0x42]))).toBe('');
     // non-HL7 text inside a frame: AE with ERR
     expect(await raw(frame(Buffer.from('hello, this is not HL7')))).toMatch(/MSA\|AE/);
-    // broken segments: AE with ERR location
-    const broken = Buffer.from('MSH|^~\\&|SIMLAB|LAB1|||20250301||ORU^R01|BRK1|P|2.3.1\rPID|1\rOBX|1|NM|6690-2^WBC^LN||not-a-number|10*3/uL\r');
-    const ae = await raw(frame(broken));
-    expect(ae).toMatch(/MSA\|AE\|BRK1/);
-    expect(ae).toMatch(/ERR\|/);
+    // a structural fault (no MSH-10): AE with ERR location
+    const noId = Buffer.from('MSH|^~\\&|SIMLAB|LAB1|||20250301||ORU^R01||P|2.3.1\rPID|1\rOBR|1||S1|x^^LN\rOBX|1|NM|6690-2^WBC^LN||5|10*3/uL\r');
+    const ae = await raw(frame(noId));
+    expect(ae).toMatch(/MSA\|AE\|/);
+    expect(ae).toMatch(/ERR\|\|MSH\^1\^10\|101/);
+    // a bad value in a sound message (issue 8): AA, the value kept as text with a data-quality flag
+    const odd = Buffer.from('MSH|^~\\&|SIMLAB|LAB1|||20250301||ORU^R01|BRK1|P|2.3.1\rPID|1\rOBR|1||BRK-S1|x^^LN\rOBX|1|NM|6690-2^WBC^LN||not-a-number|10*3/uL\r');
+    expect(await raw(frame(odd))).toMatch(/MSA\|AA\|BRK1/);
     // truncated frame (no FS): no ACK, nothing stored
     expect(await raw(Buffer.concat([Buffer.from([0x0b]), oru('TRUNC1').subarray(0, 60)]), 800)).toBe('');
     // 10 MB message: AE (value too long) or a closed connection, never AA
