@@ -18,3 +18,5 @@ function walk(dir) {
   }
 }
 for (const r of roots) walk(join(root, r));
+// The status page's static files (HTML, JS, CSS, language dictionaries) beside the compiled router.
+cpSync(join(root, 'gateway/src/http/status/public'), join(root, 'dist/gateway/src/http/status/public'), { recursive: true });

@@ -12,6 +12,7 @@ import { OrderCache } from './orders/order-cache';
 import { GatewayRuntime, setRuntime } from './runtime';
 import { BasicAuth } from './http/auth';
 import { apiRouter } from './http/api';
+import { statusRouter } from './http/status/router';
 import { registry } from './metrics/registry';
 import { startNodeRed } from './node-red/embed';
 import { packageRoot } from './package-root';
@@ -93,7 +94,8 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
   if (settings.http.metricsAuth) app.get('/metrics', auth.middleware(), metricsHandler);
   else app.get('/metrics', metricsHandler);
   app.use('/api/v1', auth.middleware(), apiRouter(runtime));
-  app.get('/', (_req, res) => res.redirect(settings.editor.enabled ? '/editor/' : '/healthz'));
+  app.use('/status', auth.middleware(), statusRouter(runtime)); // status page for lab staff (issue 9 §1)
+  app.get('/', (_req, res) => res.redirect('/status/'));
 
   await new Promise<void>((resolveListen, reject) => {
     server.once('error', reject);
