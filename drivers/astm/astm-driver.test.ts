@@ -370,17 +370,7 @@ describe('AstmDriver with a real on-disk GatewayStore', () => {
     const driver = new AstmDriver({ deviceId: 'chem-q', profile, transport: { kind: 'tcp-server', port: 0, host: '127.0.0.1' } }, store);
     await driver.start();
     cleanups.push(() => driver.close());
-    const sock = net.connect(driver.boundPort!, '127.0.0.1');
-    cleanups.push(() => void sock.destroy());
-    const got: number[] = [];
-    sock.on('data', (b: Buffer) => got.push(...b));
-    await new Promise<void>((r) => sock.once('connect', () => r()));
-    const reply = async (b: Buffer): Promise<number> => {
-      const n = got.length;
-      sock.write(b);
-      await waitFor(() => got.length > n, 5000);
-      return got[got.length - 1];
-    };
+    const { reply, got, sock } = await analyzer(driver.boundPort!);
     const records = ['H|\\^&|||CHEM-Q^1|||||LIS||P|LIS2-A2|20250301093015', 'P|1||12345', 'O|1|SPEC-Q1||^^^GLU|R'];
     expect(await reply(Buffer.from([ENQ]))).toBe(ACK);
     for (const [i, r] of records.entries()) expect(await reply(encodeFrame(i + 1, Buffer.from(r + '\r', 'latin1'), true))).toBe(ACK);
@@ -398,7 +388,10 @@ describe('AstmDriver with a real on-disk GatewayStore', () => {
     expect(got.filter((b) => b === ACK)).toHaveLength(4);
   });
 
-  /** An analyzer on TCP sending one session per call: ENQ, one record per frame, EOT (LIS01 §1.2). */
+  /**
+   * An analyzer on TCP: `reply` writes bytes and waits for the gateway's answer; `send` plays one session
+   * (ENQ, one record per frame, EOT; LIS01 §1.2).
+   */
   async function analyzer(port: number) {
     const sock = net.connect(port, '127.0.0.1');
     cleanups.push(() => void sock.destroy());
@@ -411,7 +404,7 @@ describe('AstmDriver with a real on-disk GatewayStore', () => {
       await waitFor(() => got.length > n, 5000);
       return got[got.length - 1];
     };
-    return async (records: Array<string | Buffer>): Promise<void> => {
+    const send = async (records: Array<string | Buffer>): Promise<void> => {
       expect(await reply(Buffer.from([ENQ]))).toBe(ACK);
       for (const [i, r] of records.entries()) {
         const text = Buffer.concat([typeof r === 'string' ? Buffer.from(r, 'utf8') : r, Buffer.from('\r')]);
@@ -419,6 +412,7 @@ describe('AstmDriver with a real on-disk GatewayStore', () => {
       }
       sock.write(Buffer.from([EOT]));
     };
+    return { reply, send, got, sock };
   }
 
   async function setup(profileId: string, over: Record<string, unknown> = {}) {
@@ -430,7 +424,7 @@ describe('AstmDriver with a real on-disk GatewayStore', () => {
     const driver = new AstmDriver({ deviceId: 'lab-1', profile, transport: { kind: 'tcp-server', port: 0, host: '127.0.0.1' } }, store);
     await driver.start();
     cleanups.push(() => driver.close());
-    return { store, driver, send: await analyzer(driver.boundPort!) };
+    return { store, driver, send: (await analyzer(driver.boundPort!)).send };
   }
 
   const session = (h3: string, pid: string, value: string) => [`H|\\^&|${h3}||CHEM-R^1|||||LIS||P|LIS2-A2|20250301093015`, `P|1|${pid}`, `O|1|S-${pid}||^^^GLU|R`, `R|1|^^^GLU|${value}|mmol/L|3.9 to 6.1|N||F||||20250301092900`, 'L|1|N'];
