@@ -4,17 +4,19 @@ import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import express from 'express';
 import type { GatewaySettings } from './config/settings';
-import { resolveAdminCredentials, dataDirSecret } from './config/admin-credentials';
+import { dataDirSecret } from './config/admin-credentials';
 import { componentLogger } from './log/logger';
 import { GatewayStore } from './store/gateway-store';
 import Database from 'better-sqlite3';
 import { OrderCache } from './orders/order-cache';
 import { GatewayRuntime, setRuntime } from './runtime';
-import { BasicAuth } from './http/auth';
+import { Authenticator } from './http/auth';
+import { openAccounts } from './accounts/accounts';
 import { apiRouter } from './http/api';
 import { statusRouter } from './http/status/router';
 import { registry } from './metrics/registry';
 import { startNodeRed } from './node-red/embed';
+import { resolveSiteFlows } from './node-red/flow-files';
 import { packageRoot } from './package-root';
 
 export interface RunningGateway {
@@ -35,7 +37,9 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
   const print = opts.print ?? ((s: string) => process.stdout.write(s + '\n'));
   mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
 
-  const admin = resolveAdminCredentials(settings);
+  // users + audit log (migration 3); the single admin of older versions becomes the first admin user
+  const accounts = openAccounts(settings);
+  const admin = accounts.admin;
   if (admin.generatedPassword) {
     // Printed once, on the console only (never to the log stream).
     print(`\n  First start: generated admin password for user '${admin.user}': ${admin.generatedPassword}`);
@@ -43,14 +47,11 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
     print(`  Set IOMT_ADMIN_PASSWORD or IOMT_ADMIN_PASSWORD_HASH to choose your own.\n`);
   }
 
-  let flowFile: string;
-  if (opts.flowsFile) {
-    flowFile = resolve(opts.flowsFile);
-    if (!existsSync(flowFile)) throw new Error(`flows file not found: ${flowFile}`);
-  } else {
-    flowFile = join(settings.dataDir, 'flows.json');
-    if (!existsSync(flowFile)) copyFileSync(join(packageRoot(), 'flows', opts.defaultFlow ?? 'hl7-relay.json'), flowFile);
-  }
+  // Site flows live in the data dir, seeded from the shipped flow on first start; Deploy never writes the checkout.
+  const siteFlows = resolveSiteFlows(settings.dataDir, { flowsArg: opts.flowsFile, defaultFlow: opts.defaultFlow });
+  const flowFile = siteFlows.flowFile;
+  if (siteFlows.seededFrom) log.info({ from: siteFlows.seededFrom, flowFile }, 'site flows seeded from the shipped flow');
+  if (siteFlows.note) print(`  ${siteFlows.note}`);
 
   const store = GatewayStore.open({ dataDir: settings.dataDir, maxDbBytes: settings.store.maxDbBytes });
   const runtime = new GatewayRuntime(settings, store);
@@ -77,7 +78,8 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
   } else server = createHttpServer(app);
 
   let ready = false;
-  const auth = new BasicAuth(admin.user, admin.passwordHash);
+  const auth = new Authenticator({ users: accounts.users, audit: accounts.audit });
+  server.once('close', () => accounts.close());
   app.get('/healthz', (_req, res) => res.json({ status: 'ok' }));
   app.get('/readyz', (_req, res) => {
     if (!ready) return res.status(503).json({ status: 'starting' });
@@ -93,7 +95,7 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
   };
   if (settings.http.metricsAuth) app.get('/metrics', auth.middleware(), metricsHandler);
   else app.get('/metrics', metricsHandler);
-  app.use('/api/v1', auth.middleware(), apiRouter(runtime));
+  app.use('/api/v1', apiRouter(runtime, { auth, users: accounts.users, audit: accounts.audit, messageIdByUid: accounts.messageIdByUid }));
   app.use('/status', auth.middleware(), statusRouter(runtime)); // status page for lab staff (issue 9 §1)
   app.get('/', (_req, res) => res.redirect('/status/'));
 

@@ -4,6 +4,9 @@ import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import type { GatewaySettings } from './settings';
 
+/** The first-start password file in the data dir; deleted once that password is changed (accounts/users.ts). */
+export const FIRST_START_PASSWORD_FILE = 'admin-password.txt';
+
 export interface AdminCredentials {
   user: string;
   passwordHash: string;
@@ -17,6 +20,8 @@ export interface AdminCredentials {
  * IOMT_ADMIN_PASSWORD (hashed in memory), then the hash stored in the data dir; on a first start
  * with none of these a random password is generated: only its bcrypt hash is stored
  * (`admin.json`), the password is printed once and written to a 0600 file in the data dir.
+ * Since migration 3 this runs only when the users table is empty: its result becomes the first
+ * admin user (UserStore.bootstrap), which then owns the password.
  */
 export function resolveAdminCredentials(settings: GatewaySettings): AdminCredentials {
   const user = settings.admin.user;
@@ -31,7 +36,7 @@ export function resolveAdminCredentials(settings: GatewaySettings): AdminCredent
   const password = randomBytes(18).toString('base64url');
   const passwordHash = bcrypt.hashSync(password, 10);
   writeFileSync(stored, JSON.stringify({ user, passwordHash, createdAt: new Date().toISOString() }, null, 2), { mode: 0o600 });
-  const passwordFile = join(settings.dataDir, 'admin-password.txt');
+  const passwordFile = join(settings.dataDir, FIRST_START_PASSWORD_FILE);
   writeFileSync(passwordFile, `${password}\n`, { mode: 0o600 });
   chmodSync(passwordFile, 0o600);
   return { user, passwordHash, generatedPassword: password, passwordFile };

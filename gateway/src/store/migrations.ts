@@ -107,6 +107,53 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX messages_flagged ON messages (id) WHERE flags IS NOT NULL;
     `,
   },
+  {
+    version: 3,
+    name: 'accounts (users with roles), hash-chained audit log, message lookup by uid',
+    // Users hold bcrypt hashes only. The audit log is append-only: each row's hash is
+    // SHA-256(previous row's hash + this row's canonical content) (gateway/src/audit/audit-log.ts);
+    // pruning by age moves the anchor (the hash of the last pruned row) so the chain still verifies.
+    up: `
+      CREATE TABLE users (
+        name          TEXT    PRIMARY KEY,
+        role          TEXT    NOT NULL CHECK (role IN ('admin', 'operator', 'viewer')),
+        password_hash TEXT    NOT NULL,              -- bcrypt
+        created_at    TEXT    NOT NULL,              -- ISO 8601 UTC
+        password_changed_at TEXT NOT NULL
+      );
+      -- Small key/value facts of the account bootstrap (first admin, last applied env credential fingerprint).
+      CREATE TABLE account_meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) WITHOUT ROWID;
+
+      CREATE TABLE audit_log (
+        id      INTEGER PRIMARY KEY,                 -- no AUTOINCREMENT needed: rows are only pruned from the oldest end
+        at      TEXT    NOT NULL,                    -- ISO 8601 UTC
+        actor   TEXT,                                -- user name, NULL for the system
+        role    TEXT,
+        action  TEXT    NOT NULL,                    -- e.g. login.ok, login.failed, deploy, user.add, phi.view
+        target  TEXT,                                -- what was acted on (message id, user name, destination)
+        detail  TEXT,                                -- JSON
+        source  TEXT,                                -- client address (or 'cli')
+        outcome TEXT    NOT NULL,                    -- ok | denied | failed
+        hash    TEXT    NOT NULL                     -- hex SHA-256(prev hash + canonical content)
+      );
+      CREATE INDEX audit_log_at ON audit_log (at);
+      -- One row: the chain start (genesis, or the hash of the last pruned row) and the id it follows.
+      CREATE TABLE audit_anchor (
+        one     INTEGER PRIMARY KEY CHECK (one = 1),
+        last_id INTEGER NOT NULL,
+        hash    TEXT    NOT NULL,
+        pruned  INTEGER NOT NULL DEFAULT 0,          -- rows pruned by retention so far
+        moved_at TEXT
+      );
+      INSERT INTO audit_anchor (one, last_id, hash) VALUES (1, 0, '${'0'.repeat(64)}');
+
+      -- GET /api/v1/messages/:uid looks a message up by its uid.
+      CREATE INDEX messages_uid ON messages (uid);
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
