@@ -1,24 +1,64 @@
 # IoMT edge gateway: one process, one SQLite file under /data, one HTTP port (1880).
-# Builds native modules (better-sqlite3, serialport) from source for the target architecture
-# (amd64 industrial PCs and arm64 Raspberry Pi).
+#
+# Native modules (better-sqlite3, @serialport/bindings-cpp) are compiled from source in the build
+# stage with Debian's toolchain (python3, make, g++ from the bookworm archive) for the architecture
+# being built: no prebuilt binary is downloaded (--build-from-source makes prebuild-install and
+# node-gyp-build skip their downloads / bundled prebuilds) and node-gyp uses the Node headers of the
+# image (npm_config_nodedir) instead of fetching them. The build fails if a module did not compile.
+#
+# Multi-architecture (amd64 industrial PCs, arm64 Raspberry Pi 4/5), with Docker buildx:
+#   docker buildx create --use            # once; arm64 on an amd64 host also needs binfmt:
+#   docker run --privileged --rm tonistiigi/binfmt --install arm64
+#   docker buildx build --platform linux/amd64,linux/arm64 -t registry.example/iomt-gateway:0.1.0 --push .
+# Each platform runs its own build stage (arm64 under emulation on an amd64 host: slow, ~15 min).
+# See docs/operations.md "Docker".
 FROM node:22-bookworm-slim AS build
-RUN apt-get update && apt-get install -y --no-install-recommends python3 make g++ && rm -rf /var/lib/apt/lists/*
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends python3 make g++ \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
+ENV npm_config_build_from_source=true \
+    npm_config_nodedir=/usr/local \
+    npm_config_fund=false \
+    npm_config_audit=false
 COPY package.json package-lock.json ./
 COPY scripts ./scripts
-RUN npm ci --ignore-scripts && npm rebuild better-sqlite3 @serialport/bindings-cpp
+# --ignore-scripts: no install script of any dependency runs (no downloads); the two native modules
+# are then compiled explicitly. Their bundled prebuilds are removed first so that only the binary
+# compiled here can be loaded.
+RUN npm ci --ignore-scripts \
+ && rm -rf node_modules/@serialport/bindings-cpp/prebuilds \
+ && npm rebuild --build-from-source --foreground-scripts better-sqlite3 @serialport/bindings-cpp \
+ && test -f node_modules/better-sqlite3/build/Release/better_sqlite3.node \
+ && test -f node_modules/@serialport/bindings-cpp/build/Release/bindings.node \
+ && node -e "new (require('better-sqlite3'))(':memory:').prepare('select 1').get(); require('@serialport/bindings-cpp').autoDetect()"
 COPY . .
-RUN npm run build && npm prune --omit=dev
+RUN npm run build && npm prune --omit=dev --ignore-scripts
 
 FROM node:22-bookworm-slim
+# udev: `udevadm` for the serial-port picker (vendor, model, /dev/serial/by-id); without it the
+# picker falls back to listing /dev. In a container, by-id details need /run/udev from the host
+# (balena: the io.balena.features.sysfs label in docker-compose.yml; docker: -v /run/udev:/run/udev:ro).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends udev tini \
+ && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production IOMT_DATA_DIR=/data IOMT_HTTP_PORT=1880
 WORKDIR /app
 COPY --from=build /app /app
-VOLUME /data
-EXPOSE 1880 2575
 # dialout: access to USB-serial adapters for ASTM analyzers
-RUN usermod -a -G dialout node && mkdir -p /data && chown node:node /data
+RUN usermod -a -G dialout node && mkdir -p /data && chown node:node /data && chmod 0700 /data
+VOLUME /data
+# Ports the shipped flows listen on (flows/*.json, defaults; change them with the variables):
+#   1880 HTTP: status page, editor, API, /readyz, /metrics   (IOMT_HTTP_PORT)
+#   2575 HL7 v2 MLLP from analyzers                          (HL7_IN_PORT, flows/hl7-relay.json)
+#   2577 HL7 v2 MLLP orders from the HIS/LIS                 (ORDERS_IN_PORT, flows/lab-astm-to-his.json)
+#   5000 ASTM over TCP from analyzers                        (ASTM_TCP_PORT, flows/lab-astm-to-his.json)
+# 2576 (HIS_PORT) is outbound: the gateway connects to the HIS; nothing listens on it.
+EXPOSE 1880 2575 2577 5000
 USER node
-HEALTHCHECK --interval=30s --timeout=5s CMD node -e "fetch('http://127.0.0.1:'+(process.env.IOMT_HTTP_PORT||1880)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
-ENTRYPOINT ["node", "dist/gateway/src/cli.js"]
+# Ready = the store answers and the flows started (/readyz; /healthz only says the process is up).
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.IOMT_HTTP_PORT||1880)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# tini as PID 1: forwards SIGTERM (the gateway drains and closes the store) and reaps children.
+ENTRYPOINT ["/usr/bin/tini", "--", "node", "dist/gateway/src/cli.js"]
 CMD ["run"]
