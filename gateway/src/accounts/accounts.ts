@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
-import { AuditLog, auditRetentionDays } from '../audit/audit-log';
+import { AuditLog, auditRetentionDays, setSharedAuditLog, sharedAuditLog } from '../audit/audit-log';
 import type { AdminCredentials } from '../config/admin-credentials';
 import type { GatewaySettings } from '../config/settings';
 import { componentLogger } from '../log/logger';
@@ -66,6 +66,7 @@ export function openAccounts(settings: GatewaySettings, opts: { retentionDays?: 
       }, opts.pruneIntervalMs ?? DAY_MS);
       timer.unref();
     }
+    setSharedAuditLog(audit); // recordAudit() for deploys, exports (audit-log.ts)
     let closed = false;
     return {
       db,
@@ -78,6 +79,7 @@ export function openAccounts(settings: GatewaySettings, opts: { retentionDays?: 
         if (closed) return;
         closed = true;
         if (timer) clearInterval(timer);
+        if (sharedAuditLog() === audit) setSharedAuditLog(undefined);
         db.close();
       },
     };

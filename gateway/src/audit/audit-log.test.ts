@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { prepareDatabase } from '../store/migrations';
-import { AuditLog, auditRetentionDays, chainHash } from './audit-log';
+import { AuditLog, auditRetentionDays, chainHash, recordAudit, setSharedAuditLog } from './audit-log';
 
 const DAY = 24 * 3600_000;
 
@@ -110,6 +110,18 @@ describe('AuditLog (real SQLite file)', () => {
     for (let i = 0; i < 20; i++) (i % 2 ? audit : other).record({ action: 'user.add', target: `n${i}` });
     db2.close();
     expect(audit.verify()).toMatchObject({ ok: true, checked: 20 });
+  });
+
+  it('recordAudit() writes into the shared log (deploys from other modules) and never throws', () => {
+    expect(recordAudit({ action: 'deploy' })).toBe(false); // none open
+    setSharedAuditLog(audit);
+    try {
+      expect(recordAudit({ action: 'deploy', user: 'boss', role: 'admin', source: '10.0.0.2', detail: { version: 7, summary: '2 nodes changed' } })).toBe(true);
+      expect(audit.list(1)[0]).toMatchObject({ action: 'deploy', user: 'boss', detail: { version: 7 } });
+      expect(recordAudit({ action: '' })).toBe(false); // refused, logged, not thrown
+    } finally {
+      setSharedAuditLog(undefined);
+    }
   });
 
   it('refuses an empty action', () => {

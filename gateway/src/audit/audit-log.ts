@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type { Database, Statement } from 'better-sqlite3';
+import { componentLogger } from '../log/logger';
 
 /** Who did something, from where. `actor` undefined = the gateway itself. */
 export interface AuditActor {
@@ -207,4 +208,35 @@ export function auditRetentionDays(env: NodeJS.ProcessEnv = process.env): number
   if (raw === undefined || raw === '') return 365;
   if (!/^\d+$/.test(raw)) throw new RangeError(`IOMT_AUDIT_RETENTION_DAYS must be a whole number of days >= 0, got '${raw}'`);
   return Number(raw);
+}
+
+let shared: AuditLog | undefined;
+
+/** The running gateway's audit log (set by openAccounts, cleared by its close). */
+export function setSharedAuditLog(a: AuditLog | undefined): void {
+  shared = a;
+}
+
+export function sharedAuditLog(): AuditLog | undefined {
+  return shared;
+}
+
+/**
+ * Record an event in the running gateway's audit log, for modules that are not handed the
+ * AuditLog (Node-RED deploys in node-red/embed.ts, configuration rollbacks, exports):
+ *
+ *   recordAudit({ action: 'deploy', user, role: 'admin', source: req.ip, detail: { version, summary } });
+ *
+ * Returns false (and records nothing) when no audit log is open, or when the write failed (the
+ * failure is logged at error level). Never throws.
+ */
+export function recordAudit(e: AuditEntry): boolean {
+  if (!shared) return false;
+  try {
+    shared.record(e);
+    return true;
+  } catch (err) {
+    componentLogger('audit').error({ action: e.action, err: String(err) }, 'audit record failed');
+    return false;
+  }
 }
