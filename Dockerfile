@@ -56,9 +56,11 @@ VOLUME /data
 # 2576 (HIS_PORT) is outbound: the gateway connects to the HIS; nothing listens on it.
 EXPOSE 1880 2575 2577 5000
 USER node
-# Ready = the store answers and the flows started (/readyz; /healthz only says the process is up).
+# Ready = the store answers and every node started (/readyz: 503 while starting, when the store is
+# unavailable or a node failed to start ("degraded"); /healthz only says the process is up).
+# HTTPS when IOMT_HTTP_TLS_CERT is set (the gateway's own certificate: not verified for this local probe).
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD node -e "fetch('http://127.0.0.1:'+(process.env.IOMT_HTTP_PORT||1880)+'/readyz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+  CMD node -e "require(process.env.IOMT_HTTP_TLS_CERT?'https':'http').get({host:'127.0.0.1',port:process.env.IOMT_HTTP_PORT||1880,path:'/readyz',rejectUnauthorized:false,timeout:4000},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1)).on('timeout',()=>process.exit(1))"
 # tini as PID 1: forwards SIGTERM (the gateway drains and closes the store) and reaps children.
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "dist/gateway/src/cli.js"]
 CMD ["run"]
