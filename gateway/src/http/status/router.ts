@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import express, { type Request, type Router } from 'express';
+import express, { type Request, type RequestHandler, type Response, type Router } from 'express';
 import type { GatewayRuntime } from '../../runtime';
 import type { DriverStatus } from '../../contracts/driver';
 import type { DestinationStats } from '../../contracts/store';
@@ -9,15 +9,33 @@ import type { DestinationStats } from '../../contracts/store';
 export type StatusRole = 'admin' | 'operator' | 'viewer';
 
 /**
- * The role of an authenticated request: `req.user.role` when the auth middleware sets one; absent →
- * 'admin' (the single admin login of today); an unknown value → 'viewer' (the least privilege).
+ * The role of an authenticated request, as the auth middleware left it: `res.locals.principal.role`
+ * (http/auth.ts Authenticator) or `req.user.role`. No principal at all → 'admin' (the single admin
+ * login of older versions); an unknown value → 'viewer' (the least privilege).
  */
-export function roleOf(req: Request): StatusRole {
-  const user = (req as Request & { user?: { role?: unknown } }).user;
-  const role = user?.role;
-  if (role === undefined || role === null) return 'admin';
+export function roleOf(req: Request, res: Response): StatusRole {
+  const p = (res.locals as { principal?: { role?: unknown } }).principal ?? (req as Request & { user?: { role?: unknown } }).user;
+  const role = p?.role;
+  if (p === undefined || role === undefined || role === null) return 'admin';
   return role === 'admin' || role === 'operator' || role === 'viewer' ? role : 'viewer';
 }
+
+function userOf(res: Response): string | undefined {
+  const p = (res.locals as { principal?: { user?: unknown; via?: unknown } }).principal;
+  return typeof p?.user === 'string' ? p.user : undefined;
+}
+
+/**
+ * The page asks for its data with `X-Requested-With: iomt-status`: a 401 to it carries no Basic
+ * challenge, so the browser shows the page's own login form instead of its native dialog.
+ */
+const noBasicChallengeForPage: RequestHandler = (req, res, next) => {
+  if (req.get('x-requested-with') === 'iomt-status') {
+    const set = res.setHeader.bind(res);
+    res.setHeader = ((name: string, value: number | string | readonly string[]) => (name.toLowerCase() === 'www-authenticate' ? res : set(name, value))) as typeof res.setHeader;
+  }
+  next();
+};
 
 /** One device on the home page: the driver's status plus today's counts. No PHI. */
 export interface DeviceSummary extends DriverStatus {
@@ -101,16 +119,20 @@ export function computeSummary(rt: GatewayRuntime, since: Date, now = new Date()
     .map((s) => ({ ...s, todayCount: perDevice.get(s.deviceId) ?? 0, todayCountCapped: capped, quarantineToday: qPerDevice.get(s.deviceId) ?? 0 }))
     .sort((a, b) => a.deviceId.localeCompare(b.deviceId));
 
+  // Nodes that failed to start (runtime.nodeFailures, when this runtime has it): shown as 'error' with the reason.
+  const failures = (rt as { nodeFailures?: () => Array<{ kind: string; id: string; reason: string }> }).nodeFailures?.() ?? [];
+  const destFailure = new Map(failures.filter((f) => f.kind === 'destination').map((f) => [f.id, f.reason]));
   const stats = new Map(rt.store.destinationStats().map((s) => [s.destination, s]));
-  const names = new Set([...rt.destinationNames(), ...stats.keys()]);
+  const names = new Set([...rt.destinationNames(), ...stats.keys(), ...destFailure.keys()]);
   const destinations = [...names].sort().map((name) => {
     const w = rt.destination(name);
+    const failed = destFailure.get(name);
     return {
       ...(stats.get(name) ?? { pending: 0, inFlight: 0, dead: 0, delivered: 0, oldestPendingAgeMs: 0 }),
       destination: name,
       configured: !!w,
-      state: w?.state ?? 'not-configured',
-      lastError: w?.lastError,
+      state: failed ? 'error' : (w?.state ?? 'not-configured'),
+      lastError: failed ?? w?.lastError,
     };
   });
   return { generatedAt: now.toISOString(), since: sinceIso, devices, destinations, quarantineToday: qTotal, quarantineTodayCapped: qCapped };
@@ -122,15 +144,16 @@ export function statusAssetsDir(): string {
 }
 
 /**
- * The status page for lab staff under /status (mounted behind the same auth middleware as /api/v1):
- * static HTML/JS/CSS from ./public (no CDN, no external fonts or scripts; a strict CSP says so), and
- * two small read-only JSON endpoints without PHI:
- *  - GET /status/api/me → { role, phi, replay }: what the page may show (PHI: admin and operator; replay too).
+ * The status page for lab staff under /status: static HTML/JS/CSS from ./public (no CDN, no external
+ * fonts or scripts; a strict CSP says so), and small read-only JSON endpoints without PHI, behind
+ * `opts.auth` (the API's auth middleware; without it, mount the router behind that middleware):
+ *  - GET /status/api/me → { user?, role, phi, replay }: what the page may show (PHI and replay: admin, operator).
+ *    The page logs in with POST /api/v1/login (session cookie) when this answers 401.
  *  - GET /status/api/summary[?since=ISO] → StatusSummary; `since` defaults to the gateway's local midnight;
  *    400 { error, code: 'bad-since' } when it is not a time.
  * Messages, quarantine and replay come from /api/v1, so their access rules and audit live in one place.
  */
-export function statusRouter(rt: GatewayRuntime, opts: { assetsDir?: string; cacheMs?: number } = {}): Router {
+export function statusRouter(rt: GatewayRuntime, opts: { auth?: RequestHandler; assetsDir?: string; cacheMs?: number } = {}): Router {
   const r = express.Router();
   const dir = opts.assetsDir ?? statusAssetsDir();
   if (!existsSync(join(dir, 'index.html'))) throw new Error(`status page assets missing in ${dir} (run npm run build)`);
@@ -153,9 +176,12 @@ export function statusRouter(rt: GatewayRuntime, opts: { assetsDir?: string; cac
     else next();
   });
 
+  // the static page holds no data: only /api needs the login (when the router is not mounted behind it)
+  if (opts.auth) r.use('/api', noBasicChallengeForPage, opts.auth);
+
   r.get('/api/me', (req, res) => {
-    const role = roleOf(req);
-    res.json({ role, phi: role !== 'viewer', replay: role !== 'viewer' });
+    const role = roleOf(req, res);
+    res.json({ user: userOf(res), role, phi: role !== 'viewer', replay: role !== 'viewer' });
   });
 
   r.get('/api/summary', (req, res) => {

@@ -80,7 +80,8 @@
     }
   }
   async function api(path, init) {
-    const r = await fetch(path, Object.assign({ credentials: 'same-origin', headers: { accept: 'application/json', 'content-type': 'application/json' } }, init || {}));
+    // X-Requested-With: a 401 then carries no Basic challenge; the page shows its own login form
+    const r = await fetch(path, Object.assign({ credentials: 'same-origin', headers: { accept: 'application/json', 'content-type': 'application/json', 'x-requested-with': 'iomt-status' } }, init || {}));
     let body;
     try {
       body = await r.json();
@@ -129,8 +130,44 @@
       else if (path === '/quarantine') await quarantinePage();
       else await homePage();
     } catch (e) {
+      if (e && e.status === 401) return showLogin();
       append(view, errorBox(e));
     }
+  }
+
+  // ---- login (POST /api/v1/login → session cookie) -------------------------------------------
+  function showLogin(message) {
+    clearInterval(refreshTimer);
+    me = { role: 'viewer', phi: false, replay: false };
+    document.querySelector('.top nav').hidden = true;
+    document.getElementById('logout').hidden = true;
+    document.getElementById('who').textContent = '';
+    clear(view);
+    view.setAttribute('data-page', 'login');
+    const user = h('input', { id: 'login-user', name: 'user', autocomplete: 'username', required: true });
+    const password = h('input', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
+    const error = h('p', { class: 'err', id: 'login-error', role: 'alert' }, message || '');
+    const form = h(
+      'form',
+      { class: 'login card', id: 'login-form', onsubmit: async (ev) => {
+        ev.preventDefault();
+        error.textContent = '';
+        try {
+          await api('../api/v1/login', { method: 'POST', body: JSON.stringify({ user: user.value, password: password.value }) });
+          password.value = '';
+          await start();
+        } catch (e) {
+          error.textContent = e.status === 401 ? t('login.failed') : e.status === 429 ? t('login.throttled') : t('err.load', { error: e.message });
+        }
+      } },
+      h('h1', null, t('login.title')),
+      h('label', null, t('login.user'), user),
+      h('label', null, t('login.password'), password),
+      error,
+      h('button', { type: 'submit', class: 'primary' }, t('login.submit')),
+    );
+    append(view, form);
+    user.focus();
   }
 
   // ---- home ----------------------------------------------------------------------------------
@@ -297,7 +334,7 @@
           h('td', null, m.messageType || ''),
           h('td', { class: 'num' }, m.observationCount),
           h('td', null, (m.flags || []).map((f) => h('span', { class: 'badge warn', title: t('flag.' + f) }, f))),
-          h('td', null, m.status),
+          h('td', null, t('mstate.' + m.status)),
         ),
       );
       append(results, table([t('msg.received'), t('msg.device'), t('msg.type'), { label: t('msg.results'), class: 'num' }, t('msg.flags'), t('msg.status')], rows));
@@ -388,7 +425,7 @@
       h('dt', null, t('msg.type')), h('dd', null, [m.messageType, m.sourceMessageId, m.processingId].filter(Boolean).join(' · ')),
       h('dt', null, t('msg.specimen')), h('dd', { id: 'msg-specimen' }, [...new Set(obs.map((o) => o.subject && o.subject.specimenId).filter(Boolean))].join(', ')),
       h('dt', null, t('msg.patient')), h('dd', { id: 'msg-patient' }, me.phi ? [subj.patientId, subj.patientName].filter(Boolean).join(' · ') : t('msg.phiHidden')),
-      h('dt', null, t('msg.status')), h('dd', null, m.status),
+      h('dt', null, t('msg.status')), h('dd', null, t('mstate.' + m.status)),
       h('dt', null, t('msg.messageFlags')),
       h('dd', { id: 'msg-flags' }, (m.flags || []).length ? h('ul', { class: 'flags' }, m.flags.map((f) => h('li', { 'data-flag': f }, h('span', { class: 'badge warn' }, f), ' ', t('flag.' + f) !== 'flag.' + f ? t('flag.' + f) : ''))) : '–'),
     );
@@ -399,7 +436,7 @@
         'tr',
         { 'data-obs': o.seq },
         h('td', null, (o.code && (o.code.display || o.code.code)) || '', o.code && o.code.display ? h('div', { class: 'muted' }, o.code.code) : null),
-        h('td', { class: 'num' }, valueText(o.value)),
+        h('td', { class: o.value && o.value.kind === 'quantity' ? 'num' : null }, valueText(o.value)),
         h('td', null, (o.value && o.value.unit) || ''),
         h('td', null, o.referenceRange || ''),
         h('td', null, (o.interpretation || []).join(' ')),
@@ -410,7 +447,7 @@
     append(view, h('section', { class: 'card', id: 'observations' }, h('h2', null, t('msg.observations')), table([t('msg.test'), { label: t('msg.value'), class: 'num' }, t('msg.unit'), t('msg.range'), t('msg.abnormal'), t('msg.resultStatus'), t('msg.quality')], obsRows)));
 
     const delRows = deliveries.map((d) =>
-      h('tr', { 'data-destination': d.destination }, h('td', null, d.destination), h('td', null, d.state), h('td', { class: 'num' }, d.attempts), h('td', null, d.deliveredAt ? fmtTime(d.deliveredAt) : ''), h('td', null, d.lastError ? h('span', { class: 'err' }, d.lastError) : '')),
+      h('tr', { 'data-destination': d.destination }, h('td', null, d.destination), h('td', { 'data-state': d.state }, t('dstate.' + d.state)), h('td', { class: 'num' }, d.attempts), h('td', null, d.deliveredAt ? fmtTime(d.deliveredAt) : ''), h('td', null, d.lastError ? h('span', { class: 'err' }, d.lastError) : '')),
     );
     append(view, h('section', { class: 'card', id: 'deliveries' }, h('h2', null, t('msg.deliveries')), table([t('dest.name'), t('msg.status'), { label: t('msg.attempts'), class: 'num' }, t('msg.deliveredAt'), t('dest.lastError')], delRows)));
 
@@ -430,20 +467,32 @@
   }
 
   // ---- start ---------------------------------------------------------------------------------
-  document.getElementById('lang-switch').addEventListener('click', async () => {
-    await loadLang(lang === 'vi' ? 'en' : 'vi');
-    route();
-  });
-  window.addEventListener('hashchange', route);
-  (async () => {
-    await loadLang(lang);
+  async function start() {
     try {
       me = await api('api/me');
     } catch (e) {
-      /* keep the least privilege */
+      if (e.status === 401) return showLogin();
+      me = { role: 'viewer', phi: false, replay: false }; // keep the least privilege
     }
+    document.querySelector('.top nav').hidden = false;
     document.querySelectorAll('[data-phi]').forEach((el) => (el.hidden = !me.phi));
     document.body.setAttribute('data-role', me.role);
+    document.getElementById('who').textContent = me.user ? me.user + ' (' + t('role.' + me.role) + ')' : '';
+    document.getElementById('logout').hidden = !me.user;
     route();
+  }
+  document.getElementById('lang-switch').addEventListener('click', async () => {
+    await loadLang(lang === 'vi' ? 'en' : 'vi');
+    if (view.getAttribute('data-page') === 'login') showLogin();
+    else start();
+  });
+  document.getElementById('logout').addEventListener('click', async () => {
+    await api('../api/v1/logout', { method: 'POST', body: '{}' }).catch(() => undefined);
+    showLogin();
+  });
+  window.addEventListener('hashchange', () => (view.getAttribute('data-page') === 'login' ? undefined : route()));
+  (async () => {
+    await loadLang(lang);
+    await start();
   })();
 })();
