@@ -1,29 +1,80 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
-import { loadSettings } from './config/settings';
+import { loadSettings, type GatewaySettings } from './config/settings';
 import { checkFlowFile } from './config/flow-check';
 import { ConfigError, type ConfigProblem } from './contracts/errors';
 import { createRootLogger } from './log/logger';
 import { startGateway } from './gateway';
 import { packageRoot } from './package-root';
+import { resolveSiteFlows } from './node-red/flow-files';
 import { DRIVERS } from '../../drivers';
 import { installDeviceIoGuard } from './log/device-io-guard';
 
 const USAGE = `iomt-gateway <command> [options]
 
 Commands:
-  run [--flows FILE] [--settings FILE]   start the gateway (HTTP, editor, flows)
+  run [--flows FILE] [--settings FILE]    start the gateway (HTTP, status page, editor, flows)
   demo [--settings FILE]                  gateway + simulated analyzer + simulated HIS; data visibly flows
   simulate hl7|his|astm [...]             simulated devices (run 'iomt-gateway simulate --help')
   check-config [--flows FILE] [--settings FILE] [--profiles DIR]
                                           validate settings, flows and device profiles; report every problem
+  user add|passwd|role|remove|list ...    manage user accounts (run 'iomt-gateway user --help')
+  backup FILE                             online, consistent backup of the data dir
+  restore FILE                            put a backup back into the data dir of a stopped gateway
   hash-password                           read a password on stdin, print its bcrypt hash (IOMT_ADMIN_PASSWORD_HASH)
+
+Options: -h, --help (also after any command), -V, --version
 
 Environment: IOMT_DATA_DIR, IOMT_HTTP_HOST, IOMT_HTTP_PORT, IOMT_ADMIN_USER, IOMT_ADMIN_PASSWORD,
 IOMT_ADMIN_PASSWORD_HASH, IOMT_LOG_LEVEL (see README "Configuration").`;
+
+const FLOWS_HELP = `  --flows FILE      flow to run. A flow shipped in the package (flows/*.json) only seeds the site's
+                    flows, <data dir>/flows.json, on first start; after that the site copy runs and
+                    Deploy writes only there. A file outside the package is used (and deployed to) in place.
+                    Default: <data dir>/flows.json, seeded from flows/hl7-relay.json.
+  --settings FILE   gateway settings (JSON); IOMT_* environment variables override it
+  -h, --help        this help`;
+
+const HELP: Record<string, string> = {
+  run: `iomt-gateway run [--flows FILE] [--settings FILE]
+
+Start the gateway: HTTP (health, metrics, API, status page, editor) and the Node-RED flows.
+Refuses to start (exit 2) when the settings or the flow are invalid, listing every problem with
+file, path and reason (the same checks as check-config).
+
+${FLOWS_HELP}`,
+  demo: `iomt-gateway demo [--settings FILE]
+
+The gateway with a simulated analyzer and a simulated HIS on this machine: data visibly flows.
+Ctrl-C stops it and prints the counts.
+
+  --settings FILE   gateway settings (JSON)
+  -h, --help        this help`,
+  'check-config': `iomt-gateway check-config [--flows FILE] [--settings FILE] [--profiles DIR]
+
+Validate what 'run' would run: the settings, the flow (every field of every IoMT node against its
+field spec after \${VAR} substitution: ports, hosts, profiles, transports, TLS files, unknown node
+types, port clashes, unique ids) and the device profiles. Prints every problem with file, path and
+reason. Exit 0 = OK, 1 = problems.
+
+${FLOWS_HELP}
+  --profiles DIR    device profiles directory (default: the shipped firmware-config/profiles)`,
+  'hash-password': `iomt-gateway hash-password
+
+Read a password (8 characters or more) on standard input and print its bcrypt hash, for
+IOMT_ADMIN_PASSWORD_HASH.`,
+};
+
+function version(): string {
+  try {
+    return String(JSON.parse(readFileSync(join(packageRoot(), 'package.json'), 'utf8')).version);
+  } catch {
+    return 'unknown';
+  }
+}
 
 function reportProblems(problems: ConfigProblem[]): void {
   process.stderr.write(`configuration has ${problems.length} problem(s):\n`);
@@ -41,15 +92,90 @@ function checkProfiles(dir: string): ConfigProblem[] {
   return out;
 }
 
+/**
+ * Everything `run` would start with, checked: settings, the flow it would run (without seeding),
+ * and the profiles. Returns the problems and the settings when they loaded.
+ */
+function checkAll(opts: { settings?: string; flows?: string; profiles?: string }): { problems: ConfigProblem[]; settings?: GatewaySettings } {
+  const problems: ConfigProblem[] = [];
+  let settings: GatewaySettings | undefined;
+  try {
+    settings = loadSettings({ file: opts.settings });
+  } catch (e) {
+    if (e instanceof ConfigError) problems.push(...e.problems);
+    else throw e;
+  }
+  let flowFile: string | undefined;
+  try {
+    flowFile = settings
+      ? resolveSiteFlows(settings.dataDir, { flowsArg: opts.flows, seed: false }).flowFile
+      : (opts.flows ?? join(packageRoot(), 'flows', 'hl7-relay.json'));
+  } catch (e) {
+    problems.push({ file: opts.flows ?? '(flows)', path: '', reason: (e as Error).message });
+  }
+  if (flowFile) problems.push(...checkFlowFile(flowFile, { env: process.env, httpPort: settings?.http.port }));
+  const profilesDir = opts.profiles ?? join(packageRoot(), 'firmware-config', 'profiles');
+  problems.push(...checkProfiles(profilesDir));
+  if (!opts.profiles && process.env.IOMT_PROFILES_DIR) problems.push(...checkProfiles(process.env.IOMT_PROFILES_DIR));
+  return { problems, settings };
+}
+
+/** Sub-commands owned by other modules, loaded when used; a build without them says so. */
+async function delegate(modulePath: string, exportName: string, argv: string[]): Promise<number> {
+  let mod: Record<string, unknown>;
+  try {
+    mod = await import(modulePath);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'MODULE_NOT_FOUND' || (e as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND') {
+      process.stderr.write(`iomt-gateway: this command is not available in this build (${modulePath} is missing)\n`);
+      return 2;
+    }
+    throw e;
+  }
+  const fn = mod[exportName] as ((a: string[]) => Promise<number>) | undefined;
+  if (typeof fn !== 'function') {
+    process.stderr.write(`iomt-gateway: this command is not available in this build (${modulePath} has no ${exportName})\n`);
+    return 2;
+  }
+  return fn(argv);
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     process.stdout.write(USAGE + '\n');
     return cmd ? 0 : 1;
   }
+  if (cmd === '--version' || cmd === '-V' || cmd === 'version') {
+    process.stdout.write(`iomt-gateway ${version()}\n`);
+    return 0;
+  }
   if (cmd === 'simulate') {
     const { simulateCli } = await import('../../simulator/cli');
     return simulateCli(rest);
+  }
+  // these parse their own options (and --help)
+  if (cmd === 'user') return delegate('./accounts/cli-commands', 'runUserCommand', rest);
+  if (cmd === 'backup') return delegate('./backup/cli-commands', 'runBackupCommand', rest);
+  if (cmd === 'restore') return delegate('./backup/cli-commands', 'runRestoreCommand', rest);
+  if (!HELP[cmd]) {
+    process.stderr.write(`unknown command '${cmd}'\n\n${USAGE}\n`);
+    return 1;
+  }
+  let values: { flows?: string; settings?: string; profiles?: string; help?: boolean };
+  try {
+    const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
+    if (cmd === 'run' || cmd === 'check-config') options.flows = { type: 'string' };
+    if (cmd !== 'hash-password') options.settings = { type: 'string' };
+    if (cmd === 'check-config') options.profiles = { type: 'string' };
+    ({ values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false }) as { values: typeof values });
+  } catch (e) {
+    process.stderr.write(`iomt-gateway ${cmd}: ${(e as Error).message}\n\n${HELP[cmd]}\n`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(HELP[cmd] + '\n');
+    return 0;
   }
   if (cmd === 'hash-password') {
     const chunks: Buffer[] = [];
@@ -62,22 +188,8 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(bcrypt.hashSync(pw, 10) + '\n');
     return 0;
   }
-  const { values } = parseArgs({
-    args: rest,
-    options: { flows: { type: 'string' }, settings: { type: 'string' }, profiles: { type: 'string' } },
-    strict: true,
-  });
   if (cmd === 'check-config') {
-    const problems: ConfigProblem[] = [];
-    try {
-      loadSettings({ file: values.settings });
-    } catch (e) {
-      if (e instanceof ConfigError) problems.push(...e.problems);
-      else throw e;
-    }
-    const flows = values.flows ?? join(packageRoot(), 'flows', 'hl7-relay.json');
-    problems.push(...checkFlowFile(flows));
-    problems.push(...checkProfiles(values.profiles ?? join(packageRoot(), 'firmware-config', 'profiles')));
+    const { problems } = checkAll(values);
     if (problems.length) {
       reportProblems(problems);
       return 1;
@@ -85,44 +197,40 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write('configuration OK\n');
     return 0;
   }
-  if (cmd === 'run' || cmd === 'demo') {
-    // the data dir holds PHI (raw messages, observations): files readable by the gateway's user only
-    process.umask(0o077);
-    let settings;
+  // run | demo
+  // the data dir holds PHI (raw messages, observations): files readable by the gateway's user only
+  process.umask(0o077);
+  // the same checks as check-config: an invalid configuration never starts (docs/errors.md GW_ERR_CONFIG)
+  const { problems, settings } = cmd === 'run' ? checkAll(values) : { problems: [] as ConfigProblem[], settings: undefined };
+  let s = settings;
+  if (!problems.length && !s) {
     try {
-      settings = loadSettings({ file: values.settings });
+      s = loadSettings({ file: values.settings });
     } catch (e) {
-      if (e instanceof ConfigError) {
-        reportProblems(e.problems);
-        return 2;
-      }
-      throw e;
+      if (e instanceof ConfigError) problems.push(...e.problems);
+      else throw e;
     }
-    createRootLogger(settings.logLevel);
-    installDeviceIoGuard();
-    if (values.flows) {
-      const problems = checkFlowFile(values.flows);
-      if (problems.length) {
-        reportProblems(problems);
-        return 2;
-      }
-    }
-    if (cmd === 'demo') {
-      const { runDemo } = await import('./demo');
-      return runDemo(settings);
-    }
-    const gw = await startGateway(settings, { flowsFile: values.flows });
-    process.stdout.write(`iomt-gateway listening on ${gw.url} (editor ${gw.editorUrl}, flows ${gw.flowFile})\n`);
-    await new Promise<void>((resolve) => {
-      const stop = () => resolve();
-      process.once('SIGINT', stop);
-      process.once('SIGTERM', stop);
-    });
-    await gw.close();
-    return 0;
   }
-  process.stderr.write(`unknown command '${cmd}'\n\n${USAGE}\n`);
-  return 1;
+  if (problems.length || !s) {
+    reportProblems(problems);
+    process.stderr.write(`iomt-gateway ${cmd}: not started; fix the configuration ('iomt-gateway check-config' lists the same problems)\n`);
+    return 2;
+  }
+  createRootLogger(s.logLevel);
+  installDeviceIoGuard();
+  if (cmd === 'demo') {
+    const { runDemo } = await import('./demo');
+    return runDemo(s);
+  }
+  const gw = await startGateway(s, { flowsFile: values.flows });
+  process.stdout.write(`iomt-gateway listening on ${gw.url} (editor ${gw.editorUrl}, flows ${gw.flowFile})\n`);
+  await new Promise<void>((resolve) => {
+    const stop = () => resolve();
+    process.once('SIGINT', stop);
+    process.once('SIGTERM', stop);
+  });
+  await gw.close();
+  return 0;
 }
 
 if (require.main === module) {

@@ -85,10 +85,15 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
     if (!ready) return res.status(503).json({ status: 'starting' });
     try {
       store.fileBytes();
-      res.json({ status: 'ready', devices: runtime.deviceStatuses().length, destinations: runtime.destinationNames().length });
     } catch (e) {
-      res.status(503).json({ status: 'store unavailable', error: String((e as Error).message) });
+      return res.status(503).json({ status: 'store unavailable', error: String((e as Error).message) });
     }
+    const devices = runtime.deviceStatuses().length;
+    const destinations = runtime.destinationNames().length;
+    // A node that failed to start makes the gateway degraded (503), naming what is broken (no PHI).
+    const failed = runtime.nodeFailures().map((f) => ({ kind: f.kind, id: f.id, driver: f.driver, nodeId: f.nodeId, state: 'error', reason: f.reason, since: f.at }));
+    if (failed.length) return res.status(503).json({ status: 'degraded', failed, devices, destinations });
+    res.json({ status: 'ready', devices, destinations });
   });
   const metricsHandler = (_req: express.Request, res: express.Response) => {
     res.type('text/plain; version=0.0.4').send(registry.render());

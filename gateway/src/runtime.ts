@@ -6,6 +6,19 @@ import { FlowTracker } from './pipeline/flow-tracker';
 import { OutboxWorker, type OutboxWorkerOptions } from './pipeline/outbox-worker';
 import type { OrderCache } from './orders/order-cache';
 
+/** A node that failed to start; `reason` names the configuration or resource problem (no PHI). */
+export interface NodeFailure {
+  kind: 'device' | 'destination';
+  /** Device id or destination name. */
+  id: string;
+  /** Driver (devices) or output (destinations) name. */
+  driver: string;
+  /** Node-RED node id, to find it in the editor. */
+  nodeId: string;
+  reason: string;
+  at: string;
+}
+
 /**
  * The running gateway as the Node-RED nodes see it: the store, the flow tracker, the device
  * status registry and the destination workers. One per process; Node-RED node files reach it with
@@ -15,6 +28,8 @@ export class GatewayRuntime {
   readonly tracker: FlowTracker;
   private readonly devices = new Map<string, () => DriverStatus>();
   private readonly destinations = new Map<string, OutboxWorker>();
+  /** Nodes that could not start (bad configuration, port in use, TLS files): kept visible until they close. */
+  private readonly failures = new Map<string, NodeFailure>();
 
   /** HIS/LIS orders for host queries and order download (its own connection to the same SQLite file). */
   orders: OrderCache | undefined;
@@ -31,8 +46,41 @@ export class GatewayRuntime {
     };
   }
 
+  /**
+   * Every device: running ones with their driver status, and devices whose node failed to start
+   * (state 'error', `detail`/`lastError` = the reason). A running device marked failed (e.g. its
+   * listener could not bind) reports 'error' with the reason until its node closes.
+   */
   deviceStatuses(): DriverStatus[] {
-    return [...this.devices.values()].map((f) => f());
+    const out: DriverStatus[] = [];
+    for (const [id, f] of this.devices) {
+      const s = f();
+      const fail = this.failures.get(`device:${id}`);
+      out.push(fail ? { ...s, state: 'error', detail: fail.reason, lastError: fail.reason, lastErrorAt: fail.at } : s);
+    }
+    for (const fail of this.failures.values()) {
+      if (fail.kind !== 'device' || this.devices.has(fail.id)) continue;
+      out.push({ deviceId: fail.id, driver: fail.driver, state: 'error', detail: fail.reason, lastError: fail.reason, lastErrorAt: fail.at });
+    }
+    return out;
+  }
+
+  /**
+   * Record that a node failed to start (or its device stopped for good). Returns the function
+   * that clears it, called when the node closes (redeploy). `/readyz` is degraded while any exists.
+   */
+  reportNodeFailure(f: Omit<NodeFailure, 'at'>): () => void {
+    const key = `${f.kind}:${f.id}`;
+    const entry: NodeFailure = { ...f, at: new Date().toISOString() };
+    this.failures.set(key, entry);
+    return () => {
+      if (this.failures.get(key) === entry) this.failures.delete(key);
+    };
+  }
+
+  /** Nodes currently failed, for /readyz and the status page. */
+  nodeFailures(): NodeFailure[] {
+    return [...this.failures.values()];
   }
 
   registerDestination(output: Output, opts?: Partial<OutboxWorkerOptions>): OutboxWorker {

@@ -11,9 +11,10 @@ import type { AstmOrder } from '../order-response';
 import { getRuntime } from '../../../gateway/src/runtime';
 import { packageRoot } from '../../../gateway/src/package-root';
 import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../gateway/src/config/env-template';
-import { DeviceEmitter, showStatus, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
+import { DeviceEmitter, reportStartFailure, showStatus, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
 import { ordersForAstmQuery, toAstmOrder } from '../../../gateway/src/orders/astm-order-answer';
 import { componentLogger } from '../../../gateway/src/log/logger';
+import { listSerialPorts } from './serial-ports';
 
 interface AstmDeviceConfig {
   id: string;
@@ -64,11 +65,11 @@ export = function register(RED: any): void {
   });
   RED.httpAdmin.get('/iomt/serial-ports', RED.auth.needsPermission('flows.read'), async (_req: any, res: any) => {
     try {
-      const { SerialPort } = await import('serialport');
-      const ports = await SerialPort.list();
-      const byId = existsSync('/dev/serial/by-id') ? readdirSync('/dev/serial/by-id').map((f) => `/dev/serial/by-id/${f}`) : [];
-      res.json({ stable: byId, ports: ports.map((p) => ({ path: p.path, manufacturer: p.manufacturer, serialNumber: p.serialNumber, vendorId: p.vendorId, productId: p.productId })) });
+      const listing = await listSerialPorts();
+      if (listing.warning) log.warn({ warning: listing.warning }, 'serial port listing fell back to /dev');
+      res.json(listing);
     } catch (e) {
+      log.error({ err: (e as Error).message }, 'serial port listing failed');
       res.status(500).json({ error: (e as Error).message });
     }
   });
@@ -78,15 +79,23 @@ export = function register(RED: any): void {
     const node = this;
     const deviceId = resolveEnvTemplate(config.deviceId).trim() || config.name || config.id;
     const profileId = resolveEnvTemplate(config.profile).trim() || 'generic-lis2-a2';
+    const fail = (reason: string, detail: string) => reportStartFailure(node, 'device', deviceId, 'astm', reason, detail);
     if (profileError) {
-      node.error(`profiles: ${profileError}`);
-      showStatus(node, { state: 'error', detail: 'invalid profiles' });
+      fail(`profiles: ${profileError}`, 'invalid profiles');
+      return;
+    }
+    let answerQueries: boolean;
+    let broadcastOrders: boolean;
+    try {
+      answerQueries = resolveBool(config.answerQueries, true);
+      broadcastOrders = resolveBool(config.broadcastOrders, false);
+    } catch (e) {
+      fail((e as Error).message, 'invalid setting');
       return;
     }
     const profile = profiles.get(profileId) ?? (profileId === 'generic-lis2-a2' ? defaultProfile() : undefined);
     if (!profile) {
-      node.error(`unknown ASTM profile '${profileId}' (have: ${[...profiles.keys()].join(', ')})`);
-      showStatus(node, { state: 'error', detail: 'unknown profile' });
+      fail(`unknown ASTM profile '${profileId}' (have: ${[...profiles.keys()].join(', ')})`, 'unknown profile');
       return;
     }
     const kind = resolveEnvTemplate(config.transport).trim() || 'serial';
@@ -94,8 +103,7 @@ export = function register(RED: any): void {
     if (kind === 'serial') {
       const path = resolveEnvTemplate(config.serialPath).trim();
       if (!path) {
-        node.error('serial transport needs a port path (prefer /dev/serial/by-id/...)');
-        showStatus(node, { state: 'error', detail: 'no serial port' });
+        fail('serial transport needs a port path (prefer /dev/serial/by-id/...)', 'no serial port');
         return;
       }
       const flow = resolveEnvTemplate(config.flowControl).trim();
@@ -113,19 +121,17 @@ export = function register(RED: any): void {
     } else if (kind === 'tcp-server' || kind === 'tcp-client') {
       const port = resolveNumber(config.tcpPort, 0);
       if (!Number.isInteger(port) || port <= 0 || port > 65535) {
-        node.error(`invalid TCP port '${config.tcpPort}'`);
-        showStatus(node, { state: 'error', detail: 'invalid port' });
+        fail(`invalid TCP port '${config.tcpPort}' (resolves to '${resolveEnvTemplate(config.tcpPort)}')`, 'invalid port');
         return;
       }
       const host = resolveEnvTemplate(config.tcpHost).trim();
       transport = kind === 'tcp-server' ? { kind, port, host: host || '0.0.0.0' } : { kind, port, host: host || '127.0.0.1' };
     } else {
-      node.error(`unknown transport '${kind}'`);
+      fail(`unknown transport '${kind}'`, 'unknown transport');
       return;
     }
     const rt = getRuntime();
     const emitter = new DeviceEmitter(node, deviceId, 'astm');
-    const answerQueries = resolveBool(config.answerQueries, true);
     const driver = new AstmDriver({ deviceId, profile, transport }, rt.store, {
       onCommitted: (r, inbound) => {
         emitter.committed(r, inbound.messageType);
@@ -144,14 +150,13 @@ export = function register(RED: any): void {
     try {
       unregister = rt.registerDevice(deviceId, () => driver.status());
     } catch (e) {
-      node.error((e as Error).message);
-      showStatus(node, { state: 'error', detail: 'duplicate device id' });
+      reportStartFailure(node, 'device', `${deviceId}#${node.id}`, 'astm', (e as Error).message, 'duplicate device id');
       return;
     }
     const abort = new AbortController();
     // Optional order download: pending orders go to the analyzer as they arrive (cursor kept in the store).
     let broadcastTimer: NodeJS.Timeout | undefined;
-    if (resolveBool(config.broadcastOrders, false) && rt.orders) {
+    if (broadcastOrders && rt.orders) {
       const cursorName = `astm:${deviceId}`;
       let busy = false;
       broadcastTimer = setInterval(() => {
@@ -178,8 +183,8 @@ export = function register(RED: any): void {
       emitter.start();
       // A serial port absent at start is retried by the transport; it never stops the rest of the flow.
       driver.run(abort.signal).catch((e: Error) => {
-        node.error(`ASTM ${kind}: ${e.message}`);
-        showStatus(node, { state: 'error', detail: e.message });
+        // stopped for good (e.g. TCP port in use): listed with state 'error', /readyz degraded
+        fail(`ASTM ${kind}: ${e.message}`, e.message);
       });
     });
     const statusTimer = setInterval(() => showStatus(node, driver.status()), 3000);

@@ -8,7 +8,7 @@ import { Hl7Receiver } from '../hl7-receiver';
 import { getRuntime } from '../../../gateway/src/runtime';
 import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../gateway/src/config/env-template';
 import { isSupportedCharset, type CharsetName } from '../../../gateway/src/charset/charset';
-import { DeviceEmitter, showStatus, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
+import { DeviceEmitter, reportStartFailure, showStatus, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
 
 interface Hl7InConfig {
   id: string;
@@ -40,20 +40,29 @@ export = function register(RED: any): void {
     const maxBytes = resolveNumber(config.maxBytes, 8 * 1024 * 1024);
     const idleTimeoutMs = resolveNumber(config.idleTimeoutS, 600) * 1000;
     const maxConnections = resolveNumber(config.maxConnections, 64);
-    const useTls = String(resolveEnvTemplate(config.tls)) === 'true';
+    const fail = (reason: string, detail: string) => reportStartFailure(node, 'device', deviceId, 'hl7-mllp', reason, detail);
+    let useTls: boolean;
+    let strict: boolean;
+    let acceptOrders: boolean;
+    try {
+      useTls = resolveBool(config.tls, false);
+      strict = resolveBool(config.strict, false);
+      acceptOrders = resolveBool(config.acceptOrders, false);
+    } catch (e) {
+      fail((e as Error).message, 'invalid setting');
+      return;
+    }
     // charset when MSH-18 is empty, and for bytes invalid in the declared one (gateway/src/charset)
     const cs = resolveEnvTemplate(config.charset).trim() || 'utf8';
     const fb = resolveEnvTemplate(config.fallbackCharset).trim();
     if (!isSupportedCharset(cs) || (fb && !isSupportedCharset(fb))) {
-      node.error(`unsupported charset '${isSupportedCharset(cs) ? fb : cs}'`);
-      showStatus(node, { state: 'error', detail: 'charset' });
+      fail(`unsupported charset '${isSupportedCharset(cs) ? fb : cs}'`, 'charset');
       return;
     }
     const listenerCharset: CharsetName = cs;
     const fallbackCharset: CharsetName | undefined = fb && isSupportedCharset(fb) ? fb : undefined;
     if (!Number.isInteger(port) || port < 0 || port > 65535) {
-      node.error(`invalid port '${config.port}'`);
-      showStatus(node, { state: 'error', detail: 'invalid port' });
+      fail(`invalid port '${config.port}' (resolves to '${resolveEnvTemplate(config.port)}')`, 'invalid port');
       return;
     }
     let tls: { key: Buffer; cert: Buffer; ca?: Buffer; requestCert?: boolean } | undefined;
@@ -63,17 +72,16 @@ export = function register(RED: any): void {
           cert: readFileSync(resolveEnvTemplate(config.tlsCert)),
           key: readFileSync(resolveEnvTemplate(config.tlsKey)),
           ca: config.tlsCa ? readFileSync(resolveEnvTemplate(config.tlsCa)) : undefined,
-          requestCert: String(resolveEnvTemplate(config.requestCert)) === 'true',
+          requestCert: resolveBool(config.requestCert, false),
         };
       }
     } catch (e) {
-      node.error(`TLS files: ${(e as Error).message}`);
-      showStatus(node, { state: 'error', detail: 'TLS files' });
+      fail(`TLS files: ${(e as Error).message}`, 'TLS files');
       return;
     }
     const rt = getRuntime();
     // ORM^O01 / OML^O21 from the HIS/LIS go to the order cache (host queries, order download)
-    const orders = resolveBool(config.acceptOrders, false) && rt.orders
+    const orders = acceptOrders && rt.orders
       ? { accept: (updates: Parameters<NonNullable<typeof rt.orders>['apply']>[0], header: { controlId: string }) => { rt.orders!.apply(updates, { deviceId, messageControlId: header.controlId }); } }
       : undefined;
     const emitter = new DeviceEmitter(node, deviceId, 'hl7-mllp');
@@ -88,7 +96,7 @@ export = function register(RED: any): void {
         maxConnections,
         charset: listenerCharset,
         ...(fallbackCharset ? { fallbackCharset } : {}),
-        strict: resolveBool(config.strict, false),
+        strict,
         orders,
       },
       rt.store,
@@ -101,8 +109,8 @@ export = function register(RED: any): void {
     try {
       unregister = rt.registerDevice(deviceId, () => receiver.status());
     } catch (e) {
-      node.error((e as Error).message);
-      showStatus(node, { state: 'error', detail: 'duplicate device id' });
+      // the other node keeps the device id: report under this node's id so both stay visible
+      reportStartFailure(node, 'device', `${deviceId}#${node.id}`, 'hl7-mllp', (e as Error).message, 'duplicate device id');
       return;
     }
     const abort = new AbortController();
@@ -113,8 +121,8 @@ export = function register(RED: any): void {
         .run(abort.signal)
         .then(() => showStatus(node, receiver.status()))
         .catch((e: Error) => {
-          node.error(`cannot listen on ${host}:${port}: ${e.message}`);
-          showStatus(node, { state: 'error', detail: e.message });
+          // e.g. EADDRINUSE: the device stays listed with state 'error' and /readyz is degraded
+          fail(`cannot listen on ${host}:${port}: ${e.message}`, e.message);
         });
       setTimeout(() => showStatus(node, receiver.status()), 200).unref();
     });

@@ -8,6 +8,9 @@ import { checkFlowFile } from './flow-check';
 import { resolveAdminCredentials } from './admin-credentials';
 import { ConfigError } from '../contracts/errors';
 import { tempDir } from '../../../test/helpers/env';
+import { NODE_SPECS, knownProfileIds } from './node-specs';
+import { checkFieldValue, validateNode, specMarkdown, editorDefaults } from './field-spec';
+import { checkFlowNodes } from './flow-check';
 
 describe('settings', () => {
   it('defaults, then file, then IOMT_* environment', () => {
@@ -81,7 +84,7 @@ describe('flow check', () => {
       const reasons = problems.map((p) => `${p.path}: ${p.reason}`).join('\n');
       expect(reasons).toMatch(/port.*not-a-port/);
       expect(reasons).toMatch(/wired to a node that does not exist: 'nope'/);
-      expect(reasons).toMatch(/same deviceId/);
+      expect(reasons).toMatch(/deviceId: same device id as/);
       expect(reasons).toMatch(/iomt-hl7-out.*port/);
       expect(problems.every((p) => p.file === f)).toBe(true);
     } finally {
@@ -115,5 +118,123 @@ describe('admin credentials', () => {
     } finally {
       t.cleanup();
     }
+  });
+});
+
+describe('bool properties (checkboxes) with ${VAR:-default}', () => {
+  // [stored value, environment, expected] — the shipped flows hold '${HL7_IN_TLS:-false}'
+  const cases: Array<[unknown, Record<string, string>, boolean | 'throws']> = [
+    [false, {}, false],
+    [true, {}, true],
+    ['${HL7_IN_TLS:-false}', {}, false],
+    ['${HL7_IN_TLS:-false}', { HL7_IN_TLS: 'true' }, true],
+    ['${HL7_IN_TLS:-true}', { HL7_IN_TLS: '0' }, false],
+    ['${HL7_IN_TLS}', {}, false], // empty → default
+    ['${HL7_IN_TLS}', { HL7_IN_TLS: 'On' }, true],
+    ['no', {}, false],
+    ['${HL7_IN_TLS:-flase}', {}, 'throws'], // a typo never silently turns TLS on or off
+    ['maybe', {}, 'throws'],
+  ];
+  it.each(cases)('resolveBool(%j, %j) → %s', (stored, env, want) => {
+    if (want === 'throws') expect(() => resolveBool(stored, false, env)).toThrow(/does not resolve to true or false/);
+    else expect(resolveBool(stored, false, env)).toBe(want);
+  });
+});
+
+describe('field specs', () => {
+  const root = join(__dirname, '..', '..', '..');
+  const html: Record<string, string> = {
+    'iomt-hl7-in': join(root, 'drivers/hl7-mllp/node-red/iomt-hl7-in.html'),
+    'iomt-hl7-out': join(root, 'gateway/src/outputs/hl7-mllp/node-red/iomt-hl7-out.html'),
+    'iomt-astm-device': join(root, 'drivers/astm/node-red/iomt-astm-device.html'),
+  };
+  it('cover every node type, and every field has an editor input (bool fields a checkbox/template widget)', () => {
+    expect(NODE_SPECS.map((s) => s.type).sort()).toEqual(Object.keys(html).sort());
+    for (const spec of NODE_SPECS) {
+      const text = readFileSync(html[spec.type], 'utf8');
+      expect(text).toContain(`iomtFields.defaults('${spec.type}')`);
+      for (const f of spec.fields) {
+        if (f.type === 'bool') {
+          expect(text, `${spec.type}.${f.name}`).toContain(`data-field="${f.name}"`);
+          expect(text, `${spec.type}.${f.name}`).not.toContain(`type="checkbox" id="node-input-${f.name}"`);
+        } else expect(text, `${spec.type}.${f.name}`).toMatch(new RegExp(`id="node-input-${f.name}"`));
+      }
+    }
+  });
+  it('literal defaults pass their own validation; the shipped flows use only spec fields', () => {
+    for (const spec of NODE_SPECS) {
+      for (const f of spec.fields) {
+        if (typeof f.default === 'string' && f.default.includes('${')) continue;
+        if (f.type === 'file') continue;
+        expect(checkFieldValue({ ...f, required: false }, f.default, { env: {} }), `${spec.type}.${f.name}`).toBeUndefined();
+      }
+    }
+    const structural = new Set(['id', 'type', 'z', 'x', 'y', 'wires', 'g', 'd']);
+    for (const file of ['hl7-relay.json', 'lab-astm-to-his.json']) {
+      const nodes = JSON.parse(readFileSync(join(root, 'flows', file), 'utf8')) as Array<Record<string, unknown>>;
+      for (const n of nodes) {
+        const spec = NODE_SPECS.find((s) => s.type === n.type);
+        if (!spec) continue;
+        for (const k of Object.keys(n)) if (!structural.has(k)) expect(spec.fields.map((f) => f.name), `${file} ${String(n.id)}.${k}`).toContain(k);
+      }
+    }
+  });
+  it('editor defaults and docs come from the spec', () => {
+    const hl7in = NODE_SPECS.find((s) => s.type === 'iomt-hl7-in')!;
+    expect(editorDefaults(hl7in).port).toEqual({ value: '2575', required: true });
+    expect(editorDefaults(hl7in).tls).toEqual({ value: false });
+    const md = specMarkdown(hl7in);
+    for (const f of hl7in.fields) expect(md).toContain(`| \`${f.name}\` |`);
+  });
+  it('knows the shipped ASTM profiles', () => {
+    const ids = knownProfileIds({});
+    expect(ids.astm.has('generic-lis2-a2')).toBe(true);
+    expect(ids.astm.has('sysmex-xn')).toBe(true);
+    expect(ids.astm.has('no-such')).toBe(false);
+  });
+  it('a required field left empty by its variable says so', () => {
+    const out = NODE_SPECS.find((s) => s.type === 'iomt-hl7-out')!;
+    const problems = validateNode(out, { host: '${HIS_HOST}', port: '2576' }, 'f.json', '[0]', { env: {} });
+    expect(problems).toEqual([{ file: 'f.json', path: '[0].host', reason: expect.stringMatching(/HIS_HOST.*empty; set the variable or give a default/) }]);
+  });
+});
+
+describe('check-config on broken flows (one fault each, on the shipped lab flow)', () => {
+  const root = join(__dirname, '..', '..', '..');
+  const base = () => JSON.parse(readFileSync(join(root, 'flows', 'lab-astm-to-his.json'), 'utf8')) as Array<Record<string, unknown>>;
+  const byId = (nodes: Array<Record<string, unknown>>, id: string) => nodes.find((n) => n.id === id)!;
+  const env = {};
+  const cases: Array<[string, (n: Array<Record<string, unknown>>) => void, RegExp]> = [
+    ['ASTM TCP port 99999', (n) => (byId(n, 'astm-tcp').tcpPort = '99999'), /Analyzer on TCP'\.tcpPort: '99999' is not a port number 1\.\.65535/],
+    ['port from a variable out of range', (n) => (byId(n, 'astm-tcp').tcpPort = '${X:-70000}'), /tcpPort: '\$\{X:-70000\}' \(resolves to '70000'\) is not a port number/],
+    ['unknown profile', (n) => (byId(n, 'astm-serial').profile = 'sysmex-xx'), /\.profile: unknown profile 'sysmex-xx'/],
+    ['unknown transport', (n) => (byId(n, 'astm-serial').transport = 'usb'), /\.transport: 'usb' is not one of: serial, tcp-server, tcp-client/],
+    ['mistyped node type', (n) => (byId(n, 'astm-serial').type = 'iomt-astm-devise'), /\.type: unknown node type 'iomt-astm-devise' \(did you mean 'iomt-astm-device'\?\)/],
+    ['two nodes on one port', (n) => (byId(n, 'hl7-orders-in').port = '${ASTM_TCP_PORT:-5000}'), /hl7-in 'Orders from HIS\/LIS'\.port: port 5000 is already listened on by \[2\] iomt-astm-device 'Analyzer on TCP'/],
+    ['empty HIS host', (n) => (byId(n, 'hl7-out-his-lab').host = ''), /hl7-out 'HIS \(HL7 v2\.5\.1\)'\.host: required, but empty/],
+    ['TLS on with missing files', (n) => Object.assign(byId(n, 'hl7-orders-in'), { tls: true, tlsCert: '/nonexistent/server.crt', tlsKey: '' }), /tlsCert: file not found: \/nonexistent\/server\.crt[\s\S]*tlsKey: required, but empty/],
+    ['TLS bool typo', (n) => (byId(n, 'hl7-out-his-lab').tls = '${HIS_TLS:-ture}'), /\.tls: '\$\{HIS_TLS:-ture\}' does not resolve to true or false/],
+    ['duplicate device id', (n) => (byId(n, 'astm-tcp').deviceId = 'astm-serial'), /deviceId: same device id as/],
+    ['serial without a path', (n) => (byId(n, 'astm-serial').serialPath = ''), /serialPath: required, but empty/],
+  ];
+  it('the unmodified flow passes', () => {
+    expect(checkFlowNodes(base(), 'lab.json', { env })).toEqual([]);
+  });
+  it.each(cases)('%s', (_name, mutate, want) => {
+    const nodes = base();
+    mutate(nodes);
+    const problems = checkFlowNodes(nodes, 'lab.json', { env });
+    const text = problems.map((p) => `${p.file}: ${p.path}: ${p.reason}`).join('\n');
+    expect(text).toMatch(want);
+    expect(problems.length, text).toBeLessThanOrEqual(2);
+  });
+  it('a listener on the gateway HTTP port clashes', () => {
+    const problems = checkFlowNodes(base(), 'lab.json', { env, httpPort: 2577 });
+    expect(problems.map((p) => p.reason)).toEqual([expect.stringMatching(/port 2577 is the gateway's own HTTP port/)]);
+  });
+  it('disabled nodes are not field-checked', () => {
+    const nodes = base();
+    Object.assign(byId(nodes, 'astm-tcp'), { tcpPort: '99999', d: true });
+    expect(checkFlowNodes(nodes, 'lab.json', { env })).toEqual([]);
   });
 });

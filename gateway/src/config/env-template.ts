@@ -18,9 +18,16 @@ export function resolveNumber(value: unknown, def: number, env: NodeJS.ProcessEn
   return /^-?\d+(\.\d+)?$/.test(s) ? Number(s) : NaN;
 }
 
+/**
+ * Resolve a bool property. Node-RED stores a checkbox as a real boolean; a shipped flow may hold
+ * `${VAR:-false}`. Strings resolve after substitution: true|1|yes|on and false|0|no|off (any case);
+ * empty → `def`. Anything else throws: a typo must stop the node visibly, never flip TLS on or off.
+ */
 export function resolveBool(value: unknown, def: boolean, env: NodeJS.ProcessEnv = process.env): boolean {
   if (typeof value === 'boolean') return value;
   const s = resolveEnvTemplate(value, env).trim();
   if (s === '') return def;
-  return /^(1|true|yes|on)$/i.test(s);
+  if (/^(1|true|yes|on)$/i.test(s)) return true;
+  if (/^(0|false|no|off)$/i.test(s)) return false;
+  throw new Error(`'${String(value)}' does not resolve to true or false (got '${s}')`);
 }

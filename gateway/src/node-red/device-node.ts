@@ -32,6 +32,27 @@ export function showStatus(node: RedNode, s: DriverStatus | { state: string; det
 }
 
 /**
+ * A node could not start (bad field, port in use, TLS files): say it on the node, in the log, and
+ * keep it visible in the runtime (`/api/v1/devices` state 'error', `/readyz` degraded) until the
+ * node closes on the next deploy. Returns the function that clears it early.
+ */
+export function reportStartFailure(node: RedNode, kind: 'device' | 'destination', id: string, driver: string, reason: string, shortDetail?: string): () => void {
+  node.error(reason);
+  showStatus(node, { state: 'error', detail: shortDetail ?? reason });
+  let clear: () => void = () => {};
+  try {
+    clear = getRuntime().reportNodeFailure({ kind, id, driver, nodeId: node.id, reason });
+  } catch {
+    return clear; // no runtime: nothing to report to
+  }
+  node.on('close', (_removed, done) => {
+    clear();
+    done();
+  });
+  return clear;
+}
+
+/**
  * Emits committed messages from a device into the flow with tracking, re-emits the ones a previous
  * run did not finish (architecture §3), and sweeps periodically for messages whose flow failed
  * transiently (e.g. the outbox could not commit) so they are routed once the store recovers.

@@ -5,6 +5,7 @@ import { componentLogger } from '../log/logger';
 import type { FlowTracker } from '../pipeline/flow-tracker';
 import { DRIVERS } from '../../../drivers';
 import { OUTPUTS } from '../outputs';
+import { editorFieldsScript } from './editor-fields';
 
 // node-red ships no type declarations
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -67,6 +68,11 @@ export async function startNodeRed(o: NodeRedOptions): Promise<{ stop(): Promise
     },
   };
   RED.init(o.server, settings);
+  // The field specs and the editor's field helpers, loaded by each IoMT node's .html (no PHI, no secrets).
+  const fieldsJs = editorFieldsScript();
+  RED.httpAdmin.get('/iomt/fields.js', (_req: unknown, res: { type(t: string): { send(b: string): void } }) => {
+    res.type('application/javascript').send(fieldsJs);
+  });
   // Message tracking for the guarantee across the in-memory flow (architecture §3).
   RED.hooks.add('preDeliver.iomt', (ev: { msg?: { _iomt?: { messageId?: number } } }) => {
     const id = ev.msg?._iomt?.messageId;

@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Hl7MllpOutput } from '../hl7-mllp-output';
 import { getRuntime } from '../../../runtime';
 import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../config/env-template';
-import { showStatus, type RedNode } from '../../../node-red/device-node';
+import { reportStartFailure, showStatus, type RedNode } from '../../../node-red/device-node';
 import type { Observation } from '../../../contracts/observation';
 import { metrics } from '../../../metrics/registry';
 
@@ -43,15 +43,26 @@ export = function register(RED: any): void {
     const rt = getRuntime();
     const destination = resolveEnvTemplate(config.destination).trim() || config.name || config.id;
     const host = resolveEnvTemplate(config.host).trim() || '127.0.0.1';
+    const fail = (reason: string, detail: string) => reportStartFailure(node, 'destination', destination, 'hl7-mllp', reason, detail);
     const port = resolveNumber(config.port, 2576);
     if (!Number.isInteger(port) || port <= 0 || port > 65535) {
-      node.error(`invalid port '${config.port}'`);
-      showStatus(node, { state: 'error', detail: 'invalid port' });
+      fail(`invalid port '${config.port}' (resolves to '${resolveEnvTemplate(config.port)}')`, 'invalid port');
+      return;
+    }
+    let useTls: boolean;
+    let aeRetryable: boolean;
+    let strictOrder: boolean;
+    try {
+      useTls = resolveBool(config.tls, false);
+      aeRetryable = resolveBool(config.aeRetryable, false);
+      strictOrder = resolveBool(config.strictOrder, false);
+    } catch (e) {
+      fail((e as Error).message, 'invalid setting');
       return;
     }
     let tls: { ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined;
     try {
-      if (resolveBool(config.tls, false)) {
+      if (useTls) {
         tls = {
           ca: config.tlsCa ? readFileSync(resolveEnvTemplate(config.tlsCa)) : undefined,
           cert: config.tlsCert ? readFileSync(resolveEnvTemplate(config.tlsCert)) : undefined,
@@ -59,8 +70,7 @@ export = function register(RED: any): void {
         };
       }
     } catch (e) {
-      node.error(`TLS files: ${(e as Error).message}`);
-      showStatus(node, { state: 'error', detail: 'TLS files' });
+      fail(`TLS files: ${(e as Error).message}`, 'TLS files');
       return;
     }
     const output = new Hl7MllpOutput({
@@ -69,7 +79,7 @@ export = function register(RED: any): void {
       port,
       tls,
       ackTimeoutMs: resolveNumber(config.ackTimeoutS, 30) * 1000,
-      aeRetryable: resolveBool(config.aeRetryable, false),
+      aeRetryable,
       sendingApp: resolveEnvTemplate(config.sendingApp).trim() || undefined,
       sendingFacility: resolveEnvTemplate(config.sendingFacility).trim() || undefined,
       receivingApp: resolveEnvTemplate(config.receivingApp).trim() || undefined,
@@ -84,7 +94,7 @@ export = function register(RED: any): void {
         .filter((x) => x),
     );
     rt.store.setDestinationPolicy(destination, {
-      strictOrder: resolveBool(config.strictOrder, false),
+      strictOrder,
       maxAttempts: resolveNumber(config.maxAttempts, 10),
       maxAgeMs: resolveNumber(config.maxAgeHours, 168) * 3600_000,
     });
@@ -93,8 +103,7 @@ export = function register(RED: any): void {
       const reconnectMaxMs = Math.max(1, resolveNumber(config.reconnectMaxS, 30)) * 1000;
       worker = rt.registerDestination(output, { unavailableBackoffMs: { base: Math.min(1000, reconnectMaxMs), max: reconnectMaxMs } });
     } catch (e) {
-      node.error((e as Error).message);
-      showStatus(node, { state: 'error', detail: 'duplicate destination' });
+      reportStartFailure(node, 'destination', `${destination}#${node.id}`, 'hl7-mllp', (e as Error).message, 'duplicate destination');
       return;
     }
     const refresh = () => {
