@@ -1,6 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
+import { createServer as createHttpsServer, request as httpsRequest } from 'node:https';
+import { makeCerts } from '../../../test/helpers/tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -53,6 +55,7 @@ describe('Authenticator over HTTP', () => {
   let base: string;
   let audit: AuditLog;
   let users: UserStore;
+  let app: express.Express;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'auth-'));
@@ -63,7 +66,7 @@ describe('Authenticator over HTTP', () => {
     await users.add('boss', 'admin', 'boss password');
     await users.add('tech', 'operator', 'tech password');
     const auth = new Authenticator({ users, audit, failuresBeforeDelay: 3 });
-    const app = express();
+    app = express();
     app.use(express.json());
     app.post('/login', auth.loginHandler());
     app.get('/admin-only', auth.middleware(['admin']), (_req, res) => res.json({ ok: true }));
@@ -102,6 +105,27 @@ describe('Authenticator over HTTP', () => {
     expect((await fetch(`${base}/admin-only`, { headers: { cookie } })).status).toBe(200);
     db.prepare(`UPDATE users SET role = 'viewer' WHERE name = 'temp'`).run(); // another process: no onChange here
     expect((await fetch(`${base}/any`, { headers: { cookie } })).status).toBe(401);
+  });
+
+  it('over HTTPS the session cookie is also Secure', async () => {
+    const certs = makeCerts(dir);
+    const tls = createHttpsServer({ cert: certs.cert, key: certs.key }, app);
+    await new Promise<void>((r) => tls.listen(0, '127.0.0.1', r));
+    try {
+      const port = (tls.address() as { port: number }).port;
+      const setCookie = await new Promise<string>((resolve, reject) => {
+        const body = JSON.stringify({ user: 'boss', password: 'boss password' });
+        const req = httpsRequest({ host: '127.0.0.1', port, path: '/login', method: 'POST', ca: certs.ca, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } }, (res) => {
+          res.resume();
+          res.on('end', () => (res.statusCode === 200 ? resolve(String(res.headers['set-cookie'] ?? '')) : reject(new Error(`status ${res.statusCode}`))));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+      expect(setCookie).toMatch(/^iomt_session=[A-Za-z0-9_-]{43}; Path=\/; HttpOnly; SameSite=Strict; Secure$/);
+    } finally {
+      await new Promise<void>((r) => tls.close(() => r()));
+    }
   });
 
   it('throttles an address after repeated failures (429 with Retry-After), every failure audited', async () => {
