@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import type { Database as Db, Statement } from 'better-sqlite3';
@@ -37,7 +37,11 @@ export function openAccounts(settings: GatewaySettings, opts: { retentionDays?: 
   const log = componentLogger('accounts');
   mkdirSync(settings.dataDir, { recursive: true, mode: 0o700 });
   const retentionDays = opts.retentionDays ?? auditRetentionDays();
-  const db = new Database(join(settings.dataDir, DB_FILE));
+  const file = join(settings.dataDir, DB_FILE);
+  // The file holds PHI: when this opens it first (e.g. `user add` before the first start), create it
+  // owner-only; SQLite gives its -wal and -shm files the same permissions.
+  closeSync(openSync(file, 'a', 0o600));
+  const db = new Database(file);
   let timer: NodeJS.Timeout | undefined;
   try {
     prepareDatabase(db, { busyTimeoutMs: 10_000 });

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -93,6 +93,7 @@ describe('first admin bootstrap (openAccounts)', () => {
     const a = openAccounts(settings(), { pruneIntervalMs: 0 });
     try {
       expect(a.admin.generatedPassword).toBeTruthy();
+      expect(statSync(join(dir, 'gateway.db')).mode & 0o777).toBe(0o600); // PHI: owner only, whatever the umask
       const file = join(dir, 'admin-password.txt');
       expect(readFileSync(file, 'utf8').trim()).toBe(a.admin.generatedPassword);
       expect(a.users.list()).toMatchObject([{ name: 'admin', role: 'admin' }]);
