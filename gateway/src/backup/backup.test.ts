@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import Database from 'better-sqlite3';
@@ -103,8 +103,8 @@ describe('backup / restore', () => {
     expect(b.snapshotMs).toBeLessThan(5000);
     expect(b.skipped.map((s) => s.path).sort()).toEqual(expect.arrayContaining(['admin-password.txt', 'node-red/node_modules']));
     expect(statSync(b.file).mode & 0o777).toBe(0o600);
-    // the writer kept committing while the backup ran (it did not stop ingest)
-    expect(resolvedDuringBackup + (N - committedBefore.size)).toBeGreaterThan(0);
+    // commits kept completing while the backup ran: it did not stop ingest
+    expect(resolvedDuringBackup).toBeGreaterThan(0);
 
     await store.close();
     store = undefined;
@@ -160,6 +160,20 @@ describe('backup / restore', () => {
     expect(r.movedAside).toBeDefined();
     expect(readFileSync(join(r.movedAside!, 'flows.json'), 'utf8')).toBe('old flows');
     expect(readFileSync(join(dst, 'flows.json'), 'utf8')).toBe(SIDE_FILES['flows.json']);
+  });
+
+  it.runIf(process.getuid?.() === 0)('restore run as root gives the files to the owner of the data dir', async () => {
+    store = GatewayStore.open({ dataDir: src });
+    await store.submit(sampleMessage(1));
+    writeFiles(src, SIDE_FILES);
+    const b = await backup(src, join(tmp.dir, 'own.tgz'));
+    const dst = join(tmp.dir, 'owned');
+    mkdirSync(dst);
+    chownSync(dst, 4242, 4343);
+    await restore(b.file, dst);
+    for (const p of ['gateway.db', 'flows.json', 'dicom', 'dicom/1.2.840.1/1.2.840.1.1.dcm', 'node-red/.config.runtime.json']) {
+      expect(statSync(join(dst, p))).toMatchObject({ uid: 4242, gid: 4343 });
+    }
   });
 
   it('backup refuses an archive inside the data dir, a missing data dir, and an existing file without overwrite', async () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, closeSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
+import { createReadStream, closeSync, lchownSync, copyFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, chmodSync } from 'node:fs';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import Database from 'better-sqlite3';
 import * as tar from 'tar';
@@ -378,12 +378,22 @@ export async function restore(file: string, dataDir: string, opts: { force?: boo
       mkdirSync(movedAside, { mode: 0o700 });
       for (const n of present) renameSync(join(dst, n), join(movedAside, n));
     }
-    for (const n of existsSync(data) ? readdirSync(data) : []) renameSync(join(data, n), join(dst, n));
+    const restored = existsSync(data) ? readdirSync(data) : [];
+    for (const n of restored) renameSync(join(data, n), join(dst, n));
     chmodSync(dst, 0o700);
+    // Run as root (e.g. without `sudo -u iomt-gateway`): hand the files to the data dir's owner, or
+    // the gateway, running as its own user, could not open them.
+    const owner = statSync(dst);
+    if (process.getuid?.() === 0 && owner.uid !== 0) for (const n of restored) chownTree(join(dst, n), owner.uid, owner.gid);
     return { dataDir: dst, manifest, ...(movedAside ? { movedAside } : {}) };
   } finally {
     rmSync(staging, { recursive: true, force: true });
   }
+}
+
+function chownTree(p: string, uid: number, gid: number): void {
+  lchownSync(p, uid, gid);
+  if (lstatSync(p).isDirectory()) for (const n of readdirSync(p)) chownTree(join(p, n), uid, gid);
 }
 
 function walkAll(dir: string, rel = ''): string[] {
