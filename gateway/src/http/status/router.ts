@@ -70,11 +70,20 @@ function startOfServerDay(now = new Date()): Date {
   return new Date(now.getFullYear(), now.getMonth(), now.getDate());
 }
 
+/** Messages and quarantine entries per device since a time. */
+export interface CountsSince {
+  perDevice: Map<string, number>;
+  capped: boolean;
+  qPerDevice: Map<string, number>;
+  qTotal: number;
+  qCapped: boolean;
+}
+
 /**
  * Counts since a time, computed from the store's read API (searchMessages / listQuarantine, newest
  * first, paged by id). Bounded by COUNT_CAP rows each.
  */
-export function computeSummary(rt: GatewayRuntime, since: Date, now = new Date()): StatusSummary {
+export function countSince(rt: GatewayRuntime, since: Date): CountsSince {
   const sinceIso = since.toISOString();
   const perDevice = new Map<string, number>();
   let seen = 0;
@@ -108,7 +117,12 @@ export function computeSummary(rt: GatewayRuntime, since: Date, now = new Date()
     }
     beforeId = page[page.length - 1].id;
   }
+  return { perDevice, capped, qPerDevice, qTotal, qCapped };
+}
 
+/** The home page's summary: live device and destination states, with `counts` (from countSince). */
+export function computeSummary(rt: GatewayRuntime, since: Date, now = new Date(), counts = countSince(rt, since)): StatusSummary {
+  const { perDevice, capped, qPerDevice, qTotal, qCapped } = counts;
   const statuses = rt.deviceStatuses();
   const known = new Set(statuses.map((s) => s.deviceId));
   // A device that sent today but is no longer configured still shows, so its count is never hidden.
@@ -135,7 +149,7 @@ export function computeSummary(rt: GatewayRuntime, since: Date, now = new Date()
       lastError: failed ?? w?.lastError,
     };
   });
-  return { generatedAt: now.toISOString(), since: sinceIso, devices, destinations, quarantineToday: qTotal, quarantineTodayCapped: qCapped };
+  return { generatedAt: now.toISOString(), since: since.toISOString(), devices, destinations, quarantineToday: qTotal, quarantineTodayCapped: qCapped };
 }
 
 /** The folder of the page's static files: beside this module (src, or dist after copy-assets). */
@@ -158,7 +172,8 @@ export function statusRouter(rt: GatewayRuntime, opts: { auth?: RequestHandler; 
   const dir = opts.assetsDir ?? statusAssetsDir();
   if (!existsSync(join(dir, 'index.html'))) throw new Error(`status page assets missing in ${dir} (run npm run build)`);
   const cacheMs = opts.cacheMs ?? 2000;
-  let cached: { key: string; at: number; value: StatusSummary } | undefined;
+  // only the counts (which walk today's rows) are cached; states, queues and dead letters are always live
+  let cached: { key: string; at: number; value: CountsSince } | undefined;
 
   r.use((_req, res, next) => {
     res.set({
@@ -197,8 +212,8 @@ export function statusRouter(rt: GatewayRuntime, opts: { auth?: RequestHandler; 
     }
     const key = since.toISOString();
     const now = Date.now();
-    if (!cached || cached.key !== key || now - cached.at > cacheMs) cached = { key, at: now, value: computeSummary(rt, since) };
-    res.json(cached.value);
+    if (!cached || cached.key !== key || now - cached.at > cacheMs) cached = { key, at: now, value: countSince(rt, since) };
+    res.json(computeSummary(rt, since, new Date(now), cached.value));
   });
 
   r.use('/api', (_req, res) => res.status(404).json({ error: 'not found', code: 'not-found' }));
