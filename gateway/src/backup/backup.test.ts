@@ -2,6 +2,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { chownSync, existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import Database from 'better-sqlite3';
 import * as tar from 'tar';
 import { tempDir } from '../../../test/helpers/env';
@@ -137,6 +138,64 @@ describe('backup / restore', () => {
       await restored.close();
     }
   }, 60_000);
+
+  it('under load from another process: the backup command, run while a gateway process commits, holds every ACKed message', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'test/ingest-child.ts'), src, '3000', '32'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const acked: string[] = [];
+    let stderr = '';
+    const ackTimes: number[] = [];
+    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+    const reachedAcks = (n: number) =>
+      new Promise<void>((resolveAcks, reject) => {
+        const check = () => (acked.length >= n ? resolveAcks() : undefined);
+        child.stdout.on('data', check);
+        void exited.then(() => (acked.length >= n ? resolveAcks() : reject(new Error(`child exited after ${acked.length} ACKs: ${stderr}`))));
+        check();
+      });
+    let buf = '';
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      let i: number;
+      while ((i = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, i);
+        buf = buf.slice(i + 1);
+        if (line.startsWith('ACK ')) {
+          const [uid, at] = line.slice(4).split(' ');
+          acked.push(uid);
+          ackTimes.push(Number(at));
+        }
+      }
+    });
+    child.stderr.on('data', (d: Buffer) => void (stderr += d.toString()));
+    try {
+      await reachedAcks(500);
+      const before = new Set(acked); // every message ACKed before the backup started
+      const t0 = Date.now();
+      const o = io();
+      const file = join(tmp.dir, 'cross.tgz');
+      expect(await runBackupCommand([file, '--data-dir', src], o), o.text()).toBe(0);
+      const t1 = Date.now();
+      expect(await exited).toBe(0);
+      // commits the other process made while the backup command ran (child clock = parent clock)
+      const ackedDuring = ackTimes.filter((t) => t > t0 && t < t1).length;
+      expect(acked).toHaveLength(3000);
+      expect(before.size).toBeLessThan(3000); // taken in the middle
+
+      const dst = join(tmp.dir, 'cross-restored');
+      expect(await runRestoreCommand([file, '--data-dir', dst], io())).toBe(0);
+      const db = new Database(join(dst, 'gateway.db'), { readonly: true });
+      const uids = new Set((db.prepare('SELECT uid FROM messages').all() as Array<{ uid: string }>).map((x) => x.uid));
+      expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+      db.close();
+      expect([...before].filter((u) => !uids.has(u))).toEqual([]);
+      expect(uids.size).toBeGreaterThanOrEqual(before.size);
+      expect(uids.size).toBeLessThan(3000 + 1);
+      expect(ackedDuring, `ACKs during the backup; before ${before.size}, in copy ${uids.size}`).toBeGreaterThan(0); // the other process kept committing
+      console.info(`backup across processes: ${before.size} ACKed before, ${ackedDuring} during, ${uids.size} in the copy`);
+    } finally {
+      if (child.exitCode === null) child.kill('SIGKILL');
+    }
+  }, 120_000);
 
   it('restore refuses a non-empty data dir, a running gateway, and with --force moves the old content aside', async () => {
     store = GatewayStore.open({ dataDir: src });
