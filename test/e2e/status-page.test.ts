@@ -246,6 +246,13 @@ describe('status page in a real browser', () => {
     await page.goto(`${base}/status/#/search?deviceId=${encodeURIComponent(deviceId)}&to=2000-01-01`);
     await page.locator('#results p').waitFor({ timeout: 10_000 });
     expect(await page.locator('#results tr[data-message]').count()).toBe(0);
+    // log out: back to the form, and the session no longer opens the data
+    await page.locator('#logout').click();
+    await page.locator('#login-form').waitFor({ timeout: 10_000 });
+    expect(await page.evaluate(async () => (await fetch('api/summary', { headers: { 'x-requested-with': 'iomt-status' } })).status)).toBe(401);
+    await page.goto(`${base}/status/#/search?specimenId=${SPECIMEN}`);
+    await page.locator('#login-form').waitFor({ timeout: 10_000 });
+    expect(await page.locator('#results').count()).toBe(0);
     await ctx.close();
   });
 

@@ -198,6 +198,7 @@
         tables.replaceWith(fresh);
         tables = fresh;
       } catch (e) {
+        if (e && e.status === 401) return showLogin(); // the session expired
         clear(tables);
         append(tables, errorBox(e));
       }
