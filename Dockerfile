@@ -2,9 +2,13 @@
 #
 # Native modules (better-sqlite3, @serialport/bindings-cpp) are compiled from source in the build
 # stage with Debian's toolchain (python3, make, g++ from the bookworm archive) for the architecture
-# being built: no prebuilt binary is downloaded (--build-from-source makes prebuild-install and
+# being built: no prebuilt binary is downloaded (build_from_source makes prebuild-install and
 # node-gyp-build skip their downloads / bundled prebuilds) and node-gyp uses the Node headers of the
 # image (npm_config_nodedir) instead of fetching them. The build fails if a module did not compile.
+# (npm_config_build_from_source is set as an environment variable, which the install scripts read
+# directly: npm 10 warns that `--build-from-source` on its command line is an unknown option.)
+# Checked outside Docker with the same commands and the network blocked (HTTPS_PROXY to a closed
+# port): `npm rebuild` compiled both modules with g++ against /usr/include/node and they load.
 #
 # Multi-architecture (amd64 industrial PCs, arm64 Raspberry Pi 4/5), with Docker buildx:
 #   docker buildx create --use            # once; arm64 on an amd64 host also needs binfmt:
@@ -28,7 +32,7 @@ COPY scripts ./scripts
 # compiled here can be loaded.
 RUN npm ci --ignore-scripts \
  && rm -rf node_modules/@serialport/bindings-cpp/prebuilds \
- && npm rebuild --build-from-source --foreground-scripts better-sqlite3 @serialport/bindings-cpp \
+ && npm rebuild --foreground-scripts better-sqlite3 @serialport/bindings-cpp \
  && test -f node_modules/better-sqlite3/build/Release/better_sqlite3.node \
  && test -f node_modules/@serialport/bindings-cpp/build/Release/bindings.node \
  && node -e "new (require('better-sqlite3'))(':memory:').prepare('select 1').get(); require('@serialport/bindings-cpp').autoDetect()"
