@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests drive (docs: ../shared/docs/peers.md), only when missing.
-# Debian packages: python3-hl7 (mllp_send), socat (pty pairs / raw TCP), chromium (editor tests).
+# Debian packages: python3-hl7 (mllp_send), socat (pty pairs / raw TCP), chromium (editor tests), systemd (systemd-analyze).
 # Needs root or sudo.
 set -euo pipefail
 need=()
@@ -8,6 +8,8 @@ command -v mllp_send >/dev/null 2>&1 || need+=(python3-hl7)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 # a real browser for the editor tests (playwright-core drives Debian's chromium)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# systemd-analyze verifies the shipped systemd unit (packaging/packaging.test.ts)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 if [ "${#need[@]}" -eq 0 ]; then exit 0; fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
