@@ -46,6 +46,74 @@ describe('iomt-gateway CLI', () => {
     expect(existsSync('/tmp/never-created-iomt')).toBe(false);
   });
 
+  it.each([['run'], ['demo'], ['check-config'], ['hash-password'], ['user'], ['backup'], ['restore'], ['simulate']])('%s --help prints its help and exits 0', (cmd) => {
+    const r = run([cmd, '--help']);
+    expect(r.stderr).not.toMatch(/TypeError|at .*\.js:\d+/);
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(cmd === 'user' ? 'iomt-gateway user' : cmd === 'simulate' ? 'simulate' : `iomt-gateway ${cmd}`));
+    expect(r.stdout).not.toMatch(/not available in this build/);
+  });
+
+  it('--version prints the package version', () => {
+    const pkg = JSON.parse(require('node:fs').readFileSync(join(ROOT, 'package.json'), 'utf8'));
+    for (const flag of ['--version', '-V']) {
+      const r = run([flag]);
+      expect(r.status).toBe(0);
+      expect(r.stdout.trim()).toBe(`iomt-gateway ${pkg.version}`);
+    }
+  });
+
+  it('an unknown option is a usage error with the command help, not a crash', () => {
+    const r = run(['check-config', '--flow', 'x.json']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/Unknown option '--flow'/);
+    expect(r.stderr).toMatch(/iomt-gateway check-config \[--flows FILE\]/);
+  });
+
+  it('check-config and run refuse a broken flow with every problem (file, path, reason); run starts nothing', () => {
+    const t = tempDir();
+    try {
+      const flows = join(t.dir, 'bad-flows.json');
+      writeFileSync(
+        flows,
+        JSON.stringify([
+          { id: 'a1', type: 'iomt-astm-device', name: 'A1', deviceId: 'a1', profile: 'no-such-profile', transport: 'tcp-server', tcpPort: '99999', wires: [['o']] },
+          { id: 'a2', type: 'iomt-astm-devise', wires: [] },
+          { id: 'h1', type: 'iomt-hl7-in', deviceId: 'h1', port: '2575', wires: [['o']] },
+          { id: 'h2', type: 'iomt-hl7-in', deviceId: 'h2', port: '${P:-2575}', tls: '${T:-true}', tlsCert: '/nonexistent/x.crt', tlsKey: '/nonexistent/x.key', wires: [['o']] },
+          { id: 'o', type: 'iomt-hl7-out', host: '', port: '2576', wires: [] },
+        ]),
+      );
+      const want = [
+        /bad-flows\.json: \[0\] iomt-astm-device 'A1'\.profile: unknown profile 'no-such-profile'/,
+        /\[0\] iomt-astm-device 'A1'\.tcpPort: '99999' is not a port number/,
+        /\[1\] iomt-astm-devise\.type: unknown node type/,
+        /\[3\] iomt-hl7-in\.port: port 2575 is already listened on by \[2\] iomt-hl7-in/,
+        /\[3\] iomt-hl7-in\.tlsCert: file not found: \/nonexistent\/x\.crt/,
+        /\[4\] iomt-hl7-out\.host: required, but empty/,
+      ];
+      const cc = run(['check-config', '--flows', flows]);
+      expect(cc.status).toBe(1);
+      for (const w of want) expect(cc.stderr).toMatch(w);
+      const dataDir = join(t.dir, 'data');
+      const r = run(['run', '--flows', flows], { IOMT_DATA_DIR: dataDir, IOMT_HTTP_PORT: '0' });
+      expect(r.status).toBe(2);
+      for (const w of want) expect(r.stderr).toMatch(w);
+      expect(r.stderr).toMatch(/not started/);
+      expect(existsSync(dataDir)).toBe(false);
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('user, backup and restore are wired (their own usage errors, not "unknown command")', () => {
+    for (const cmd of ['user', 'backup', 'restore']) {
+      const r = run([cmd]);
+      expect(r.stderr + r.stdout).not.toMatch(/unknown command|not available in this build/);
+      expect(r.status).not.toBe(0);
+    }
+  });
+
   it('hash-password prints a bcrypt hash usable as IOMT_ADMIN_PASSWORD_HASH', () => {
     const r = run(['hash-password'], {}, 'a-long-secret\n');
     expect(r.status).toBe(0);

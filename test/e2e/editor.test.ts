@@ -1,6 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
-import { tempDir, requirePeer, waitFor } from '../helpers/env';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import net from 'node:net';
+import { tempDir, requirePeer, waitFor, freePort } from '../helpers/env';
+import { AstmPeer, CODES, frame } from '../helpers/astm-peer';
 import { startGatewayProcess, ADMIN_PASSWORD, ROOT, type GatewayProcess } from '../helpers/gateway-process';
 import { TestHis } from '../helpers/test-his';
 import { MllpClient } from '../../drivers/hl7-mllp/mllp-client';
@@ -80,5 +84,170 @@ describe('Node-RED editor in a real browser', () => {
     await waitFor(async () => (await statusOf('iomt-hl7-out')).startsWith('connected'), 20_000);
     expect(await statusOf('iomt-hl7-out')).toMatch(/^connected queue 0/);
     await page.screenshot({ path: `${ROOT}/.tmp/editor.png` });
+  });
+});
+
+// Issue 9 §2: opening every shipped node and pressing Done changes nothing; after a deploy data still
+// flows (no TLS switched on by a checkbox reading '${HL7_IN_TLS:-false}' as true), and the checkout's
+// flow file is never written. A node that fails to start is listed in error and /readyz is degraded.
+describe('Editor: Done without edits changes nothing (every shipped node type)', () => {
+  let gw: GatewayProcess;
+  let browser: Browser;
+  const tmp = tempDir();
+  const his = new TestHis();
+  const shippedFile = join(ROOT, 'flows', 'lab-astm-to-his.json');
+  const shippedBefore = readFileSync(shippedFile, 'utf8');
+  let astmTcpPort = 0;
+  let ordersPort = 0;
+
+  beforeAll(async () => {
+    const exe = requirePeer('chromium');
+    const hisPort = await his.start();
+    astmTcpPort = await freePort();
+    ordersPort = await freePort();
+    gw = await startGatewayProcess({
+      dataDir: join(tmp.dir, 'gw'),
+      flows: shippedFile,
+      env: {
+        HIS_HOST: '127.0.0.1',
+        HIS_PORT: String(hisPort),
+        HIS_RECONNECT_MAX_S: '1',
+        ASTM_SERIAL_PATH: join(tmp.dir, 'no-such-tty'), // absent adapter: retried, not an error
+        ASTM_TCP_HOST: '127.0.0.1',
+        ASTM_TCP_PORT: String(astmTcpPort),
+        ORDERS_IN_HOST: '127.0.0.1',
+        ORDERS_IN_PORT: String(ordersPort),
+      },
+    });
+    browser = await chromium.launch({
+      executablePath: exe,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await gw?.kill();
+    await his.stop();
+    tmp.cleanup();
+  });
+
+  const ours = (nodes: Array<Record<string, unknown>>) => nodes.filter((n) => String(n.type).startsWith('iomt-'));
+
+  it('seeded the site flows into the data dir', () => {
+    expect(gw.output()).not.toMatch(/only seeds/);
+    expect(readFileSync(join(gw.dataDir, 'flows.json'), 'utf8')).toBe(shippedBefore);
+  });
+
+  it('opens each node, presses Done, deploys: flow unchanged, data still flows, checkout untouched', async () => {
+    const page = await browser.newPage();
+    const consoleErrors: string[] = [];
+    page.on('pageerror', (e) => consoleErrors.push(String(e)));
+    await page.goto(`http://127.0.0.1:${gw.httpPort}/editor/`);
+    const user = page.locator('#node-dialog-login-fields input[type=text], #node-dialog-login-fields input[name=username]').first();
+    await user.waitFor({ timeout: 20_000 });
+    await user.fill('admin');
+    await page.locator('#node-dialog-login-fields input[type=password]').fill(ADMIN_PASSWORD);
+    await page.locator('.red-ui-login-form button, #node-dialog-login-submit, button.primary').first().click();
+    await page.locator('.red-ui-palette-node[data-palette-type="iomt-astm-device"]').waitFor({ timeout: 30_000 });
+
+    const shipped = JSON.parse(shippedBefore) as Array<Record<string, unknown>>;
+    const ids = ours(shipped).map((n) => String(n.id));
+    expect(new Set(ours(shipped).map((n) => n.type))).toEqual(new Set(['iomt-astm-device', 'iomt-hl7-in', 'iomt-hl7-out']));
+    for (const id of ids) {
+      await page.evaluate((nid) => (window as any).RED.editor.edit((window as any).RED.nodes.node(nid)), id);
+      await page.locator('#node-dialog-ok').waitFor({ state: 'visible', timeout: 10_000 });
+      // what the person sees: a template bool is shown as the template text, not as a ticked box
+      const n = shipped.find((x) => x.id === id)!;
+      if (typeof n.tls === 'string') {
+        expect(await page.locator('#iomt-tmpl-tls').inputValue()).toBe(n.tls);
+        expect(await page.locator('#iomt-bool-tls').isVisible()).toBe(false);
+      }
+      await page.waitForTimeout(300); // async parts of the dialog (profile list)
+      await page.locator('#node-dialog-ok').click();
+      await page.locator('#node-dialog-ok').waitFor({ state: 'detached', timeout: 10_000 });
+    }
+    const state = await page.evaluate(() => {
+      const RED = (window as any).RED;
+      const changed: string[] = [];
+      RED.nodes.eachNode((n: any) => n.changed && changed.push(n.id));
+      return { dirty: RED.nodes.dirty(), changed, set: RED.nodes.createCompleteNodeSet() };
+    });
+    expect(state.changed).toEqual([]);
+    expect(state.dirty).toBe(false);
+    for (const orig of ours(shipped)) {
+      const now = state.set.find((x: any) => x.id === orig.id);
+      for (const [k, v] of Object.entries(orig)) if (k !== 'x' && k !== 'y') expect(now[k], `${String(orig.id)}.${k}`).toEqual(v);
+    }
+
+    // full deploy of exactly what the editor holds, through the editor's own session
+    const deploy = await page.evaluate(
+      (flows) =>
+        new Promise<{ status: number; text: string }>((resolve) => {
+          (window as any).$.ajax({ url: 'flows', type: 'POST', data: JSON.stringify({ flows }), contentType: 'application/json; charset=utf-8', headers: { 'Node-RED-Deployment-Type': 'full', 'Node-RED-API-Version': 'v2' } })
+            .always((_a: unknown, _b: unknown, c: any) => {
+              const xhr = c && typeof c.status === 'number' ? c : _a;
+              resolve({ status: (xhr as any).status, text: String((xhr as any).responseText ?? '') });
+            });
+        }),
+      state.set,
+    );
+    expect(deploy.status, deploy.text).toBeLessThan(300);
+    await waitFor(async () => (await fetch(`http://127.0.0.1:${gw.httpPort}/readyz`)).ok, 20_000);
+    const deployed = JSON.parse(readFileSync(join(gw.dataDir, 'flows.json'), 'utf8')) as Array<Record<string, unknown>>;
+    for (const orig of ours(shipped)) {
+      const now = deployed.find((x) => x.id === orig.id)!;
+      for (const [k, v] of Object.entries(orig)) expect(now[k], `${String(orig.id)}.${k}`).toEqual(v);
+    }
+    expect(readFileSync(shippedFile, 'utf8')).toBe(shippedBefore); // Deploy wrote the data dir, not the checkout
+    expect(consoleErrors).toEqual([]);
+
+    // data still flows: an ASTM result over TCP reaches the HIS ...
+    await waitFor(async () => {
+      const s = net.connect(astmTcpPort, '127.0.0.1');
+      const ok = await new Promise<boolean>((r) => s.once('connect', () => r(true)).once('error', () => r(false)));
+      s.destroy();
+      return ok;
+    }, 20_000);
+    const sock = net.connect(astmTcpPort, '127.0.0.1');
+    await new Promise<void>((r) => sock.once('connect', () => r()));
+    const peer = new AstmPeer(sock);
+    const records = [
+      'H|\\^&|||EDITOR-ANALYZER^1|||||LIS||P|LIS2-A2|20250301093015',
+      'P|1|BN0099077',
+      'O|1|EDITOR-DONE-1||^^^WBC|R||||||N||||WB',
+      'R|1|^^^WBC|6.10|10*3/uL|4.00 to 10.00|N||F||TECH01||20250301092950|ED-1',
+      'L|1|N',
+    ];
+    const answers = await peer.sendSession(records.map((r, i) => frame(i + 1, r)));
+    expect(answers.every((a) => a === CODES.ACK)).toBe(true);
+    sock.destroy();
+    await waitFor(() => his.received.some((r) => r.text.includes('EDITOR-DONE-1')), 20_000);
+    // ... and the orders listener still speaks plain MLLP (TLS not switched on)
+    const client = new MllpClient({ host: '127.0.0.1', port: ordersPort, ackTimeoutMs: 10_000 });
+    const orm = ['MSH|^~\\&|HIS|H|IOMT|LAB|20250301090000||ORM^O01|ED-ORM-1|P|2.5.1', 'PID|1||BN0099077^^^BV^MR', 'ORC|NW|ORD-ED-1', 'OBR|1|ORD-ED-1||WBC^WBC^L'].join('\r') + '\r';
+    expect(parseAck(await client.send(Buffer.from(orm))).code).toBe('AA');
+    await client.close();
+    await page.screenshot({ path: `${ROOT}/.tmp/editor-done.png` });
+  });
+
+  it('a node that fails to start stays listed in error and /readyz is degraded, until it is fixed', async () => {
+    const base = `http://127.0.0.1:${gw.httpPort}`;
+    const tok = await fetch(`${base}/editor/auth/token`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ client_id: 'node-red-admin', grant_type: 'password', scope: '*', username: 'admin', password: ADMIN_PASSWORD }) });
+    expect(tok.status).toBe(200);
+    const auth = { authorization: `Bearer ${(await tok.json()).access_token}`, 'content-type': 'application/json', 'Node-RED-Deployment-Type': 'full' };
+    const good = JSON.parse(readFileSync(join(gw.dataDir, 'flows.json'), 'utf8')) as Array<Record<string, unknown>>;
+    const broken = good.map((n) => (n.id === 'astm-tcp' ? { ...n, profile: 'no-such-profile' } : n));
+    expect((await fetch(`${base}/editor/flows`, { method: 'POST', headers: auth, body: JSON.stringify(broken) })).status).toBe(204);
+    await waitFor(async () => (await fetch(`${base}/readyz`)).status === 503, 20_000);
+    const ready = await (await fetch(`${base}/readyz`)).json();
+    expect(ready.status).toBe('degraded');
+    expect(ready.failed).toEqual([expect.objectContaining({ kind: 'device', id: 'astm-tcp', state: 'error', reason: expect.stringMatching(/unknown ASTM profile 'no-such-profile'/) })]);
+    const devices = (await gw.api('/devices')).devices as Array<{ deviceId: string; state: string; detail?: string }>;
+    expect(devices.find((d) => d.deviceId === 'astm-tcp')).toMatchObject({ state: 'error', detail: expect.stringMatching(/unknown ASTM profile/) });
+    expect(devices.find((d) => d.deviceId === 'his-orders')?.state).not.toBe('error');
+    // fixed by the next deploy
+    expect((await fetch(`${base}/editor/flows`, { method: 'POST', headers: auth, body: JSON.stringify(good) })).status).toBe(204);
+    await waitFor(async () => (await fetch(`${base}/readyz`)).ok, 20_000);
+    expect(((await gw.api('/devices')).devices as Array<{ deviceId: string; state: string }>).find((d) => d.deviceId === 'astm-tcp')?.state).not.toBe('error');
   });
 });

@@ -74,10 +74,14 @@ const CLIENT = String.raw`
       mode(tmpl);
     });
   }
+  // fields the stored node does not have, with what the dialog showed for them: left unset on Done
+  var UNSET = {};
   function prepare(node) {
     var s = spec(node.type);
+    var unset = (UNSET[node.id] = {});
     s.fields.forEach(function (f) {
       if (f.type === 'bool') return boolWidget(node, f);
+      if (node[f.name] === undefined && $('#node-input-' + f.name).length) unset[f.name] = $('#node-input-' + f.name).val();
       var sel = $('select#node-input-' + f.name);
       var v = node[f.name];
       if (sel.length && v !== undefined && v !== null && sel.find('option').filter(function () { return this.value === String(v); }).length === 0) {
@@ -88,8 +92,15 @@ const CLIENT = String.raw`
   }
   function save(node) {
     var s = spec(node.type);
+    var unset = UNSET[node.id] || {};
+    delete UNSET[node.id];
     s.fields.forEach(function (f) {
-      if (f.type !== 'bool') return;
+      if (f.type !== 'bool') {
+        // untouched and absent from the stored node: hide the input from Node-RED so it adds nothing
+        var el = $('#node-input-' + f.name);
+        if (Object.prototype.hasOwnProperty.call(unset, f.name) && el.length && el.val() === unset[f.name]) el.attr('id', 'iomt-unset-' + f.name);
+        return;
+      }
       var host = $('.iomt-bool[data-field="' + f.name + '"]');
       if (!host.length) return;
       var stored = node[f.name];
@@ -97,8 +108,10 @@ const CLIENT = String.raw`
       if (host.attr('data-mode') === 'template') next = String($('#iomt-tmpl-' + f.name).val() || '').trim();
       else {
         next = $('#iomt-bool-' + f.name).prop('checked');
-        // unchanged meaning: keep the stored value exactly (e.g. the string 'false' stays a string)
+        // unchanged meaning: keep the stored value exactly (e.g. the string 'false' stays a string,
+        // an absent property stays absent)
         if (typeof stored === 'string' && !isTemplate(stored) && (next ? TRUE : FALSE).test(stored.trim())) next = stored;
+        if ((stored === undefined || stored === '') && next === (f.default === true)) return;
       }
       if (next === '') next = f.default;
       node[f.name] = next;
