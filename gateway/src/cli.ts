@@ -10,6 +10,8 @@ import { createRootLogger } from './log/logger';
 import { startGateway } from './gateway';
 import { packageRoot } from './package-root';
 import { resolveSiteFlows } from './node-red/flow-files';
+import { NODE_SPECS } from './config/node-specs';
+import { specMarkdown } from './config/field-spec';
 import { DRIVERS } from '../../drivers';
 import { installDeviceIoGuard } from './log/device-io-guard';
 
@@ -24,6 +26,7 @@ Commands:
   user add|passwd|role|remove|list ...    manage user accounts (run 'iomt-gateway user --help')
   backup FILE                             online, consistent backup of the data dir
   restore FILE                            put a backup back into the data dir of a stopped gateway
+  fields [NODE-TYPE]                      reference of every node's fields (type, default, valid values), as Markdown
   hash-password                           read a password on stdin, print its bcrypt hash (IOMT_ADMIN_PASSWORD_HASH)
 
 Options: -h, --help (also after any command), -V, --version
@@ -62,6 +65,11 @@ reason. Exit 0 = OK, 1 = problems.
 
 ${FLOWS_HELP}
   --profiles DIR    device profiles directory (default: the shipped firmware-config/profiles)`,
+  fields: `iomt-gateway fields [NODE-TYPE]
+
+Print the field reference of the IoMT node types (or of one) as Markdown: name, type, default,
+required, valid values, description. It is generated from the same field spec the editor and
+check-config use, so it is never out of date.`,
   'hash-password': `iomt-gateway hash-password
 
 Read a password (8 characters or more) on standard input and print its bcrypt hash, for
@@ -163,18 +171,28 @@ async function main(argv: string[]): Promise<number> {
     return 1;
   }
   let values: { flows?: string; settings?: string; profiles?: string; help?: boolean };
+  let positionals: string[];
   try {
     const options: Record<string, { type: 'string' | 'boolean'; short?: string }> = { help: { type: 'boolean', short: 'h' } };
     if (cmd === 'run' || cmd === 'check-config') options.flows = { type: 'string' };
-    if (cmd !== 'hash-password') options.settings = { type: 'string' };
+    if (cmd !== 'hash-password' && cmd !== 'fields') options.settings = { type: 'string' };
     if (cmd === 'check-config') options.profiles = { type: 'string' };
-    ({ values } = parseArgs({ args: rest, options, strict: true, allowPositionals: false }) as { values: typeof values });
+    ({ values, positionals } = parseArgs({ args: rest, options, strict: true, allowPositionals: cmd === 'fields' }) as { values: typeof values; positionals: string[] });
   } catch (e) {
     process.stderr.write(`iomt-gateway ${cmd}: ${(e as Error).message}\n\n${HELP[cmd]}\n`);
     return 2;
   }
   if (values.help) {
     process.stdout.write(HELP[cmd] + '\n');
+    return 0;
+  }
+  if (cmd === 'fields') {
+    const specs = positionals.length ? NODE_SPECS.filter((x) => positionals.includes(x.type)) : NODE_SPECS;
+    if (specs.length !== (positionals.length || NODE_SPECS.length)) {
+      process.stderr.write(`unknown node type; known: ${NODE_SPECS.map((x) => x.type).join(', ')}\n`);
+      return 2;
+    }
+    process.stdout.write(specs.map(specMarkdown).join('\n\n') + '\n');
     return 0;
   }
   if (cmd === 'hash-password') {

@@ -46,12 +46,20 @@ describe('iomt-gateway CLI', () => {
     expect(existsSync('/tmp/never-created-iomt')).toBe(false);
   });
 
-  it.each([['run'], ['demo'], ['check-config'], ['hash-password'], ['user'], ['backup'], ['restore'], ['simulate']])('%s --help prints its help and exits 0', (cmd) => {
+  it.each([['run'], ['demo'], ['check-config'], ['fields'], ['hash-password'], ['user'], ['backup'], ['restore'], ['simulate']])('%s --help prints its help and exits 0', (cmd) => {
     const r = run([cmd, '--help']);
     expect(r.stderr).not.toMatch(/TypeError|at .*\.js:\d+/);
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(new RegExp(cmd === 'user' ? 'iomt-gateway user' : cmd === 'simulate' ? 'simulate' : `iomt-gateway ${cmd}`));
     expect(r.stdout).not.toMatch(/not available in this build/);
+  });
+
+  it('fields prints the reference of every node field from the spec', () => {
+    const r = run(['fields']);
+    expect(r.status).toBe(0);
+    for (const t of ['iomt-hl7-in', 'iomt-hl7-out', 'iomt-astm-device']) expect(r.stdout).toContain(`### \`${t}\``);
+    expect(r.stdout).toMatch(/\| `tcpPort` \| port \| {2}\| yes \| 1\.\.65535 \|/);
+    expect(run(['fields', 'iomt-nope']).status).toBe(2);
   });
 
   it('--version prints the package version', () => {

@@ -173,8 +173,9 @@ export function specMarkdown(spec: NodeSpec): string {
       f.type === 'enum' ? (f.options ?? []).map((o) => (o === '' ? '(empty)' : `\`${o}\``)).join(', ') :
       f.type === 'bool' ? 'true, false' :
       f.type === 'file' ? 'existing file' :
-      f.type === 'profile' ? `a ${f.profileDriver} profile id` :
-      f.type === 'host' ? 'host name or address' : '';
+      f.type === 'profile' ? `profile id (${f.profileDriver} profiles)` :
+      f.type === 'host' ? 'host name or address' :
+      f.pattern ? `matches \`${f.pattern}\`` : '';
     const cond = f.when ? ` (checked when \`${f.when.field}\` is ${f.when.equals.join(' or ')})` : '';
     lines.push(`| \`${f.name}\` | ${f.type} | ${f.default === '' ? '' : `\`${esc(String(f.default))}\``} | ${f.required ? 'yes' : ''} | ${esc(valid)} | ${esc(f.description + cond)} |`);
   }
