@@ -74,7 +74,15 @@ export = function register(RED: any): void {
     }
   });
 
+  // Anything a start throws (a bug, a resource) leaves the node listed in error, never silently gone.
   function IomtAstmDevice(this: RedNode, config: AstmDeviceConfig) {
+    try {
+      startIomtAstmDevice.call(this, config);
+    } catch (e) {
+      reportStartFailure(this, 'device', resolveEnvTemplate(config.deviceId).trim() || config.name || config.id, 'astm', `cannot start: ${(e as Error).message}`, 'cannot start');
+    }
+  }
+  function startIomtAstmDevice(this: RedNode, config: AstmDeviceConfig) {
     RED.nodes.createNode(this, config);
     const node = this;
     const deviceId = resolveEnvTemplate(config.deviceId).trim() || config.name || config.id;

@@ -31,7 +31,15 @@ interface Hl7InConfig {
 }
 
 export = function register(RED: any): void {
+  // Anything a start throws (a bug, a resource) leaves the node listed in error, never silently gone.
   function IomtHl7In(this: RedNode, config: Hl7InConfig) {
+    try {
+      startIomtHl7In.call(this, config);
+    } catch (e) {
+      reportStartFailure(this, 'device', resolveEnvTemplate(config.deviceId).trim() || config.name || config.id, 'hl7-mllp', `cannot start: ${(e as Error).message}`, 'cannot start');
+    }
+  }
+  function startIomtHl7In(this: RedNode, config: Hl7InConfig) {
     RED.nodes.createNode(this, config);
     const node = this;
     const deviceId = resolveEnvTemplate(config.deviceId).trim() || config.name || config.id;

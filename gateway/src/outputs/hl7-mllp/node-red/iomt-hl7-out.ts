@@ -37,7 +37,15 @@ interface Hl7OutConfig {
 }
 
 export = function register(RED: any): void {
+  // Anything a start throws (a bug, a resource) leaves the node listed in error, never silently gone.
   function IomtHl7Out(this: RedNode, config: Hl7OutConfig) {
+    try {
+      startIomtHl7Out.call(this, config);
+    } catch (e) {
+      reportStartFailure(this, 'destination', resolveEnvTemplate(config.destination).trim() || config.name || config.id, 'hl7-mllp', `cannot start: ${(e as Error).message}`, 'cannot start');
+    }
+  }
+  function startIomtHl7Out(this: RedNode, config: Hl7OutConfig) {
     RED.nodes.createNode(this, config);
     const node = this;
     const rt = getRuntime();
