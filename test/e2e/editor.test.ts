@@ -241,9 +241,9 @@ describe('Editor: Done without edits changes nothing (every shipped node type)',
     await waitFor(async () => (await fetch(`${base}/readyz`)).status === 503, 20_000);
     const ready = await (await fetch(`${base}/readyz`)).json();
     expect(ready.status).toBe('degraded');
-    expect(ready.failed).toEqual([expect.objectContaining({ kind: 'device', id: 'astm-tcp', state: 'error', reason: expect.stringMatching(/unknown ASTM profile 'no-such-profile'/) })]);
+    expect(ready.failed).toEqual([expect.objectContaining({ kind: 'device', id: 'astm-tcp', state: 'error', reason: expect.stringMatching(/unknown profile 'no-such-profile'/) })]);
     const devices = (await gw.api('/devices')).devices as Array<{ deviceId: string; state: string; detail?: string }>;
-    expect(devices.find((d) => d.deviceId === 'astm-tcp')).toMatchObject({ state: 'error', detail: expect.stringMatching(/unknown ASTM profile/) });
+    expect(devices.find((d) => d.deviceId === 'astm-tcp')).toMatchObject({ state: 'error', detail: expect.stringMatching(/unknown profile 'no-such-profile'/) });
     expect(devices.find((d) => d.deviceId === 'his-orders')?.state).not.toBe('error');
     // fixed by the next deploy
     expect((await fetch(`${base}/editor/flows`, { method: 'POST', headers: auth, body: JSON.stringify(good) })).status).toBe(204);

@@ -10,7 +10,7 @@ export const ASTM_DEVICE_SPEC: NodeSpec = {
   listen: { port: 'tcpPort', host: 'tcpHost', when: { field: 'transport', equals: ['tcp-server'] } },
   fields: [
     { name: 'name', type: 'string', default: '', description: 'label on the canvas' },
-    { name: 'deviceId', type: 'string', default: '', unique: 'device', pattern: '^[A-Za-z0-9._:-]{1,64}$', description: 'unique device id in the store and API; empty = the name, else the node id' },
+    { name: 'deviceId', type: 'string', default: '', unique: 'device', pattern: '^[^/\\x00-\\x1f]{1,64}$', description: 'unique device id in the store and API; empty = the name, else the node id' },
     { name: 'profile', type: 'profile', profileDriver: 'astm', default: 'generic-lis2-a2', required: true, description: 'analyzer profile (firmware-config/profiles/astm, or IOMT_PROFILES_DIR/astm)' },
     { name: 'transport', type: 'enum', default: 'serial', options: ['serial', 'tcp-server', 'tcp-client'], required: true, description: 'serial port, TCP with the analyzer connecting (tcp-server), or the gateway connecting (tcp-client)' },
     { name: 'serialPath', type: 'string', default: '', required: true, when: { field: 'transport', equals: ['serial'] }, description: 'serial device (prefer /dev/serial/by-id/...); a missing port is retried' },

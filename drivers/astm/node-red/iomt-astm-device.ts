@@ -11,7 +11,8 @@ import type { AstmOrder } from '../order-response';
 import { getRuntime } from '../../../gateway/src/runtime';
 import { packageRoot } from '../../../gateway/src/package-root';
 import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../gateway/src/config/env-template';
-import { DeviceEmitter, reportStartFailure, showStatus, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
+import { DeviceEmitter, reportStartFailure, showStatus, specProblems, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
+import { ASTM_DEVICE_SPEC } from './iomt-astm-device.spec';
 import { ordersForAstmQuery, toAstmOrder } from '../../../gateway/src/orders/astm-order-answer';
 import { componentLogger } from '../../../gateway/src/log/logger';
 import { listSerialPorts } from './serial-ports';
@@ -90,6 +91,11 @@ export = function register(RED: any): void {
     const fail = (reason: string, detail: string) => reportStartFailure(node, 'device', deviceId, 'astm', reason, detail);
     if (profileError) {
       fail(`profiles: ${profileError}`, 'invalid profiles');
+      return;
+    }
+    const invalid = specProblems(ASTM_DEVICE_SPEC, config);
+    if (invalid) {
+      fail(invalid, 'invalid configuration');
       return;
     }
     let answerQueries: boolean;

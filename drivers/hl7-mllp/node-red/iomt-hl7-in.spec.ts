@@ -11,7 +11,7 @@ export const HL7_IN_SPEC: NodeSpec = {
   listen: { port: 'port', host: 'host' },
   fields: [
     { name: 'name', type: 'string', default: '', description: 'label on the canvas' },
-    { name: 'deviceId', type: 'string', default: '', unique: 'device', pattern: '^[A-Za-z0-9._:-]{1,64}$', description: 'unique device id in the store and API; empty = the name, else the node id' },
+    { name: 'deviceId', type: 'string', default: '', unique: 'device', pattern: '^[^/\\x00-\\x1f]{1,64}$', description: 'unique device id in the store and API; empty = the name, else the node id' },
     { name: 'host', type: 'host', default: '0.0.0.0', runtimeDefault: '0.0.0.0', description: 'address to listen on' },
     { name: 'port', type: 'port', default: '2575', required: true, description: 'TCP port to listen on (MLLP)' },
     { name: 'tls', type: 'bool', default: false, description: 'MLLP over TLS' },

@@ -8,7 +8,8 @@ import { Hl7Receiver } from '../hl7-receiver';
 import { getRuntime } from '../../../gateway/src/runtime';
 import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../gateway/src/config/env-template';
 import { isSupportedCharset, type CharsetName } from '../../../gateway/src/charset/charset';
-import { DeviceEmitter, reportStartFailure, showStatus, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
+import { DeviceEmitter, reportStartFailure, showStatus, specProblems, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
+import { HL7_IN_SPEC } from './iomt-hl7-in.spec';
 
 interface Hl7InConfig {
   id: string;
@@ -49,6 +50,11 @@ export = function register(RED: any): void {
     const idleTimeoutMs = resolveNumber(config.idleTimeoutS, 600) * 1000;
     const maxConnections = resolveNumber(config.maxConnections, 64);
     const fail = (reason: string, detail: string) => reportStartFailure(node, 'device', deviceId, 'hl7-mllp', reason, detail);
+    const invalid = specProblems(HL7_IN_SPEC, config);
+    if (invalid) {
+      fail(invalid, 'invalid configuration');
+      return;
+    }
     let useTls: boolean;
     let strict: boolean;
     let acceptOrders: boolean;

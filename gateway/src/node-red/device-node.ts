@@ -2,6 +2,8 @@ import type { CommitResult, DriverStatus } from '../contracts/driver';
 import type { Observation } from '../contracts/observation';
 import { getRuntime } from '../runtime';
 import { componentLogger } from '../log/logger';
+import { validateNode, type NodeSpec } from '../config/field-spec';
+import { knownProfileIds } from '../config/node-specs';
 
 /** The message a device node sends into a flow. `payload` is the normalized observations (PHI). */
 export interface IomtFlowMessage {
@@ -29,6 +31,16 @@ export function showStatus(node: RedNode, s: DriverStatus | { state: string; det
   const fill = s.state === 'connected' || s.state === 'listening' ? 'green' : s.state === 'error' ? 'red' : s.state === 'stopped' ? 'grey' : 'yellow';
   const last = 'lastMessageAt' in s && s.lastMessageAt ? ` · last ${s.lastMessageAt.slice(11, 19)}` : '';
   node.status({ fill, shape: fill === 'green' ? 'dot' : 'ring', text: `${s.state}${s.detail ? ` ${s.detail}` : ''}${last}` });
+}
+
+/**
+ * The node's fields checked against its field spec with the running environment, as check-config
+ * does (one rule set): the problems joined in one line, or undefined when it is valid. A node
+ * deployed from the editor with a bad field then fails visibly instead of running half-configured.
+ */
+export function specProblems(spec: NodeSpec, config: object, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const problems = validateNode(spec, config as Record<string, unknown>, 'node', '', { env, profiles: knownProfileIds(env) });
+  return problems.length ? `invalid configuration: ${problems.map((p) => `${p.path.replace(/^\./, '')}: ${p.reason}`).join('; ')}` : undefined;
 }
 
 /**

@@ -10,6 +10,9 @@ import { GatewayRuntime } from '../runtime';
 import { GatewayStore } from '../store/gateway-store';
 import { loadSettings } from '../config/settings';
 import { listSerialPorts } from '../../../drivers/astm/node-red/serial-ports';
+import { specProblems } from './device-node';
+import { HL7_IN_SPEC } from '../../../drivers/hl7-mllp/node-red/iomt-hl7-in.spec';
+import { ASTM_DEVICE_SPEC } from '../../../drivers/astm/node-red/iomt-astm-device.spec';
 
 const ROOT = join(__dirname, '..', '..', '..');
 
@@ -141,5 +144,21 @@ describe('serial port picker without udevadm', () => {
     } finally {
       t.cleanup();
     }
+  });
+});
+
+describe('a node checks its own fields at start with the same spec as check-config', () => {
+  it('names every bad field; a valid node passes', () => {
+    const shipped = JSON.parse(readFileSync(join(ROOT, 'flows', 'lab-astm-to-his.json'), 'utf8')) as Array<Record<string, unknown>>;
+    const hl7in = shipped.find((n) => n.id === 'hl7-orders-in')!;
+    const astm = shipped.find((n) => n.id === 'astm-tcp')!;
+    expect(specProblems(HL7_IN_SPEC, hl7in, {})).toBeUndefined();
+    expect(specProblems(ASTM_DEVICE_SPEC, astm, {})).toBeUndefined();
+    const bad = specProblems(HL7_IN_SPEC, { ...hl7in, port: '99999', tls: '${ORDERS_IN_TLS:-maybe}' }, {});
+    expect(bad).toMatch(/^invalid configuration: /);
+    expect(bad).toMatch(/port: '99999' is not a port number/);
+    expect(bad).toMatch(/tls: '\$\{ORDERS_IN_TLS:-maybe\}' does not resolve to true or false/);
+    expect(specProblems(ASTM_DEVICE_SPEC, { ...astm, profile: 'nope' }, {})).toMatch(/profile: unknown profile 'nope'/);
+    expect(specProblems(ASTM_DEVICE_SPEC, { ...astm, tcpPort: '${ASTM_TCP_PORT}' }, {})).toMatch(/tcpPort: .*empty; set the variable or give a default/);
   });
 });

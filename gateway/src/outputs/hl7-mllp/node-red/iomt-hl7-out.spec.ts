@@ -9,7 +9,7 @@ export const HL7_OUT_SPEC: NodeSpec = {
   summary: 'Sends each message as HL7 v2.5.1 ORU^R01 over MLLP to a HIS/LIS through a durable outbox.',
   fields: [
     { name: 'name', type: 'string', default: '', description: 'label on the canvas' },
-    { name: 'destination', type: 'string', default: '', unique: 'destination', pattern: '^[A-Za-z0-9._:-]{1,64}$', description: 'unique destination id (outbox, API, metrics); empty = the name, else the node id' },
+    { name: 'destination', type: 'string', default: '', unique: 'destination', pattern: '^[^/\\x00-\\x1f]{1,64}$', description: 'unique destination id (outbox, API, metrics); empty = the name, else the node id' },
     { name: 'host', type: 'host', default: '${HIS_HOST}', required: true, description: 'HIS/LIS host name or address' },
     { name: 'port', type: 'port', default: '${HIS_PORT}', required: true, description: 'HIS/LIS MLLP port' },
     { name: 'tls', type: 'bool', default: false, description: 'MLLP over TLS' },

@@ -8,7 +8,8 @@ import { readFileSync } from 'node:fs';
 import { Hl7MllpOutput } from '../hl7-mllp-output';
 import { getRuntime } from '../../../runtime';
 import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../config/env-template';
-import { reportStartFailure, showStatus, type RedNode } from '../../../node-red/device-node';
+import { reportStartFailure, showStatus, specProblems, type RedNode } from '../../../node-red/device-node';
+import { HL7_OUT_SPEC } from './iomt-hl7-out.spec';
 import type { Observation } from '../../../contracts/observation';
 import { metrics } from '../../../metrics/registry';
 
@@ -52,6 +53,11 @@ export = function register(RED: any): void {
     const destination = resolveEnvTemplate(config.destination).trim() || config.name || config.id;
     const host = resolveEnvTemplate(config.host).trim() || '127.0.0.1';
     const fail = (reason: string, detail: string) => reportStartFailure(node, 'destination', destination, 'hl7-mllp', reason, detail);
+    const invalid = specProblems(HL7_OUT_SPEC, config);
+    if (invalid) {
+      fail(invalid, 'invalid configuration');
+      return;
+    }
     const port = resolveNumber(config.port, 2576);
     if (!Number.isInteger(port) || port <= 0 || port > 65535) {
       fail(`invalid port '${config.port}' (resolves to '${resolveEnvTemplate(config.port)}')`, 'invalid port');
