@@ -228,6 +228,29 @@ describe('Editor: Done without edits changes nothing (every shipped node type)',
     expect(parseAck(await client.send(Buffer.from(orm))).code).toBe('AA');
     await client.close();
     await page.screenshot({ path: `${ROOT}/.tmp/editor-done.png` });
+
+    // a real edit is saved: template → checkbox ticked → a real boolean; back to a template → the string
+    const openNode = async (nid: string) => {
+      await page.evaluate((x) => (window as any).RED.editor.edit((window as any).RED.nodes.node(x)), nid);
+      await page.locator('#node-dialog-ok').waitFor({ state: 'visible', timeout: 10_000 });
+    };
+    const done = async () => {
+      await page.locator('#node-dialog-ok').click();
+      await page.locator('#node-dialog-ok').waitFor({ state: 'detached', timeout: 10_000 });
+    };
+    const tlsOf = () => page.evaluate(() => (window as any).RED.nodes.node('hl7-out-his-lab').tls);
+    await openNode('hl7-out-his-lab');
+    await page.locator('#iomt-mode-tls').click();
+    await page.locator('#iomt-bool-tls').check();
+    await done();
+    expect(await tlsOf()).toBe(true);
+    expect(await page.evaluate(() => (window as any).RED.nodes.dirty())).toBe(true);
+    await openNode('hl7-out-his-lab');
+    expect(await page.locator('#iomt-bool-tls').isChecked()).toBe(true);
+    await page.locator('#iomt-mode-tls').click();
+    await page.locator('#iomt-tmpl-tls').fill('${HIS_TLS:-false}');
+    await done();
+    expect(await tlsOf()).toBe('${HIS_TLS:-false}');
   });
 
   it('a node that fails to start stays listed in error and /readyz is degraded, until it is fixed', async () => {
