@@ -54,12 +54,12 @@ const CLIENT = String.raw`
     var stored = node[f.name];
     var cb = $('<input type="checkbox" style="width:auto;margin:0 6px 0 0">').attr('id', 'iomt-bool-' + f.name);
     var text = $('<input type="text" style="width:55%">').attr('id', 'iomt-tmpl-' + f.name).attr('placeholder', '$' + '{VARIABLE:-false}');
-    var toggle = $('<a href="#" style="margin-left:8px;font-size:0.85em"></a>').attr('id', 'iomt-mode-' + f.name);
+    var toggle = $('<a href="#" style="margin:0 10px 0 4px;font-size:0.85em"></a>').attr('id', 'iomt-mode-' + f.name);
     host.append(cb, text, toggle);
     function mode(tmpl) {
       cb.toggle(!tmpl);
       text.toggle(tmpl);
-      toggle.text(tmpl ? 'use a checkbox' : 'from an environment variable');
+      toggle.text(tmpl ? 'use a checkbox' : 'use $' + '{VAR}').attr('title', tmpl ? 'a yes/no box instead of an environment variable' : 'take the value from an environment variable, e.g. $' + '{HL7_IN_TLS:-false}');
       host.attr('data-mode', tmpl ? 'template' : 'checkbox');
     }
     if (isTemplate(stored)) { text.val(stored); mode(true); }
