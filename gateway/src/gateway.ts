@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import express from 'express';
 import type { GatewaySettings } from './config/settings';
@@ -12,12 +12,12 @@ import { OrderCache } from './orders/order-cache';
 import { GatewayRuntime, setRuntime } from './runtime';
 import { Authenticator } from './http/auth';
 import { openAccounts } from './accounts/accounts';
+import { nodeRedAdminAuth } from './accounts/node-red-auth';
 import { apiRouter } from './http/api';
 import { statusRouter } from './http/status/router';
 import { registry } from './metrics/registry';
 import { startNodeRed } from './node-red/embed';
 import { resolveSiteFlows } from './node-red/flow-files';
-import { packageRoot } from './package-root';
 
 export interface RunningGateway {
   port: number;
@@ -101,7 +101,7 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
   if (settings.http.metricsAuth) app.get('/metrics', auth.middleware(), metricsHandler);
   else app.get('/metrics', metricsHandler);
   app.use('/api/v1', apiRouter(runtime, { auth, users: accounts.users, audit: accounts.audit, messageIdByUid: accounts.messageIdByUid }));
-  app.use('/status', auth.middleware(), statusRouter(runtime)); // status page for lab staff (issue 9 §1)
+  app.use('/status', statusRouter(runtime, { auth: auth.middleware() })); // status page (issue 9 §1): its data behind the API's login
   app.get('/', (_req, res) => res.redirect('/status/'));
 
   await new Promise<void>((resolveListen, reject) => {
@@ -121,6 +121,7 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
     flowFile,
     credentialSecret: dataDirSecret(settings.dataDir, '.node-red-secret'),
     admin: { user: admin.user, passwordHash: admin.passwordHash },
+    adminAuth: nodeRedAdminAuth(accounts.users),
     editorEnabled: settings.editor.enabled,
     tracker: runtime.tracker,
     logLevel: settings.logLevel,

@@ -1,3 +1,4 @@
+import type { NodeRedAdminAuth } from '../accounts/node-red-auth';
 import type { Server } from 'node:http';
 import type { Express } from 'express';
 import { mkdirSync } from 'node:fs';
@@ -23,6 +24,8 @@ export interface NodeRedOptions {
   flowFile: string;
   credentialSecret: string;
   admin: { user: string; passwordHash: string };
+  /** Node-RED adminAuth from gateway/src/accounts/node-red-auth.ts (admins only); default: the single admin. */
+  adminAuth?: NodeRedAdminAuth;
   editorEnabled: boolean;
   tracker: FlowTracker;
   logLevel: string;
@@ -46,7 +49,8 @@ export async function startNodeRed(o: NodeRedOptions): Promise<{ stop(): Promise
     httpAdminRoot: '/editor',
     httpNodeRoot: false,
     disableEditor: !o.editorEnabled,
-    adminAuth: { type: 'credentials', users: [{ username: o.admin.user, password: o.admin.passwordHash, permissions: '*' }] },
+    // the editor takes admins only (issue 9 §3): the accounts module checks every login and re-checks the role
+    adminAuth: o.adminAuth ?? { type: 'credentials', users: [{ username: o.admin.user, password: o.admin.passwordHash, permissions: '*' }] },
     nodesDir: nodeDirs(),
     externalModules: { autoInstall: false, palette: { allowInstall: false, allowUpload: false }, modules: { allowInstall: false } },
     editorTheme: { projects: { enabled: false }, tours: false, page: { title: 'IoMT gateway' }, header: { title: 'IoMT gateway' } },
