@@ -11,6 +11,7 @@ import type { CommitResult, DriverStatus, InboundMessage, ObservationSink } from
 import { GatewayError, ParseError } from '../../gateway/src/contracts/errors';
 import { componentLogger, StateChangeLog } from '../../gateway/src/log/logger';
 import { metrics } from '../../gateway/src/metrics/registry';
+import { normalizeProcessingId } from '../../gateway/src/pipeline/processing-id';
 import { reportCommitted } from '../../gateway/src/pipeline/committed';
 import { AstmLink, type LinkEvent } from './link';
 import { realClock, type LinkClock } from './link-clock';
@@ -386,7 +387,14 @@ export class AstmDriver {
       inbound.controlKey = `${sender}|${h.messageControlId}`;
     }
     if (sender) inbound.sender = sender;
-    if (h.processingId) inbound.processingId = h.processingId;
+    // H.12 processing id (P production, T training, D debugging, Q quality control), normalised; a QC specimen
+    // (O.12 Q) makes the whole message quality control: it reaches only destinations that take Q
+    const pid = normalizeProcessingId(h.processingId);
+    if (parsed.qualityControl && (!pid || pid === 'P')) {
+      inbound.processingId = 'Q';
+      flags.push('qc-specimen');
+    } else if (pid) inbound.processingId = pid;
+    if (pid && !['P', 'T', 'D', 'Q'].includes(pid)) flags.push('processing-id-unknown');
     if (flags.length) inbound.flags = flags;
     let result: CommitResult;
     try {
@@ -406,7 +414,7 @@ export class AstmDriver {
       for (const w of withheld) {
         try {
           await this.sink.quarantine({ deviceId: device, driver: DRIVER_NAME, raw: Buffer.from(lines[Number(w.location.split('^')[1]) - 1] ?? '', 'utf8'), reason: `part of accepted message ${result.messageUid} withheld: ${w.reason}`, errorCode: 'GW_ERR_WITHHELD', meta: { remote: conn.remote, messageId: result.messageId, location: w.location } });
-          metrics.quarantined.inc({ device });
+          metrics.withheld.inc({ device }); // a part of a stored message, not a refused message
         } catch (e) {
           this.log.error({ err: (e as Error).message }, 'could not keep a withheld result in quarantine');
         }

@@ -38,6 +38,8 @@ export interface ParsedAstm {
   drafts: ObservationDraft[];
   /** Results kept out of `drafts`, in message order. */
   withheld: WithheldResult[];
+  /** An O record says O.12 `Q` (QC specimen): the message carries quality-control results, not a patient's. */
+  qualityControl?: boolean;
   queries: AstmHostQuery[];
   terminationCode?: string;
 }
@@ -194,6 +196,7 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
   const drafts: ObservationDraft[] = [];
   const withheld: WithheldResult[] = [];
   const queries: AstmHostQuery[] = [];
+  let qualityControl = false;
   let subject: Subject | undefined;
   let order: { specimenId?: string; instrumentSpecimenId?: string; collectedAt?: string; service?: Coding; specimenType?: Coding } | undefined;
   const shared: { subjectOf?: Subject; orderOf?: typeof order; subject?: Subject; order?: OrderInfo; equipment?: { id: string; name?: string } } = {};
@@ -251,6 +254,8 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
           instrumentSpecimenId: o4 || undefined,
           collectedAt: astmTimeToIso(text(r, 8, d), offset),
         };
+        // LIS02 O.12 action code Q: "treat specimen as a QC test specimen": never a patient result
+        if (text(r, 12, d).trim().toUpperCase() === 'Q') qualityControl = true;
         // O.5 universal test ID: the ordered service when it names exactly one test (OBR-4)
         const specField = profile.records.specimenDescriptorField;
         const tests = specField === 5 ? [] : repeats(field(r, 5), d).filter((x) => x.trim());
@@ -307,14 +312,25 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
         if (st.flag === 'validity-doubtful') quality.push({ code: 'validity-doubtful', location: loc(9), original: st.device, text: 'ASTM R.9 W: warning, validity doubtful; sent as not verified' });
         if (st.flag === 'unknown-status') quality.push({ code: 'unknown-status', location: loc(9), original: st.device, text: st.device ? 'result status outside LIS02 R.9; sent as not verified' : 'no result status sent and no profile default; sent as not verified' });
         if (!parts.code) quality.push({ code: 'code-missing', location: loc(3), ...(field(r, 3) ? { original: text(r, 3, d) } : {}), text: 'no test code in the universal test ID' });
-        if (!value) {
-          if (!flags.length && CLAIMS_RESULT.has(hl7)) {
-            // a result with neither value nor flag is never sent as an empty final result: X = cannot be obtained
+        // a flag that only says "normal" (N) is not a result on its own (LIS02 R.7)
+        const informativeFlags = flags.filter((f) => f.toUpperCase() !== 'N');
+        const elsewhere = valueComps.map((c) => c.trim()).filter((c) => c);
+        if (!value && elsewhere.length) {
+          // the value sits in another component than the profile says (`^4.4`): kept as text, flagged, not verified
+          draft.value = unit ? { kind: 'text', text: elsewhere.join(' '), unit } : { kind: 'text', text: elsewhere.join(' ') };
+          quality.push({ code: 'value-missing', location: loc(4), original: text(r, 4, d), text: "no value in the profile's value component: the field's other components are sent as text, not verified" });
+          if (CLAIMS_RESULT.has(hl7)) {
+            hl7 = 'R';
+            draft.status = 'preliminary';
+          }
+        } else if (!value) {
+          if (!informativeFlags.length && CLAIMS_RESULT.has(hl7)) {
+            // a result with neither value nor an informative flag is never sent as an empty final result: X = cannot be obtained
             hl7 = 'X';
             draft.status = 'cancelled';
           }
           // flag-only results (Sysmex `Anemia` with flag A) are complete; pending (I) and not-done (X) expect no value
-          if (!flags.length && st.hl7 !== 'I' && st.hl7 !== 'X') quality.push({ code: 'value-missing', location: loc(4), text: "no value in the profile's value component" });
+          if (!informativeFlags.length && st.hl7 !== 'I' && st.hl7 !== 'X') quality.push({ code: 'value-missing', location: loc(4), text: "no value in the profile's value component" });
         } else if (present.length > 1) {
           // a second value component was also filled (e.g. qualitative and quantitative): kept as a comment
           (draft.comments ??= []).push(...present.slice(1).map((v) => `also sent: ${v}`));
@@ -360,7 +376,9 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
         if (ctx.length) draft.comments = [...ctx, ...(draft.comments ?? [])];
         last = draft;
         // raw instrument signal (profile records.rawSignal): withheld unless the profile forwards it
-        const raw = (!!parts.aspect && rs.aspectValues.includes(parts.aspect)) || (!!rawUnit && rs.units.includes(rawUnit));
+        // case-insensitive: analyzers write `P`/`p`, `RLU`/`rlu`, `Ct`/`ct`
+        const ci = (list: string[], v: string) => list.some((x) => x.toUpperCase() === v.toUpperCase());
+        const raw = (!!parts.aspect && ci(rs.aspectValues, parts.aspect)) || (!!rawUnit && ci(rs.units, rawUnit));
         if (raw && rs.forward) quality.push({ code: 'raw-signal', location: loc(3), text: 'instrument raw signal, forwarded because the profile says so' });
         if (quality.length) draft.quality = quality;
         if (!parts.code) {
@@ -430,7 +448,7 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
     }
     if (r.type !== 'C') lastType = r.type;
   }
-  return { header, drafts, withheld, queries, terminationCode };
+  return { header, drafts, withheld, ...(qualityControl ? { qualityControl } : {}), queries, terminationCode };
 }
 
 /** Convenience: records as the link delivers them (Buffers) → ParsedAstm. */

@@ -370,7 +370,7 @@ export function unescapeHl7(s: string, d: Hl7Delimiters = STANDARD_DELIMITERS): 
   return out;
 }
 
-const NEEDS_ESCAPE = /[|^~\\&\x00-\x1f\x7f]/;
+const NEEDS_ESCAPE = /[|^~\\&\x00-\x1f\x7f-\x9f]/;
 
 /**
  * Escape a plain value for an HL7 field using the standard delimiters (HL7 v2.5.1 2.7.1). Control
@@ -400,7 +400,10 @@ export function escapeHl7(s: string, opts?: { formatted?: boolean }): string {
         break;
       default: {
         const code = c.charCodeAt(0);
-        if (code < 0x20 || code === 0x7f) {
+        if (code >= 0x80 && code <= 0x9f) {
+          // C1 controls (U+0080–U+009F) are control characters too: their UTF-8 bytes as hex data (2.7.4)
+          out += `\\X${Buffer.from(c, 'utf8').toString('hex').toUpperCase()}\\`;
+        } else if (code < 0x20 || code === 0x7f) {
           if (opts?.formatted && c === '\n') out += '\\.br\\';
           else if (opts?.formatted && c === '\r' && s[i + 1] === '\n') {
             out += '\\.br\\';
@@ -415,7 +418,7 @@ export function escapeHl7(s: string, opts?: { formatted?: boolean }): string {
 
 /** Control characters in already-escaped HL7 text (e.g. FT kept as sent) → `\Xhh\` (HL7 v2.5.1 2.7.4). */
 export function escapeControls(s: string): string {
-  return s.replace(/[\x00-\x1f\x7f]/g, (c) => `\\X${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}\\`);
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\X${Buffer.from(c, 'utf8').toString('hex').toUpperCase()}\\`);
 }
 
 /** MSH fields that the ACK builder and the receiver need (re-serialized with standard delimiters). */

@@ -7,6 +7,7 @@ import type { CommitResult, DriverStatus, InboundMessage, ObservationSink } from
 import { GatewayError, ParseError, UnsupportedMessageError } from '../../gateway/src/contracts/errors';
 import { componentLogger } from '../../gateway/src/log/logger';
 import { metrics } from '../../gateway/src/metrics/registry';
+import { normalizeProcessingId } from '../../gateway/src/pipeline/processing-id';
 import { reportCommitted } from '../../gateway/src/pipeline/committed';
 import { buildAck, type AckCode } from './ack';
 import type { OrderUpdate } from '../../gateway/src/orders/order-types';
@@ -176,7 +177,10 @@ export class Hl7Receiver {
         if (result.controlIdReused) this.controlIdReused++;
         this.flaggedResults += parsed.drafts.filter((d) => d.quality?.length).length;
         // what could not become a result is kept in quarantine, beside the accepted message
-        for (const w of parsed.withheld) await this.quarantine(Buffer.from(w.text, 'utf8'), `part of accepted message ${result.messageUid} withheld: ${w.reason}`, 'GW_ERR_WITHHELD', conn, { messageId: result.messageId, location: w.location });
+        for (const w of parsed.withheld) {
+          await this.quarantine(Buffer.from(w.text, 'utf8'), `part of accepted message ${result.messageUid} withheld: ${w.reason}`, 'GW_ERR_WITHHELD', conn, { messageId: result.messageId, location: w.location }, false);
+          metrics.withheld.inc({ device }); // a part of a stored message, not a refused message
+        }
         if (decoded.usedFallback) this.log.warn({ charset: decoded.charset, declared: decoded.declared }, 'bytes invalid in the declared charset: decoded with the fallback charset (message flagged)');
       }
       reportCommitted(this.log, result, inbound, this.onCommitted, { connId: conn.id, msg: 'duplicate message (same sender, MSH-10 and content): acknowledged again, not stored' });
@@ -254,7 +258,10 @@ export class Hl7Receiver {
       drafts,
       meta: { version: h.version, remote: conn.remoteAddress, processingId: h.processingId, ...meta },
     };
-    if (h.processingId) m.processingId = h.processingId;
+    // MSH-11.1 normalised (`p`, `P `): production; an id outside Table 0103 is held and flagged, never sent as P
+    const pid = normalizeProcessingId(h.processingId);
+    if (pid) m.processingId = pid;
+    if (pid && !['P', 'T', 'D'].includes(pid) && !flags.includes('processing-id-unknown')) flags.push('processing-id-unknown');
     if (flags.length) m.flags = flags;
     return m;
   }
@@ -279,10 +286,10 @@ export class Hl7Receiver {
     }
   }
 
-  private async quarantine(raw: Buffer, reason: string, errorCode: string, conn: MllpConnectionInfo, extra: Record<string, unknown> = {}): Promise<void> {
+  private async quarantine(raw: Buffer, reason: string, errorCode: string, conn: MllpConnectionInfo, extra: Record<string, unknown> = {}, countAsMessage = true): Promise<void> {
     try {
       await this.sink.quarantine({ deviceId: this.opts.deviceId, driver: DRIVER_NAME, raw, reason, errorCode, meta: { remote: conn.remoteAddress, ...extra } });
-      metrics.quarantined.inc({ device: this.opts.deviceId });
+      if (countAsMessage) metrics.quarantined.inc({ device: this.opts.deviceId });
     } catch (e) {
       this.log.error({ err: (e as Error)?.message ?? String(e) }, 'could not quarantine a rejected message');
     }

@@ -116,12 +116,16 @@ describe('buildOruR251', () => {
     expect(one({}).split('\r')[0]).toContain('|P|2.5.1|');
   });
 
-  it('OBR-4 from the order, else the result code; no patient id → no PID, still valid', () => {
-    const t = buildOruR251([obs({ code: { system: 'local', code: 'HBA1C', display: 'HbA1c' }, value: { kind: 'quantity', value: 6.1, unit: '%' }, subject: { specimenId: 'S1', patientName: 'DOE^JANE' } }, 1)], OPTS);
+  it('OBR-4 from the order, else the result code; a name but no patient id → PID-3 "" with the name, still valid; nothing about the patient → no PID', () => {
+    const t = buildOruR251([obs({ code: { system: 'local', code: 'HBA1C', display: 'HbA1c' }, value: { kind: 'quantity', value: 6.1, unit: '%' }, subject: { specimenId: 'S1', patientName: 'DOE^JANE', birthDate: '19800101', sex: 'F' } }, 1)], OPTS);
     const lines = t.split('\r');
-    expect(lines.map((l) => l.slice(0, 3))).toEqual(['MSH', 'OBR', 'OBX']);
-    expect(lines[1]).toContain('OBR|1||S1|HBA1C^HbA1c^L|');
+    expect(lines.map((l) => l.slice(0, 3))).toEqual(['MSH', 'PID', 'OBR', 'OBX']);
+    expect(lines[1]).toBe('PID|1||""||DOE^JANE||19800101|F');
+    expect(lines[2]).toContain('OBR|1||S1|HBA1C^HbA1c^L|');
     assertValidOruR01v251(t);
+    const anon = buildOruR251([obs({ code: { system: 'local', code: 'HBA1C' }, value: { kind: 'quantity', value: 6.1, unit: '%' }, subject: { specimenId: 'S1' } }, 1)], OPTS);
+    expect(anon.split('\r').map((l) => l.slice(0, 3))).toEqual(['MSH', 'OBR', 'OBX']);
+    assertValidOruR01v251(anon);
   });
 });
 

@@ -93,10 +93,13 @@ function orderKey(o: Observation): string {
 }
 
 function pid(s: Subject, setId: number): string {
+  // (a PID is sent when the device named the patient at all: an id, a name or a birth date)
   // PID-3 CX id^^^authority^type (Table 0203), PID-5 XPN, PID-7 DOB, PID-8 sex (HL7 v2.5.1 3.4.2)
   const ids: PatientIdentifier[] = s.patientIds?.length ? s.patientIds : s.patientId ? [{ id: s.patientId }] : [];
   // CX-5 identifier type is a Table 0203 code; a device that did not say gets U (unspecified identifier)
-  const pid3 = ids.map((p) => trimComps([e(p.id), '', '', e(p.authority ?? ''), e(p.type || 'U')])).join('~');
+  // PID-3 is required (3.4.2.3): a device that sent a name but no identifier gets the HL7 null "" (2.5.3), so
+  // the name, birth date and sex still reach the HIS (to be matched by a person), never a made-up id
+  const pid3 = ids.length ? ids.map((p) => trimComps([e(p.id), '', '', e(p.authority ?? ''), e(p.type || 'U')])).join('~') : '""';
   // PID-5 is required (3.4.2.5): a device that sent no name gets the HL7 null "" (2.5.3: present, no value)
   const pid5 = s.patientName ? s.patientName.split('^').map((x) => e(x)).join('^') : '""';
   return trimFields(['PID', String(setId), '', pid3, '', pid5, '', s.birthDate ? e(s.birthDate) : '', s.sex ? e(s.sex) : '']);
@@ -147,7 +150,7 @@ function valueOf(o: Observation, isUcum: (u: string) => boolean): { type: string
       // HL7 v2.5.1 2.A.13 CWE: id^text^system^alt id^alt text^alt system^version^alt version^original text
       const a = v.alternate;
       const comps = [e(v.code), e(v.display ?? ''), e(systemName(v.system)), e(a?.code ?? ''), e(a?.display ?? ''), e(a ? systemName(a.system) : ''), e(v.systemVersion ?? ''), e(v.alternateSystemVersion ?? ''), e(v.originalText ?? '')];
-      return { type: o.valueType === 'CE' ? 'CE' : 'CWE', value: trimComps(comps), unit: '' };
+      return { type: o.valueType === 'CE' ? 'CE' : 'CWE', value: trimComps(comps), unit: unitField(v.unit, isUcum) };
     }
     case 'encapsulated':
       // HL7 v2.5.1 2.A.24 ED: source application^type of data^data subtype^encoding^data (data kept as sent)
@@ -185,8 +188,8 @@ function trimFields(f: string[]): string {
  * Build one ORU^R01 v2.5.1 for a list of observations (grouped by patient, then order/specimen).
  * Rules (issue 8 part 5; HL7 v2.5.1 7.3.1 ORU^R01 is the contract):
  * - MSH-11 passes through the source message's processing id (2.15.9.11, Table 0103); MSH-18 `UNICODE UTF-8`.
- * - PID only when a patient identifier exists (the PATIENT group is optional in 7.3.1); PID-3 types are
- *   Table 0203 codes (the parsers map them); PID-5 "" when the device sent no name.
+ * - PID when the device named the patient (the PATIENT group is optional in 7.3.1): PID-3 types are Table
+ *   0203 codes (the parsers map them; untyped → U); PID-3 "" when it sent a name but no id; PID-5 "" when no name.
  * - OBR-4 (required, 7.4.1.4): the order's service, else the first result's code.
  * - OBX-2/5 by value kind: NM, SN (comparators, ranges, ratios), CWE, ED, RP, TX/FT/ST … with their
  *   components; control characters as \Xhh\ (2.7.4), never raw.
@@ -240,7 +243,7 @@ export function buildOruR251(observations: Observation[], opts: OruBuildOptions)
   let pidSet = 0;
   for (const p of patients.values()) {
     const s = p.subject;
-    if (s && (s.patientId || s.patientIds?.length)) segs.push(pid(s, ++pidSet));
+    if (s && (s.patientId || s.patientIds?.length || s.patientName || s.birthDate)) segs.push(pid(s, ++pidSet));
     let obrSet = 0;
     for (const obs of p.orders.values()) {
       const first = obs[0];

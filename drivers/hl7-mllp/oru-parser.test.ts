@@ -194,6 +194,15 @@ describe('parseOru rules', () => {
     { name: 'OBX-11 unknown letter', obx: 'OBX|2|NM|y^^LN||5|mg/L|||||Z', expect: { statusCode: 'R', deviceStatus: 'Z', status: 'preliminary' }, flag: 'unknown-status' },
     { name: 'OBX-11 empty', obx: 'OBX|2|NM|y^^LN||5|mg/L', expect: { statusCode: 'R', status: 'preliminary' }, flag: 'unknown-status' },
     { name: 'OBX-11 lower case f', obx: 'OBX|2|NM|y^^LN||5|mg/L|||||f', expect: { statusCode: 'F', deviceStatus: 'f', status: 'final' } },
+    { name: 'NM with shifted components ^<^0.5 (not even an SN): kept whole as text', obx: 'OBX|2|NM|y^^LN||^<^0.5|mg/dL|||||F', expect: { value: { kind: 'text', text: '^<^0.5', unit: 'mg/dL' } }, flag: 'invalid-number' },
+    { name: 'NM <^0.5 in components', obx: 'OBX|2|NM|y^^LN||<^0.5|mg/dL|||||F', expect: { value: { kind: 'quantity', value: 0.5, comparator: '<', unit: 'mg/dL' } } },
+    { name: 'NM with repetitions ~5', obx: 'OBX|2|NM|y^^LN||~5|mg|||||F', expect: { value: { kind: 'text', text: '~5', unit: 'mg' } }, flag: 'invalid-number' },
+    { name: 'NM 5~6 kept whole', obx: 'OBX|2|NM|y^^LN||5~6|mg|||||F', expect: { value: { kind: 'text', text: '5~6', unit: 'mg' } }, flag: 'invalid-number' },
+    { name: 'NM with an exponent is not silently 1200', obx: 'OBX|2|NM|y^^LN||1.2e3|U/L|||||F', expect: { value: { kind: 'text', text: '1.2e3', unit: 'U/L' } }, flag: 'invalid-number' },
+    { name: 'ST keeps its unit', obx: 'OBX|2|ST|y^^LN||POS|mg|||||F', expect: { value: { kind: 'text', text: 'POS', unit: 'mg' } } },
+    { name: 'CE keeps its unit', obx: 'OBX|2|CE|y^^LN||A^B|mg/dL|||||F', expect: { value: { kind: 'coded', code: 'A', unit: 'mg/dL' } } },
+    { name: 'empty OBX-2 with a value: kept with its unit, flagged', obx: 'OBX|2||y^^LN||42|mg/dL|||||F', expect: { value: { kind: 'text', text: '42', unit: 'mg/dL' } }, flag: 'invalid-value' },
+    { name: 'unit 10^9/L with an unescaped ^ stays one unit', obx: 'OBX|2|NM|y^^LN||5.1|10^9/L|||||F', expect: { value: { kind: 'quantity', value: 5.1, unit: '10^9/L' } } },
     { name: 'ED without encoding', obx: 'OBX|2|ED|y^^LN||^image^png||||||F', expect: { value: { kind: 'text' } }, flag: 'invalid-value' },
   ];
   for (const c of lenientCases) {
@@ -207,6 +216,11 @@ describe('parseOru rules', () => {
       else expect(r.drafts[1].quality).toBeUndefined();
     });
   }
+
+  it('PID-2 and PID-4 identifiers are kept (after PID-3), so a device without PID-3 still names its patient', () => {
+    const r = parseOru(parseHl7(`${H()}\rPID|1|777||ALT9^^^H|DOE^JANE||19800101|F\rOBR|1||S1|x^^LN\rOBX|1|NM|x^^LN||1||||||F`, { lenient: true }));
+    expect(r.drafts[0].subject).toMatchObject({ patientId: '777', patientIds: [{ id: '777', type: 'PT' }, { id: 'ALT9', authority: 'H', type: 'U' }], patientName: 'DOE^JANE' });
+  });
 
   it('lenient: an OBX without OBX-3 is withheld (for quarantine), the others arrive', () => {
     const r = parseOru(parseHl7(`${H()}\rOBR|1||S1|x^^LN\rOBX|1|NM|x^^LN||1||||||F\rOBX|2|NM|||2||||||F\rOBX|3|NM|z^^LN||3||||||F`, { lenient: true }));
@@ -236,7 +250,7 @@ describe('parseOru rules', () => {
 
   it('a field value that merely ends in a segment ID is not split', () => {
     const r = parseOru(parseHl7(`${H()}\rOBR|1||S1|x^^LN\rOBX|1|ST|x^^LN||DOBX|1|||||F\rOBX|2|ST|y^^LN||NOTE|2|||||F`, { lenient: true }));
-    expect(r.drafts.map((d) => d.value)).toEqual([{ kind: 'text', text: 'DOBX' }, { kind: 'text', text: 'NOTE' }]);
+    expect(r.drafts.map((d) => d.value)).toEqual([{ kind: 'text', text: 'DOBX', unit: '1' }, { kind: 'text', text: 'NOTE', unit: '2' }]);
   });
 
   it('data types keep their components: ED, RP, CWE with alternate and original text, TX blank lines, FT formatting', () => {

@@ -269,6 +269,15 @@ function readPid(seg: Hl7Segment, faults: Faults, messageFlags: QualityFlag[]): 
     if (type) pi.type = type;
     ids.push(pi);
   }
+  // PID-2 (external id, v2.3.1) and PID-4 (alternate id) are identifiers of the same patient: kept, after PID-3
+  for (const [f, type] of [[2, 'PT'], [4, 'U']] as const) {
+    const id = seg.get(f, 1);
+    if (!id || ids.some((x) => x.id === id)) continue;
+    const pi: PatientIdentifier = { id, type: seg.get(f, 5) || type };
+    const auth = seg.get(f, 4, 1, 1);
+    if (auth) pi.authority = auth;
+    ids.push(pi);
+  }
   const nameComps = seg.components(5, 1);
   const s: Subject = {};
   if (ids.length) {
@@ -424,12 +433,15 @@ function readObx(
 
 function unitFrom(c: string[]): string {
   // OBX-6 CE: unit^text^system; MDC units normalised to UCUM where known (protocols.md §4.1)
+  // a haematology unit written `10^9/L` with an unescaped ^ is one unit, not unit `10` with text `9/L`
+  if (c.length >= 2 && /^10$/.test(c[0]) && /^\d{1,2}(\/|$)/.test(c[1]) && (c[2] ?? '') === '') return `${c[0]}^${c[1]}`;
   const [id = '', text = '', sys = ''] = c;
   if (sys === 'MDC') return MDC_UNITS[id] ?? MDC_UNITS[text] ?? (text || id);
   return id || text;
 }
 
 const COMPARATOR = /^(<=|>=|<>|<|>|=)\s*(.+)$/;
+const NM_PLAIN = /^[+-]?(\d+\.?\d*|\.\d+)$/;
 const SN_SEPARATOR = /^([+-]?(?:\d+\.?\d*|\.\d+))\s*([-:/+])\s*([+-]?(?:\d+\.?\d*|\.\d+))?$/;
 
 /**
@@ -438,9 +450,10 @@ const SN_SEPARATOR = /^([+-]?(?:\d+\.?\d*|\.\d+))\s*([-:/+])\s*([+-]?(?:\d+\.?\d
  * structured numeric (SN `^2^-^5`); undefined when it is none of these.
  */
 export function readNumeric(v: string, unit: string): ObservationValue | undefined {
-  if (NUMBER.test(v)) return { kind: 'quantity', value: Number(v), unit, decimal: v };
+  // NM has no exponent (2.A.47): `1.2e3` is kept as text, never silently 1200
+  if (NM_PLAIN.test(v)) return { kind: 'quantity', value: Number(v), unit, decimal: v };
   const c = COMPARATOR.exec(v);
-  if (c && NUMBER.test(c[2].trim()) && c[1] !== '<>' && c[1] !== '=') {
+  if (c && NM_PLAIN.test(c[2].trim()) && c[1] !== '<>' && c[1] !== '=') {
     return { kind: 'quantity', value: Number(c[2].trim()), unit, decimal: c[2].trim(), comparator: c[1] as Comparator };
   }
   const sn = SN_SEPARATOR.exec(v);
@@ -470,7 +483,26 @@ function readValue(seg: Hl7Segment, valueType: string, unit: string, faults: Fau
   };
   switch (valueType) {
     case 'NM': {
-      // HL7 v2.5.1 2.A.47 NM: optional sign, digits, optional decimal point
+      // HL7 v2.5.1 2.A.47 NM: optional sign, digits, optional decimal point (no exponent, no components)
+      if (reps > 1 || seg.components(5).length > 1) {
+        // `^<^0.5` is an SN sent under NM; anything else with components or repetitions is kept whole as text
+        const asSn = (() => {
+          try {
+            return reps === 1 ? readValue(seg, 'SN', unit, new Faults(true), []) : undefined;
+          } catch {
+            return undefined;
+          }
+        })();
+        if (asSn && asSn.kind !== 'text') {
+          if (faults.strict) throw new ParseError(`${loc}: NM value has components`, { location: loc, hl7ErrorCode: 102 });
+          return asSn;
+        }
+        const original = seg.repetitions(5).map((_, i) => seg.components(5, i + 1).join('^')).join('~');
+        quality.push(faults.fault({ code: 'invalid-number', location: loc, original, text: 'NM value with components or repetitions: kept whole as text (sent as ST)' }));
+        const t: ObservationValue = { kind: 'text', text: original };
+        if (unit) t.unit = unit;
+        return t;
+      }
       const v = seg.get(5).trim();
       if (v === '') return undefined;
       const n = readNumeric(v, unit);
@@ -520,6 +552,7 @@ function readValue(seg: Hl7Segment, valueType: string, unit: string, faults: Fau
       if (ver) v.systemVersion = ver;
       if (altVer) v.alternateSystemVersion = altVer;
       if (original) v.originalText = original;
+      if (unit) v.unit = unit;
       if (reps > 1) quality.push(faults.fault({ code: 'invalid-value', location: loc, original: seg.raw(5), text: `${reps} coded repetitions: the first is the value, all are in the raw message` }));
       return v;
     }
@@ -549,6 +582,8 @@ function readValue(seg: Hl7Segment, valueType: string, unit: string, faults: Fau
       if (parts.every((p) => p === '')) return undefined;
       const v: ObservationValue = { kind: 'text', text: parts.join('\n') };
       if (reps > 1) v.repetitions = parts;
+      if (unit) v.unit = unit; // OBX-6 stays with the value whatever its type
+      if (!valueType) quality.push(faults.fault({ code: 'invalid-value', location: seg.location(2), text: 'OBX-2 value type empty although OBX-5 is valued: sent as ST' }, 101));
       if (valueType === 'FT' || valueType === 'TX') {
         const f = formattedReps(seg, seg.delimiters);
         if (f && f.some((x) => /\\[.HN]/.test(x))) v.formatted = f; // only when it carries formatting commands

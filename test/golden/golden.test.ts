@@ -27,6 +27,7 @@ import { parseHl7 } from '../../drivers/hl7-mllp/hl7-message';
 import { buildOruR251 } from '../../drivers/hl7-mllp/oru-builder';
 import { parseOru } from '../../drivers/hl7-mllp/oru-parser';
 import { validateOruR01v251 } from '../helpers/hl7v251-validator';
+import { normalizeProcessingId } from '../../gateway/src/pipeline/processing-id';
 
 const ROOTS = [join(__dirname, 'cases'), join(__dirname, '../../drivers/astm/results-cases')];
 const profiles = loadProfiles(join(__dirname, '../../firmware-config/profiles/astm'));
@@ -61,7 +62,9 @@ function parseCase(dir: string, spec: CaseSpec): { observations: Record<string, 
   const d = decodeWithFallback(raw, profile.encoding, profile.fallbackEncoding);
   const parsed = parseAstmMessage(parseRecords(d.text.split(/\r\n|\r|\n/)), profile);
   const observations = { drafts: parsed.drafts, withheld: parsed.withheld };
-  return { observations, drafts: parsed.drafts, processingId: parsed.header.processingId };
+  // as the ASTM driver: a QC specimen (O.12 Q) makes the message quality control (processing id Q)
+  const processingId = parsed.qualityControl ? 'Q' : normalizeProcessingId(parsed.header.processingId);
+  return { observations, drafts: parsed.drafts, processingId };
 }
 
 function expand(drafts: ObservationDraft[], processingId: string | undefined): Observation[] {

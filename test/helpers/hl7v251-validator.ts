@@ -747,7 +747,8 @@ class Validator {
     const enc = this.enc;
     for (const seg of this.segs.filter((s) => s.id === 'PID')) {
       const pid3 = this.field(seg, 3);
-      if (pid3 !== '') {
+      // `""` is the HL7 null (2.5.3): the device sent no identifier; nothing there to type
+      if (pid3 !== '' && pid3 !== '""') {
         const reps = pid3.split(enc.rep);
         reps.forEach((r, ri) => {
           const type = r.split(enc.comp)[4] ?? '';

@@ -37,6 +37,8 @@ export type ObservationValue =
       system: string;
       code: string;
       display?: string;
+      /** OBX-6 unit sent with a coded value: never dropped. */
+      unit?: string;
       alternate?: Coding;
       systemVersion?: string;
       alternateSystemVersion?: string;

@@ -115,6 +115,7 @@ export const metrics = {
   duplicates: registry.counter('iomt_messages_duplicate_total', 'Device messages recognised as repeats and not stored again'),
   controlIdReused: registry.counter('iomt_control_id_reused_total', 'Device messages stored although their sender and control id had been used for other content, per device'),
   quarantined: registry.counter('iomt_messages_quarantined_total', 'Device messages that could not be parsed, per device'),
+  withheld: registry.counter('iomt_results_withheld_total', 'Parts of stored messages kept in quarantine instead of being forwarded (raw instrument signals, results without a test code, lines that are not segments), per device'),
   rejected: registry.counter('iomt_messages_rejected_total', 'Device messages negatively acknowledged, per device and reason'),
   strayBytes: registry.counter('iomt_stray_bytes_total', 'Bytes received outside a protocol session (e.g. not ASTM E1381 framing), per device'),
   delivered: registry.counter('iomt_outbox_delivered_total', 'Outbox entries delivered, per destination'),
