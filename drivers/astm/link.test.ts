@@ -242,17 +242,18 @@ describe('rejected frame kept until the transfer ends (LIS01 §1.3.2, §1.3.4)',
     expect(h.link.linkState).toBe('neutral');
   });
 
-  it('only the latest rejected frame is kept, the NAK count covers all attempts, and the reason is the last one', async () => {
+  it('a retransmission of the same frame replaces it; a sender that moves on to another frame after its NAKs keeps the earlier one too (nothing refused is lost); the NAK count covers all attempts', async () => {
     const h = harness();
     await h.feed('<ENQ>');
     await h.feed(encodeFrame(1, Buffer.from(H + '\r'), true));
     const bad1 = encodeFrame(2, Buffer.from('P|1|X\r'), true);
     bad1[bad1.length - 3] ^= 0x01;
     await h.feed(bad1);
-    await h.feed(encodeFrame(3, Buffer.from('P|1|X\r'), true)); // wrong FN: also rejected, replaces bad1
+    await h.feed(bad1); // the same frame again: replaces, not kept twice
+    await h.feed(encodeFrame(3, Buffer.from('P|1|X\r'), true)); // wrong FN: the sender moved on without success
     await h.feed('<EOT>');
-    expect(h.discards.map((d) => d.reason)).toEqual(['analyzer ended the transfer after 2 NAKs of frame 3 (wrong frame number); 1 record received before it']);
-    expect(h.discards[0].rejectedFrame).toEqual(encodeFrame(3, Buffer.from('P|1|X\r'), true));
+    expect(h.discards.map((d) => d.reason)).toEqual(['analyzer ended the transfer after 3 NAKs of frame 3 (wrong frame number) and 1 earlier rejected frame; 1 record received before it']);
+    expect(h.discards[0].rejectedFrame).toEqual(Buffer.concat([bad1, encodeFrame(3, Buffer.from('P|1|X\r'), true)]));
   });
 
   it('an over-size frame is kept bounded (its first maxFrameBytes bytes) and goes to onDiscard when the sender gives up', async () => {

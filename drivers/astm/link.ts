@@ -86,7 +86,14 @@ interface RejectedFrame {
   reason: RejectReason;
   /** FN of the last rejected frame, when it had a readable one. */
   fn: number | undefined;
+  /**
+   * Earlier rejected frames of this transfer with another FN: a sender that moved on after its retries
+   * instead of ending the transfer (not LIS01 §1.3.2, seen in the field). Bounded: MAX_EARLIER_REJECTED.
+   */
+  earlier: Buffer[];
 }
+
+const MAX_EARLIER_REJECTED = 7;
 
 const REJECT_TEXT: Record<RejectReason, string> = {
   'bad-start': 'bad start byte',
@@ -327,8 +334,9 @@ export class AstmLink {
   private discardWithRejected(recs: Buffer[], end: string, rej: RejectedFrame): void {
     const frame = rej.fn === undefined ? 'a frame' : `frame ${rej.fn}`;
     const naks = `${rej.naks} NAK${rej.naks === 1 ? '' : 's'}`;
-    const reason = `${end} after ${naks} of ${frame} (${REJECT_TEXT[rej.reason]}); ${recs.length} record${recs.length === 1 ? '' : 's'} received before it`;
-    this.emitDiscard(recs, reason, rej.bytes);
+    const more = rej.earlier.length ? ` and ${rej.earlier.length} earlier rejected frame${rej.earlier.length === 1 ? '' : 's'}` : '';
+    const reason = `${end} after ${naks} of ${frame} (${REJECT_TEXT[rej.reason]})${more}; ${recs.length} record${recs.length === 1 ? '' : 's'} received before it`;
+    this.emitDiscard(recs, reason, rej.earlier.length ? Buffer.concat([...rej.earlier, rej.bytes]) : rej.bytes);
   }
 
   private emitDiscard(recs: Buffer[], reason: string, rejectedFrame: Buffer | undefined): void {
@@ -344,11 +352,17 @@ export class AstmLink {
   /** Keep the latest rejected frame of this transfer (bounded: one frame of ≤ maxFrameBytes + trailer). */
   private noteRejected(frame: Buffer, reason: RejectReason, fn: number | undefined): void {
     const fb = frame.length > 1 ? frame[1] : -1;
+    const prev = this.rejected;
+    const thisFn = fn ?? (fb >= 0x30 && fb <= 0x37 ? fb - 0x30 : undefined);
+    const earlier = prev ? prev.earlier : [];
+    // another frame than the one rejected before: keep that one too (bounded), so no refused record is lost
+    if (prev && prev.fn !== thisFn && earlier.length < MAX_EARLIER_REJECTED) earlier.push(prev.bytes);
     this.rejected = {
       bytes: Buffer.from(frame), // copy: frameBuf is reused for the next frame
-      naks: (this.rejected?.naks ?? 0) + 1,
+      naks: (prev?.naks ?? 0) + 1,
       reason,
-      fn: fn ?? (fb >= 0x30 && fb <= 0x37 ? fb - 0x30 : undefined),
+      fn: thisFn,
+      earlier,
     };
   }
 
