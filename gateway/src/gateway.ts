@@ -1,6 +1,6 @@
 import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import express from 'express';
 import type { GatewaySettings } from './config/settings';
@@ -18,6 +18,11 @@ import { statusRouter } from './http/status/router';
 import { registry } from './metrics/registry';
 import { startNodeRed } from './node-red/embed';
 import { resolveSiteFlows } from './node-red/flow-files';
+import { planHttpTls } from './tls/http-tls';
+import { securityHeaders } from './http/security-headers';
+import { DeployHistory } from './node-red/deploy-history';
+import { auditDeploy, deploysRouter } from './http/deploys';
+import { undeliveredSink } from './pipeline/undelivered';
 
 export interface RunningGateway {
   port: number;
@@ -41,9 +46,13 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
   const accounts = openAccounts(settings);
   const admin = accounts.admin;
   if (admin.generatedPassword) {
-    // Printed once, on the console only (never to the log stream).
-    print(`\n  First start: generated admin password for user '${admin.user}': ${admin.generatedPassword}`);
-    print(`  It is also in ${admin.passwordFile} (mode 0600). Only its bcrypt hash is kept by the gateway.`);
+    // Shown only on a terminal (issue 10 §5); under systemd/docker stdout is the log stream (journald,
+    // docker logs): there only the 0600 file is named, never the password.
+    const tty = opts.print ? false : process.stdout.isTTY === true;
+    print(tty
+      ? `\n  First start: generated admin password for user '${admin.user}': ${admin.generatedPassword}`
+      : `\n  First start: generated admin password for user '${admin.user}' is in ${admin.passwordFile} (mode 0600, readable by the gateway's user only).`);
+    if (tty) print(`  It is also in ${admin.passwordFile} (mode 0600). Only its bcrypt hash is kept by the gateway.`);
     print(`  Set IOMT_ADMIN_PASSWORD or IOMT_ADMIN_PASSWORD_HASH to choose your own.\n`);
   }
 
@@ -65,20 +74,23 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
 
   const app = express();
   app.disable('x-powered-by');
+  app.use(securityHeaders({ editorRoot: '/editor' })); // CSP, frame protection, nosniff, no editor CORS (issue 10 §6)
   let server: Server;
-  if (settings.http.tls) {
-    server = createHttpsServer(
-      {
-        cert: readFileSync(settings.http.tls.certFile),
-        key: readFileSync(settings.http.tls.keyFile),
-        ca: settings.http.tls.caFile ? readFileSync(settings.http.tls.caFile) : undefined,
-      },
-      app,
-    );
-  } else server = createHttpServer(app);
+  // HTTPS by default beyond loopback, with the site's or a generated certificate (tls/http-tls.ts)
+  const tlsPlan = planHttpTls(settings);
+  if (tlsPlan.options) {
+    server = createHttpsServer(tlsPlan.options, app);
+    const fp = { source: tlsPlan.source, certFile: tlsPlan.certFile, fingerprint256: tlsPlan.fingerprint256, mutualTls: tlsPlan.mutual };
+    log.info(fp, tlsPlan.generated ? 'HTTPS: self-signed certificate generated' : 'HTTPS certificate');
+    if (tlsPlan.source === 'generated' && process.stdout.isTTY) print(`  HTTPS certificate (self-signed) SHA-256 fingerprint: ${tlsPlan.fingerprint256}`);
+  } else {
+    server = createHttpServer(app);
+    if (tlsPlan.plainReason === 'insecure') log.warn({ host: settings.http.host }, 'plain HTTP beyond loopback (IOMT_HTTP_INSECURE=true): passwords and patient data cross the network unencrypted');
+  }
 
   let ready = false;
   const auth = new Authenticator({ users: accounts.users, audit: accounts.audit });
+  const editorAuth = nodeRedAdminAuth(accounts.users, { throttle: auth.throttle }); // one throttle for API and editor logins
   server.once('close', () => accounts.close());
   app.get('/healthz', (_req, res) => res.json({ status: 'ok' }));
   app.get('/readyz', (_req, res) => {
@@ -100,6 +112,9 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
   };
   if (settings.http.metricsAuth) app.get('/metrics', auth.middleware(), metricsHandler);
   else app.get('/metrics', metricsHandler);
+  // configuration history (issue 9 §2): every deploy kept under <dataDir>/flow-history, rollback by admins
+  const deployHistory = new DeployHistory(join(settings.dataDir, 'flow-history'));
+  app.use('/api/v1/deploys', deploysRouter({ auth, history: deployHistory }));
   app.use('/api/v1', apiRouter(runtime, { auth, users: accounts.users, audit: accounts.audit, messageIdByUid: accounts.messageIdByUid }));
   app.use('/status', statusRouter(runtime, { auth: auth.middleware() })); // status page (issue 9 §1): its data behind the API's login
   app.get('/', (_req, res) => res.redirect('/status/'));
@@ -121,10 +136,15 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
     flowFile,
     credentialSecret: dataDirSecret(settings.dataDir, '.node-red-secret'),
     admin: { user: admin.user, passwordHash: admin.passwordHash },
-    adminAuth: nodeRedAdminAuth(accounts.users),
+    adminAuth: editorAuth,
+    loginGate: editorAuth.loginGate,
+    allowHostNodes: settings.editor.allowHostNodes === true,
     editorEnabled: settings.editor.enabled,
     tracker: runtime.tracker,
     logLevel: settings.logLevel,
+    history: deployHistory,
+    onDeployed: auditDeploy,
+    undelivered: undeliveredSink(ordersDb), // committed results no destination took: flagged no-destination and counted
   });
   ready = true;
 
@@ -145,7 +165,7 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
     : undefined;
   retentionTimer?.unref();
 
-  const scheme = settings.http.tls ? 'https' : 'http';
+  const scheme = tlsPlan.options ? 'https' : 'http';
   const host = settings.http.host === '0.0.0.0' || settings.http.host === '::' ? 'localhost' : settings.http.host;
   const url = `${scheme}://${host}:${port}`;
   log.info({ port, flowFile, dataDir: settings.dataDir }, 'gateway started');

@@ -1,12 +1,14 @@
 import type { NodeRedAdminAuth } from '../accounts/node-red-auth';
 import type { Server } from 'node:http';
-import type { Express } from 'express';
+import type { Express, RequestHandler } from 'express';
 import { mkdirSync } from 'node:fs';
 import { componentLogger } from '../log/logger';
 import type { FlowTracker } from '../pipeline/flow-tracker';
 import { DRIVERS } from '../../../drivers';
 import { OUTPUTS } from '../outputs';
 import { editorFieldsScript } from './editor-fields';
+import { deployContext, deploySourceMiddleware, historyStorageModule, type DeployHistory, type FlowVersion, type DeployContext } from './deploy-history';
+import type { UndeliveredSink } from '../pipeline/flow-tracker';
 
 // node-red ships no type declarations
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -29,7 +31,26 @@ export interface NodeRedOptions {
   editorEnabled: boolean;
   tracker: FlowTracker;
   logLevel: string;
+  /** Keep every deploy as a version (deploy-history.ts); `onDeployed` audits it. */
+  history?: DeployHistory;
+  onDeployed?: (version: FlowVersion, ctx: DeployContext) => void;
+  /** Flag and count finished messages that no destination node took (pipeline/undelivered.ts). */
+  undelivered?: UndeliveredSink;
+  /** Node-RED core nodes that run code or touch the host (HOST_NODE_FILES) are loaded only when true (IOMT_EDITOR_ALLOW_HOST_NODES). */
+  allowHostNodes?: boolean;
+  /** Mounted on POST <httpAdminRoot>/auth/token in front of Node-RED's login (accounts/node-red-auth.ts: throttle, token tags). */
+  loginGate?: RequestHandler;
 }
+
+/**
+ * Node-RED core node files not loaded by default (issue 10 §4: the editor is not a shell), by
+ * Node-RED's `nodesExcludes` setting (file names in @node-red/nodes/core): exec (runs commands),
+ * function (its vm is no sandbox: `node.constructor.constructor('return process')()` reaches the
+ * host process), file / file in, watch (host files), tcp in/out/request, udp in/out (arbitrary
+ * network peers from the gateway's address). IOMT_EDITOR_ALLOW_HOST_NODES=true loads them (and
+ * lets function nodes load modules: `functionExternalModules`).
+ */
+export const HOST_NODE_FILES = ['90-exec.js', '10-function.js', '10-file.js', '23-watch.js', '31-tcpin.js', '32-udp.js'];
 
 const NR_LEVELS: Record<number, string> = { 10: 'fatal', 20: 'error', 30: 'warn', 40: 'info', 50: 'debug', 60: 'trace', 98: 'info', 99: 'info' };
 
@@ -57,7 +78,16 @@ export async function startNodeRed(o: NodeRedOptions): Promise<{ stop(): Promise
     diagnostics: { enabled: false },
     telemetry: { enabled: false },
     runtimeState: { enabled: false },
-    functionExternalModules: false,
+    // configuration history: every saved deploy kept as a version, with the user and client address
+    ...(o.history
+      ? {
+          // eslint-disable-next-line @typescript-eslint/no-require-imports
+          storageModule: historyStorageModule(require('@node-red/runtime/lib/storage/localfilesystem'), o.history, (v, ctx) => o.onDeployed?.(v, ctx)),
+          httpAdminMiddleware: deploySourceMiddleware,
+        }
+      : {}),
+    functionExternalModules: !!o.allowHostNodes,
+    nodesExcludes: o.allowHostNodes ? [] : HOST_NODE_FILES,
     logging: {
       iomt: {
         level: o.logLevel === 'trace' ? 'trace' : o.logLevel === 'debug' ? 'debug' : 'info',
@@ -78,14 +108,21 @@ export async function startNodeRed(o: NodeRedOptions): Promise<{ stop(): Promise
     res.type('application/javascript').send(fieldsJs);
   });
   // Message tracking for the guarantee across the in-memory flow (architecture §3).
-  RED.hooks.add('preDeliver.iomt', (ev: { msg?: { _iomt?: { messageId?: number } } }) => {
+  if (o.undelivered) o.tracker.watchUndelivered(OUTPUTS.flatMap((x) => x.nodeTypes), o.undelivered);
+  type HookNode = { type?: string; _inputCallback?: unknown; _inputCallbacks?: unknown };
+  RED.hooks.add('preDeliver.iomt', (ev: { msg?: { _iomt?: { messageId?: number } }; destination?: { node?: HookNode } }) => {
     const id = ev.msg?._iomt?.messageId;
-    if (id !== undefined) o.tracker.delivered(id);
+    if (id === undefined) return;
+    const node = ev.destination?.node;
+    // Node-RED 4 Node._emitInput: a node without an input handler (ours when it failed to start) never completes a message
+    const accepts = !node || node._inputCallback != null || node._inputCallbacks != null;
+    o.tracker.delivered(id, node?.type, accepts);
   });
-  RED.hooks.add('onComplete.iomt', (ev: { msg?: { _iomt?: { messageId?: number } }; error?: unknown }) => {
+  RED.hooks.add('onComplete.iomt', (ev: { msg?: { _iomt?: { messageId?: number } }; error?: unknown; node?: { node?: HookNode } }) => {
     const id = ev.msg?._iomt?.messageId;
-    if (id !== undefined) o.tracker.completed(id, ev.error);
+    if (id !== undefined) o.tracker.completed(id, ev.error, ev.node?.node?.type);
   });
+  if (o.loginGate) o.app.post(`${settings.httpAdminRoot}/auth/token`, o.loginGate);
   o.app.use(settings.httpAdminRoot, RED.httpAdmin);
   const started = new Promise<void>((resolve) => RED.events.once('flows:started', () => resolve()));
   await RED.start();
@@ -97,6 +134,19 @@ export async function startNodeRed(o: NodeRedOptions): Promise<{ stop(): Promise
       await RED.stop();
     },
   };
+}
+
+/**
+ * Deploy `flows` (a kept version) as a full deploy through Node-RED's runtime API, as `user`: the
+ * storage module keeps it as a new version of kind 'rollback' and `onDeployed` audits it.
+ * Rejects when Node-RED is not running or refuses the flows.
+ */
+export async function deployFlows(flows: unknown[], ctx: { user: string; source: string; rollbackOf?: number }): Promise<void> {
+  if (!(await RED.runtime?.isStarted?.())) throw new Error('Node-RED is not running');
+  const user = { username: ctx.user, permissions: '*' };
+  await deployContext.run({ kind: ctx.rollbackOf !== undefined ? 'rollback' : 'deploy', source: ctx.source, rollbackOf: ctx.rollbackOf, user: ctx.user }, () =>
+    RED.runtime.flows.setFlows({ flows: { flows }, deploymentType: 'full', user }),
+  );
 }
 
 /** Node-RED's own view of whether flows are running. */

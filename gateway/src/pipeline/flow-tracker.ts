@@ -1,6 +1,10 @@
 import type { GatewayStoreApi } from '../contracts/store';
 import { componentLogger } from '../log/logger';
 import { StoreError } from '../contracts/errors';
+import { registry } from '../metrics/registry';
+
+/** Committed messages with observations that no destination took (issue 9 §2); T/D held by processing id are not counted here. */
+const undeliveredTotal = registry.counter('iomt_messages_undelivered_total', 'Committed messages with results that reached no destination (none wired, destination node missing, failed to start or failed the message), per device and reason; flagged no-destination in the store');
 
 /**
  * Knows which committed messages the in-memory part of a Node-RED flow has finished with
@@ -11,9 +15,36 @@ import { StoreError } from '../contracts/errors';
  * (destination, key) drops the duplicates. A completion that failed with a StoreError (outbox could
  * not commit) leaves the message unfinished and schedules a re-emission.
  */
+/** Why a finished message reached no destination (label `reason` of iomt_messages_undelivered_total). */
+export type UndeliveredReason = 'no-destination' | 'destination-broken' | 'destination-error' | 'flow-error';
+
+/**
+ * Told about every finished message that no destination node took (issue 9 §2: a committed result
+ * with nowhere to go is visible and counted). Returns true when the message really is undelivered
+ * (the store confirms it has observations and no outbox row), so the tracker counts it per device.
+ */
+export type UndeliveredSink = (messageId: number, deviceId: string, reason: UndeliveredReason) => boolean;
+
+interface Pending {
+  count: number;
+  error?: boolean;
+  retry?: boolean;
+  since: number;
+  deviceId: string;
+  /** A destination node finished with it without error (queued it, or held it on purpose, e.g. by processing id). */
+  outputOk?: boolean;
+  /** A destination node failed it. */
+  outputError?: boolean;
+  /** It was sent to a destination node that has no input handler (the node failed to start). */
+  outputBroken?: boolean;
+}
+
 export class FlowTracker {
-  private pending = new Map<number, { count: number; error?: boolean; retry?: boolean; since: number; deviceId: string }>();
+  private pending = new Map<number, Pending>();
   private finished: Array<{ id: number; status: 'routed' | 'flow-error' }> = [];
+  private undelivered: Array<{ id: number; deviceId: string; reason: UndeliveredReason }> = [];
+  private watch: { outputTypes: Set<string>; sink: UndeliveredSink } | undefined;
+  private readonly perDevice = new Map<string, { count: number; lastAt: string; reason: UndeliveredReason }>();
   private flushTimer: NodeJS.Immediate | undefined;
   private readonly log = componentLogger('flow-tracker');
 
@@ -29,17 +60,39 @@ export class FlowTracker {
     return this.pending.has(messageId);
   }
 
-  delivered(messageId: number): void {
-    const p = this.pending.get(messageId);
-    if (p) p.count++;
+  /**
+   * Watch for finished messages that no destination node took: `outputTypes` are the Node-RED types
+   * of destination nodes (OUTPUTS[].nodeTypes). Without it nothing is reported (unit tests, tools).
+   */
+  watchUndelivered(outputTypes: Iterable<string>, sink: UndeliveredSink): void {
+    this.watch = { outputTypes: new Set(outputTypes), sink };
   }
 
-  completed(messageId: number, error?: unknown): void {
+  /**
+   * Node-RED is about to deliver the message to a node of `nodeType`. `accepts` false: that node has
+   * no input handler (it failed to start), so it will never complete the message: not counted as in
+   * flight (else the message would wait forever), and remembered when it is a destination node.
+   */
+  delivered(messageId: number, nodeType?: string, accepts = true): void {
+    const p = this.pending.get(messageId);
+    if (!p) return;
+    if (!accepts) {
+      if (nodeType !== undefined && this.watch?.outputTypes.has(nodeType)) p.outputBroken = true;
+      return;
+    }
+    p.count++;
+  }
+
+  completed(messageId: number, error?: unknown, nodeType?: string): void {
     const p = this.pending.get(messageId);
     if (!p) return;
     if (error) {
       if (isRetryable(error)) p.retry = true;
       else p.error = true;
+    }
+    if (nodeType !== undefined && this.watch?.outputTypes.has(nodeType)) {
+      if (error) p.outputError = true;
+      else p.outputOk = true;
     }
     p.count--;
     if (p.count <= 0) this.finish(messageId, p);
@@ -51,12 +104,23 @@ export class FlowTracker {
     if (p && p.count <= 0) this.finish(messageId, p);
   }
 
-  private finish(messageId: number, p: { error?: boolean; retry?: boolean; deviceId: string }): void {
+  private finish(messageId: number, p: Pending): void {
     this.pending.delete(messageId);
     // transient failure (outbox could not commit): stay 'committed'; the device node's sweep re-emits it
     if (p.retry) return;
     this.finished.push({ id: messageId, status: p.error ? 'flow-error' : 'routed' });
+    // No destination node took it (none wired, a wire to a deleted node, a destination that failed to
+    // start or failed it). A message a destination held on purpose (processing id T/D) has outputOk.
+    if (this.watch && !p.outputOk) {
+      const reason: UndeliveredReason = p.outputBroken ? 'destination-broken' : p.outputError ? 'destination-error' : p.error ? 'flow-error' : 'no-destination';
+      this.undelivered.push({ id: messageId, deviceId: p.deviceId, reason });
+    }
     if (!this.flushTimer) this.flushTimer = setImmediate(() => this.flush());
+  }
+
+  /** Devices with committed results that reached no destination since this process started (the status page's warning). */
+  undeliveredByDevice(): Array<{ deviceId: string; count: number; lastAt: string; reason: UndeliveredReason }> {
+    return [...this.perDevice].map(([deviceId, v]) => ({ deviceId, ...v }));
   }
 
   private evictOldest(): void {
@@ -73,6 +137,21 @@ export class FlowTracker {
     // Not awaited by anyone: if this write is lost (crash), the messages are re-emitted and de-duplicated.
     if (routed.length) this.store.markFinished(routed, 'routed').catch((e) => this.log.warn({ err: String(e) }, 'could not mark messages routed; they will be re-emitted'));
     if (failed.length) this.store.markFinished(failed, 'flow-error').catch((e) => this.log.warn({ err: String(e) }, 'could not mark messages flow-error'));
+    const lost = this.undelivered;
+    this.undelivered = [];
+    for (const u of lost) {
+      let confirmed = true;
+      try {
+        confirmed = this.watch ? this.watch.sink(u.id, u.deviceId, u.reason) : false;
+      } catch (e) {
+        // the store could not be asked: still shown (counted by the tracker), never silently dropped
+        this.log.error({ err: String(e), messageId: u.id, deviceId: u.deviceId }, 'could not record an undelivered message');
+      }
+      if (!confirmed) continue;
+      undeliveredTotal.inc({ device: u.deviceId, reason: u.reason });
+      const d = this.perDevice.get(u.deviceId);
+      this.perDevice.set(u.deviceId, { count: (d?.count ?? 0) + 1, lastAt: new Date().toISOString(), reason: u.reason });
+    }
   }
 
   async drain(): Promise<void> {
