@@ -44,6 +44,10 @@ export interface DeviceSummary extends DriverStatus {
   todayCountCapped: boolean;
   /** Quarantine entries received since `since` (capped like todayCount). */
   quarantineToday: number;
+  /** Messages with results since `since` that reached no destination (flag `no-destination`, capped like todayCount). */
+  undeliveredToday: number;
+  /** Such messages since the gateway started, with the last reason (FlowTracker.undeliveredByDevice). */
+  undelivered?: { count: number; lastAt: string; reason: string };
 }
 
 export interface DestinationSummary extends DestinationStats {
@@ -77,6 +81,8 @@ export interface CountsSince {
   qPerDevice: Map<string, number>;
   qTotal: number;
   qCapped: boolean;
+  /** Messages flagged no-destination per device (pipeline/undelivered.ts). */
+  uPerDevice: Map<string, number>;
 }
 
 /**
@@ -117,20 +123,32 @@ export function countSince(rt: GatewayRuntime, since: Date): CountsSince {
     }
     beforeId = page[page.length - 1].id;
   }
-  return { perDevice, capped, qPerDevice, qTotal, qCapped };
+  // flagged messages are few (partial index messages_flagged)
+  const uPerDevice = new Map<string, number>();
+  let uSeen = 0;
+  for (let beforeId: number | undefined; ; ) {
+    const page = rt.store.searchMessages({ from: sinceIso, flag: 'no-destination', limit: PAGE, beforeId });
+    for (const m of page) uPerDevice.set(m.deviceId, (uPerDevice.get(m.deviceId) ?? 0) + 1);
+    uSeen += page.length;
+    if (page.length < PAGE || uSeen >= COUNT_CAP) break;
+    beforeId = page[page.length - 1].id;
+  }
+  return { perDevice, capped, qPerDevice, qTotal, qCapped, uPerDevice };
 }
 
 /** The home page's summary: live device and destination states, with `counts` (from countSince). */
 export function computeSummary(rt: GatewayRuntime, since: Date, now = new Date(), counts = countSince(rt, since)): StatusSummary {
   const { perDevice, capped, qPerDevice, qTotal, qCapped } = counts;
+  const uPerDevice = counts.uPerDevice ?? new Map<string, number>();
+  const lost = new Map((rt.tracker?.undeliveredByDevice?.() ?? []).map((u) => [u.deviceId, { count: u.count, lastAt: u.lastAt, reason: u.reason }]));
   const statuses = rt.deviceStatuses();
   const known = new Set(statuses.map((s) => s.deviceId));
   // A device that sent today but is no longer configured still shows, so its count is never hidden.
-  const gone: DriverStatus[] = [...new Set([...perDevice.keys(), ...qPerDevice.keys()])]
+  const gone: DriverStatus[] = [...new Set([...perDevice.keys(), ...qPerDevice.keys(), ...uPerDevice.keys()])]
     .filter((id) => !known.has(id))
     .map((deviceId) => ({ deviceId, driver: '', state: 'not-configured' as DriverStatus['state'] }));
   const devices = [...statuses, ...gone]
-    .map((s) => ({ ...s, todayCount: perDevice.get(s.deviceId) ?? 0, todayCountCapped: capped, quarantineToday: qPerDevice.get(s.deviceId) ?? 0 }))
+    .map((s) => ({ ...s, todayCount: perDevice.get(s.deviceId) ?? 0, todayCountCapped: capped, quarantineToday: qPerDevice.get(s.deviceId) ?? 0, undeliveredToday: uPerDevice.get(s.deviceId) ?? 0, undelivered: lost.get(s.deviceId) }))
     .sort((a, b) => a.deviceId.localeCompare(b.deviceId));
 
   // Nodes that failed to start (runtime.nodeFailures, when this runtime has it): shown as 'error' with the reason.

@@ -121,13 +121,14 @@
   async function route() {
     clearInterval(refreshTimer);
     const { path, params } = parseHash();
-    const name = path.startsWith('/message/') ? 'search' : path === '/search' ? 'search' : path === '/quarantine' ? 'quarantine' : 'home';
+    const name = path.startsWith('/message/') ? 'search' : path === '/search' ? 'search' : path === '/quarantine' ? 'quarantine' : path === '/history' ? 'history' : 'home';
     document.querySelectorAll('[data-nav]').forEach((a) => a.classList.toggle('active', a.getAttribute('data-nav') === name));
     clear(view);
     try {
       if (path === '/search') await searchPage(params);
       else if (path.startsWith('/message/')) await messagePage(decodeURIComponent(path.slice('/message/'.length)));
       else if (path === '/quarantine') await quarantinePage();
+      else if (path === '/history') await historyPage();
       else await homePage();
     } catch (e) {
       if (e && e.status === 401) return showLogin();
@@ -215,7 +216,7 @@
         'tr',
         { 'data-device': d.deviceId },
         h('td', null, me.phi ? h('a', { href: todayHref }, d.deviceId) : d.deviceId, d.driver ? h('div', { class: 'muted' }, d.driver) : null),
-        h('td', null, stateBadge(d.state), d.detail ? h('div', { class: 'muted' }, d.detail) : null),
+        h('td', null, stateBadge(d.state), d.detail ? h('div', { class: 'muted' }, d.detail) : null, undeliveredWarning(d)),
         h('td', null, d.lastMessageAt ? fmtTime(d.lastMessageAt) : h('span', { class: 'muted' }, t('device.never'))),
         h('td', { class: 'num', 'data-col': 'today' }, count),
         h('td', null, d.lastError ? h('span', { class: 'err' }, d.lastError) : '', d.lastErrorAt ? h('div', { class: 'muted' }, fmtTime(d.lastErrorAt)) : null),
@@ -228,6 +229,15 @@
       h('h2', null, t('home.devices')),
       rows.length ? table([t('device.name'), t('device.state'), t('device.lastMessage'), { label: t('device.today'), class: 'num' }, t('device.lastError'), { label: t('device.quarantine'), class: 'num' }], rows) : h('p', { class: 'muted' }, t('home.noDevices')),
     );
+  }
+
+  // results that reached no destination (flag no-destination): a warning on the device, linked to them
+  function undeliveredWarning(d) {
+    const n = Math.max(d.undeliveredToday || 0, d.undelivered && !d.undeliveredToday ? d.undelivered.count : 0);
+    if (!n) return null;
+    const text = t('device.undelivered', { n: n });
+    const href = '#/search?flag=no-destination&deviceId=' + encodeURIComponent(d.deviceId);
+    return h('div', { class: 'badge bad', 'data-undelivered': n, title: d.undelivered ? t('undelivered.' + d.undelivered.reason) : t('flag.no-destination') }, me.phi ? h('a', { href: href }, text) : text);
   }
 
   function destinationsCard(s) {
@@ -302,7 +312,7 @@
     if (![...params.keys()].length) return;
 
     const q = new URLSearchParams();
-    for (const k of ['specimenId', 'patientId', 'deviceId']) if (params.get(k)) q.set(k, params.get(k));
+    for (const k of ['specimenId', 'patientId', 'deviceId', 'flag']) if (params.get(k)) q.set(k, params.get(k));
     // dates are the lab's local days: from = local midnight, to = the next local midnight (inclusive day)
     const day = (v, plus) => {
       const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(v || '');
@@ -467,6 +477,47 @@
     append(view, h('section', { class: 'card', id: 'quarantine' }, rows.length ? table([t('q.received'), t('q.device'), t('q.reason'), t('q.code'), { label: t('q.bytes'), class: 'num' }], rows) : h('p', { class: 'muted' }, t('q.none'))));
   }
 
+  // ---- configuration history (admins: GET/POST /api/v1/deploys) ------------------------------
+  function changeList(v) {
+    const s = v.summary;
+    const part = (key, list, n) => (n ? h('div', null, t(key, { n: n }) + ': ' + list.map((x) => x.type + (x.fields ? ' (' + x.fields.join(', ') + ')' : '')).join(', ') + (n > list.length ? ' …' : '')) : null);
+    const none = !s.counts.added && !s.counts.removed && !s.counts.changed;
+    return [part('hist.added', s.added, s.counts.added), part('hist.removed', s.removed, s.counts.removed), part('hist.changed', s.changed, s.counts.changed), none ? h('span', { class: 'muted' }, t('hist.noChange')) : null];
+  }
+  async function historyPage() {
+    view.setAttribute('data-page', 'history');
+    append(view, h('h1', null, t('hist.title')), h('p', { class: 'muted' }, t('hist.intro')));
+    if (me.role !== 'admin') {
+      append(view, h('p', { class: 'err' }, t('err.forbidden')));
+      return;
+    }
+    const r = await api('../api/v1/deploys');
+    const rows = r.versions.map((v) =>
+      h(
+        'tr',
+        { 'data-version': v.id },
+        h('td', { class: 'num' }, v.id, v.id === r.current ? h('div', { class: 'badge ok' }, t('hist.current')) : null),
+        h('td', null, fmtTime(v.at)),
+        h('td', null, t('hist.kind.' + v.kind, { n: v.rollbackOf })),
+        h('td', null, v.user || '', v.source ? h('div', { class: 'muted' }, v.source) : null),
+        h('td', null, changeList(v)),
+        h('td', null, v.id === r.current ? '' : h('button', { type: 'button', class: 'replay', 'data-rollback': v.id, onclick: async (ev) => {
+          if (!window.confirm(t('hist.rollbackConfirm', { n: v.id }))) return;
+          ev.target.disabled = true;
+          try {
+            await api('../api/v1/deploys/' + v.id + '/rollback', { method: 'POST', body: '{}' });
+            notice(t('hist.rolledBack', { n: v.id }));
+            route();
+          } catch (e) {
+            ev.target.disabled = false;
+            append(ev.target.parentNode, errorBox(e));
+          }
+        } }, t('hist.rollback'))),
+      ),
+    );
+    append(view, h('section', { class: 'card', id: 'history' }, rows.length ? table([{ label: t('hist.version'), class: 'num' }, t('hist.at'), t('hist.kind'), t('hist.user'), t('hist.changes'), ''], rows) : h('p', { class: 'muted' }, t('hist.none'))));
+  }
+
   // ---- start ---------------------------------------------------------------------------------
   async function start() {
     try {
@@ -477,6 +528,7 @@
     }
     document.querySelector('.top nav').hidden = false;
     document.querySelectorAll('[data-phi]').forEach((el) => (el.hidden = !me.phi));
+    document.querySelectorAll('[data-admin]').forEach((el) => (el.hidden = me.role !== 'admin'));
     document.body.setAttribute('data-role', me.role);
     document.getElementById('who').textContent = me.user ? me.user + ' (' + t('role.' + me.role) + ')' : '';
     document.getElementById('logout').hidden = !me.user;
