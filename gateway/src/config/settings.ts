@@ -3,6 +3,8 @@ import { resolve, dirname } from 'node:path';
 import { ConfigError, type ConfigProblem } from '../contracts/errors';
 import type { LogLevel } from '../log/logger';
 import type { RetentionPolicy } from '../contracts/store';
+import { auditRetentionDays } from '../audit/audit-log';
+import { sessionOptionsFromEnv } from '../http/sessions';
 
 /**
  * Gateway settings: one JSON file plus IOMT_* environment overrides (balena device variables).
@@ -116,6 +118,15 @@ export function loadSettings(opts: { file?: string; env?: NodeJS.ProcessEnv; cwd
       if (!LEVELS.includes(raw)) problems.push({ file: `env ${o.env}`, path: o.path, reason: `must be one of ${LEVELS.join(', ')}` });
       else setPath(s, o.path, raw);
     } else setPath(s, o.path, raw);
+  }
+  // read where they are used (audit/audit-log.ts, http/sessions.ts); checked here too, with the same
+  // parsers, so that check-config reports a bad value and run refuses it
+  for (const [name, check] of [['IOMT_AUDIT_RETENTION_DAYS', () => auditRetentionDays(env)], ['IOMT_SESSION_IDLE_MINUTES / IOMT_SESSION_MAX_HOURS', () => sessionOptionsFromEnv(env)]] as const) {
+    try {
+      check();
+    } catch (e) {
+      problems.push({ file: `env ${name}`, path: '', reason: (e as Error).message });
+    }
   }
   const settings = { ...(s as unknown as GatewaySettings), source };
   problems.push(...validateSettings(settings, source));
