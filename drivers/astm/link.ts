@@ -18,6 +18,13 @@ import { ACK, CR, ENQ, EOT, ETB, ETX, LF, NAK, STX, encodeFrames, parseFrame, ty
 import { realClock, type LinkClock, type LinkTimer } from './link-clock';
 import { linkOptions, type LinkOptions } from './link-options';
 import { GatewayError } from '../../gateway/src/contracts/errors';
+import { sharedMemoryBudget, type MemoryBudget } from '../../gateway/src/pipeline/memory-budget';
+
+/**
+ * Longest wait for in-flight budget before a frame is NAKed (busy): below the sender's 15 s reply
+ * timer (LIS01 §1.3.4), so the sender, which waits for our reply (stop-and-wait), sends nothing more.
+ */
+export const BUDGET_WAIT_MS = 10_000;
 
 export type LinkState = 'neutral' | 'receiving' | 'bidding' | 'busy-wait' | 'sending' | 'closed';
 
@@ -150,6 +157,8 @@ export class AstmLink {
     private readonly handlers: LinkHandlers,
     options: Partial<LinkOptions> = {},
     clock: LinkClock = realClock,
+    /** In-flight bytes (issue 10 §7): a message's records are reserved here until committed or discarded. */
+    private readonly budget: MemoryBudget = sharedMemoryBudget(),
   ) {
     this.opts = linkOptions(options);
     this.clock = clock;
@@ -204,6 +213,7 @@ export class AstmLink {
     this.job = undefined;
     for (const j of this.queue.splice(0)) j.reject(err);
     this.inbox = [];
+    this.budget.releaseAll(this);
     // a message cut off by a disconnect was never ACKed at its final frame (the sender re-sends it):
     // keep what arrived for audit (onDiscard → quarantine), never as results
     if (this.state === 'receiving') this.discard('connection closed mid-message', 'connection closed');
@@ -303,6 +313,56 @@ export class AstmLink {
     this.sessionBytes = 0;
     this.partialCommit = undefined;
     this.rejected = undefined;
+    this.syncBudget();
+  }
+
+  /** Keep reserved exactly the bytes of the message being assembled. */
+  private syncBudget(): void {
+    const extra = this.budget.heldBy(this) - (this.state === 'closed' ? 0 : this.sessionBytes + this.pendingTextLen);
+    if (extra > 0) this.budget.release(this, extra);
+  }
+
+  /**
+   * A frame's text is reserved from the in-flight budget before it joins the message. A full budget:
+   * the reply is held (the sender waits for it and sends nothing more) until bytes are released, at
+   * most BUDGET_WAIT_MS; then NAK, and the sender retransmits the frame (LIS01 §1.3.4).
+   */
+  private acceptFrame(frame: Buffer, fn: number | undefined, text: Buffer, isLast: boolean): Promise<void> | void {
+    if (!this.budget.tryReserve(this, text.length)) {
+      this.rxTimer?.cancel(); // the sender waits for our reply
+      const f = Buffer.from(frame); // frameBuf is reused after this call
+      const t = Buffer.from(text);
+      const deadline = this.clock.now() + BUDGET_WAIT_MS;
+      return new Promise<void>((resolve) => {
+        let done = false;
+        const timer = this.clock.setTimer(BUDGET_WAIT_MS, () => {
+          if (done) return;
+          done = true;
+          this.budget.cancelWait(this);
+          if (this.state === 'receiving') this.nak('busy', fn);
+          resolve();
+        });
+        const retry = (): void => {
+          if (done) return;
+          if (this.state !== 'receiving') {
+            done = true;
+            timer.cancel();
+            return resolve();
+          }
+          if (!this.budget.tryReserve(this, t.length)) {
+            if (this.clock.now() < deadline) this.budget.wait(this, retry);
+            return;
+          }
+          done = true;
+          timer.cancel();
+          Promise.resolve(this.acceptFrameReserved(f, fn, t, isLast)).finally(() => this.syncBudget()).then(resolve, resolve);
+        };
+        this.budget.wait(this, retry);
+      });
+    }
+    const r = this.acceptFrameReserved(frame, fn, text, isLast);
+    if (r) return r.finally(() => this.syncBudget());
+    this.syncBudget();
   }
 
   private armRxTimer(): void {
@@ -438,7 +498,7 @@ export class AstmLink {
     }
   }
 
-  private nak(reason: NakReason | 'commit-failed' | 'message-too-large', fn?: number): void {
+  private nak(reason: NakReason | 'busy' | 'commit-failed' | 'message-too-large', fn?: number): void {
     this.write(NAK);
     this.emit({ type: 'nak', reason, fn });
     this.armRxTimer();
@@ -487,7 +547,7 @@ export class AstmLink {
     return this.acceptFrame(frame, p.fn, p.text, p.isLast);
   }
 
-  private acceptFrame(frame: Buffer, fn: number | undefined, text: Buffer, isLast: boolean): Promise<void> | void {
+  private acceptFrameReserved(frame: Buffer, fn: number | undefined, text: Buffer, isLast: boolean): Promise<void> | void {
     // snapshot so a failed commit leaves the frame un-accepted (the sender retransmits it)
     const snap = {
       pendingText: [...this.pendingText],

@@ -7,11 +7,18 @@
  * Bytes that are not a complete block (outside VT…FS, an abandoned or truncated block, an oversize
  * block's head) are refused, never dropped unseen (issue 8): they go to `onRefused` in bounded runs,
  * with the policy of the ASTM driver's bytes outside a session (drivers/astm/astm-driver.ts collectStray).
+ * Admission (issue 10 §2, §3: gateway/src/net/listener-guard.ts): allow-list, per-address limit, first
+ * complete block within firstFrameTimeoutMs, a full listener closes the connection idle longest.
+ * Memory (issue 10 §7: gateway/src/pipeline/memory-budget.ts): the bytes of a block are reserved from the
+ * process-wide in-flight budget as they are buffered and released once the block is answered; when the
+ * budget is full the socket is paused (TCP backpressure) until bytes are released.
  */
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
 import { componentLogger } from '../../gateway/src/log/logger';
+import { ListenerGuard, type GuardedConnection } from '../../gateway/src/net/listener-guard';
+import { sharedMemoryBudget, type MemoryBudget } from '../../gateway/src/pipeline/memory-budget';
 import { buildAck } from './ack';
 import { DEFAULT_MLLP_MAX_BYTES, MllpDecoder, encodeMllp, type MllpEvent, type MllpJunkReason } from './mllp-decoder';
 
@@ -47,7 +54,18 @@ export interface MllpServerOptions {
   tls?: MllpTlsOptions;
   maxBytes?: number; // largest accepted message (default 8 MiB)
   idleTimeoutMs?: number; // close a connection with no traffic for this long (default 600000)
-  maxConnections?: number; // refuse connections beyond this (default 64)
+  maxConnections?: number; // at most this many connections; a full listener closes the idle-longest one (default 64)
+  /** Connections from one source address; more are refused (default 8). */
+  maxPerAddress?: number;
+  /** Close a connection without a complete block this long after it opened (default 10000; 0 = never). */
+  firstFrameTimeoutMs?: number;
+  /**
+   * Source addresses / CIDR networks allowed to connect (IPv4, IPv6; IPv4-mapped IPv6 compared as IPv4),
+   * comma or space separated, or a list. Empty = everyone. Others are closed at once and counted.
+   */
+  allowFrom?: string | string[];
+  /** In-flight byte budget shared with other listeners (default: the process-wide one, IOMT_INFLIGHT_MAX_BYTES). */
+  budget?: MemoryBudget;
   /** MSH-3/MSH-4 used in ACKs the server itself builds (oversize). */
   sendingApp?: string;
   sendingFacility?: string;
@@ -91,6 +109,13 @@ interface Conn {
   refusedKept: number;
   /** the warning for refused bytes was logged on this connection (once) */
   refusedWarned: boolean;
+  guard: GuardedConnection;
+  /** payload bytes of queued frames and of the frame being handled (held in the budget) */
+  frameBytes: number;
+  /** chunks read but not yet decoded: the budget was full (reading is paused meanwhile) */
+  stalled: Buffer[];
+  /** a frame is with the handler */
+  handling: boolean;
 }
 
 let ackCounter = 0;
@@ -101,12 +126,15 @@ let ackCounter = 0;
  * 'error' Error (socket-level, informational), 'closed'.
  */
 export class MllpServer extends EventEmitter {
-  private readonly opts: Required<Omit<MllpServerOptions, 'tls' | 'sendingApp' | 'sendingFacility' | 'logBindings' | 'onRefused'>> & MllpServerOptions;
+  private readonly opts: Required<Omit<MllpServerOptions, 'tls' | 'sendingApp' | 'sendingFacility' | 'logBindings' | 'onRefused' | 'maxPerAddress' | 'firstFrameTimeoutMs' | 'allowFrom' | 'budget'>> & MllpServerOptions;
   private server: net.Server | undefined;
   private readonly conns = new Map<number, Conn>();
   private nextId = 1;
   private closePromise: Promise<void> | undefined;
   private readonly log;
+  /** Admission control (allow-list, per-address limit, first-frame timeout, eviction). */
+  readonly guard: ListenerGuard;
+  readonly budget: MemoryBudget;
 
   constructor(
     opts: MllpServerOptions,
@@ -122,6 +150,16 @@ export class MllpServer extends EventEmitter {
       ...stripUndefined(opts),
     } as MllpServer['opts'];
     this.log = componentLogger('mllp-server', opts.logBindings ?? {});
+    // throws RangeError on a bad allow-list entry: the node reports it as a configuration problem
+    this.guard = new ListenerGuard({
+      listener: String(opts.logBindings?.deviceId ?? `mllp:${opts.port}`),
+      maxConnections: this.opts.maxConnections,
+      maxPerAddress: opts.maxPerAddress,
+      firstFrameTimeoutMs: opts.firstFrameTimeoutMs,
+      allowFrom: opts.allowFrom,
+      log: this.log,
+    });
+    this.budget = opts.budget ?? sharedMemoryBudget();
     // an EventEmitter 'error' without listener would throw: keep a default listener
     this.on('error', () => undefined);
   }
@@ -141,13 +179,20 @@ export class MllpServer extends EventEmitter {
     if (this.closePromise) throw new Error('MllpServer closed');
     const t = this.opts.tls;
     const server = t
-      ? tls.createServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: !!t.requestCert, rejectUnauthorized: !!t.requestCert })
+      ? tls.createServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: !!t.requestCert, rejectUnauthorized: !!t.requestCert, handshakeTimeout: this.guard.firstFrameTimeoutMs || 120_000 })
       : net.createServer();
     this.server = server;
-    server.maxConnections = this.opts.maxConnections;
-    server.on(t ? 'secureConnection' : 'connection', (s: net.Socket) => this.accept(s));
-    server.on('tlsClientError', (e: Error) => this.log.warn({ err: e.message }, 'TLS handshake failed'));
-    server.on('drop', () => this.log.warn({ maxConnections: this.opts.maxConnections }, 'connection refused: maxConnections reached'));
+    // no server.maxConnections: the guard refuses or evicts (a hard cap would refuse before eviction)
+    if (t) {
+      // the allow-list is checked before the TLS handshake costs anything
+      server.on('connection', (s: net.Socket) => {
+        if (!this.guard.allows(s.remoteAddress)) this.guard.admit(s);
+      });
+      server.on('tlsClientError', (e: Error, s: tls.TLSSocket) => this.guard.tlsFailure(s?.remoteAddress, e.message));
+    }
+    server.on(t ? 'secureConnection' : 'connection', (s: net.Socket) => {
+      if (!s.destroyed) this.accept(s);
+    });
     await new Promise<void>((resolve, reject) => {
       const onErr = (e: Error) => reject(e);
       server.once('error', onErr);
@@ -187,6 +232,7 @@ export class MllpServer extends EventEmitter {
     await Promise.race([Promise.all(waits), timer]);
     for (const c of this.conns.values()) c.socket.destroy();
     await serverClosed;
+    this.guard.close();
     this.emit('closed');
   }
 
@@ -198,7 +244,9 @@ export class MllpServer extends EventEmitter {
     }
     // the refused bytes themselves are kept only for someone who takes them
     const decoder = new MllpDecoder({ maxBytes: this.opts.maxBytes, keepRefusedBytes: this.opts.onRefused ? REFUSED_MAX_BYTES : 0 });
-    const c: Conn = { info, socket, decoder, queue: [], busy: false, paused: false, closing: false, closed: false, refusedTimer: undefined, refusedKept: 0, refusedWarned: false };
+    const guard = this.guard.admit(socket); // refused: destroyed and counted
+    if (!guard) return;
+    const c: Conn = { info, socket, decoder, queue: [], busy: false, paused: false, closing: false, closed: false, refusedTimer: undefined, refusedKept: 0, refusedWarned: false, guard, frameBytes: 0, stalled: [], handling: false };
     this.conns.set(info.id, c);
     socket.setNoDelay(true);
     socket.setTimeout(this.opts.idleTimeoutMs);
@@ -212,6 +260,8 @@ export class MllpServer extends EventEmitter {
       this.emit('error', e);
     });
     socket.on('close', () => {
+      guard.release();
+      c.stalled.length = 0;
       c.closed = true;
       c.closing = true;
       c.queue.length = 0;
@@ -224,35 +274,92 @@ export class MllpServer extends EventEmitter {
         this.refuse(c, ev);
       }
       this.conns.delete(info.id);
+      this.budget.releaseAll(c);
       this.emit('disconnect', info);
     });
-    socket.on('data', (chunk: Buffer) => {
-      if (c.closing) return; // draining after an oversize AE: discard
-      let events: MllpEvent[];
-      try {
-        events = c.decoder.push(chunk);
-      } catch (e) {
-        this.log.error({ conn: info.id, err: String(e) }, 'decoder failure: closing connection');
-        socket.destroy();
+    socket.on('data', (chunk: Buffer) => this.onData(c, chunk));
+    this.emit('connection', info);
+  }
+
+  /**
+   * Bytes read: reserved from the in-flight budget before the decoder buffers them. A full budget:
+   * the chunk waits (one per connection: reading is paused at once) until bytes are released.
+   */
+  private onData(c: Conn, chunk: Buffer): void {
+    if (c.closing) return; // draining after an oversize AE: discard
+    if (c.stalled.length || !this.budget.tryReserve(c, chunk.length)) {
+      c.stalled.push(chunk);
+      if (c.stalled.length === 1) {
+        c.socket.pause();
+        setBusy(c);
+        this.log.debug({ conn: c.info.id, inflight: this.budget.used, budget: this.budget.maxBytes }, 'in-flight budget full: reading paused');
+        this.budget.wait(c, () => this.unstall(c));
+      }
+      return;
+    }
+    this.decode(c, chunk);
+  }
+
+  /** Budget released: decode the waiting chunks that now fit, then read again. */
+  private unstall(c: Conn): void {
+    if (c.closed) return;
+    while (c.stalled.length) {
+      if (c.closing) {
+        c.stalled.length = 0;
+        break;
+      }
+      const chunk = c.stalled[0];
+      if (!this.budget.tryReserve(c, chunk.length)) {
+        this.budget.wait(c, () => this.unstall(c));
         return;
       }
-      for (const ev of events) {
-        if (ev.type === 'junk') this.refuse(c, ev);
-        else c.queue.push(ev);
-      }
-      this.watchRefused(c);
-      if (c.queue.length) {
-        // Backpressure: stop reading while frames wait behind the one being handled. A stop-and-wait
-        // sender (one frame, then its ACK) never triggers it, so reading is not stopped and restarted
-        // (two epoll_ctl calls) for every message.
-        if (c.busy || c.queue.length > 1) {
-          socket.pause();
-          c.paused = true;
+      c.stalled.shift();
+      this.decode(c, chunk);
+    }
+    setBusy(c);
+    if (!c.paused && !c.closed) c.socket.resume();
+  }
+
+  private decode(c: Conn, chunk: Buffer): void {
+    const { info, socket } = c;
+    c.guard.progress(chunk.length);
+    let events: MllpEvent[];
+    try {
+      events = c.decoder.push(chunk);
+    } catch (e) {
+      this.log.error({ conn: info.id, err: String(e) }, 'decoder failure: closing connection');
+      socket.destroy();
+      return;
+    }
+    for (const ev of events) {
+      if (ev.type === 'junk') this.refuse(c, ev);
+      else {
+        if (ev.type === 'frame') {
+          c.frameBytes += ev.payload.length;
+          c.guard.frame(); // a complete block: first-frame timer off, active now
         }
-        void this.drain(c);
+        c.queue.push(ev);
       }
-    });
-    this.emit('connection', info);
+    }
+    this.watchRefused(c);
+    this.syncBudget(c);
+    if (c.queue.length) {
+      // Backpressure: stop reading while frames wait behind the one being handled. A stop-and-wait
+      // sender (one frame, then its ACK) never triggers it, so reading is not stopped and restarted
+      // (two epoll_ctl calls) for every message.
+      if (c.busy || c.queue.length > 1) {
+        socket.pause();
+        c.paused = true;
+      }
+      void this.drain(c);
+    }
+  }
+
+  /** Keep exactly the bytes held for this connection reserved: the partial block and the frames not yet answered. */
+  private syncBudget(c: Conn): void {
+    const held = c.closed ? 0 : c.decoder.bufferedBytes + c.frameBytes;
+    const extra = this.budget.heldBy(c) - held;
+    if (extra > 0) this.budget.release(c, extra);
   }
 
   /**
@@ -322,14 +429,23 @@ export class MllpServer extends EventEmitter {
         const ev = c.queue.shift() as MllpEvent;
         if (ev.type === 'frame') {
           let ack: Buffer;
+          c.handling = true; // never evicted while its block is being committed
+          setBusy(c);
           try {
             ack = await this.handler(ev.payload, c.info);
           } catch (e) {
             this.log.error({ conn: c.info.id, err: String(e) }, 'handler failed: closing connection without ACK');
             c.socket.destroy();
             return;
+          } finally {
+            c.handling = false;
+            setBusy(c);
+            // answered (committed or refused) or dropped: its bytes leave the in-flight budget
+            c.frameBytes -= ev.payload.length;
+            this.syncBudget(c);
           }
           if (c.closed) return;
+          c.guard.frame();
           await writeAsync(c.socket, encodeMllp(ack));
         } else if (ev.type === 'oversize') {
           // Table 0357 104 "value too long" is the closest code for a message above the size limit
@@ -338,6 +454,8 @@ export class MllpServer extends EventEmitter {
           this.emit('oversize', { conn: c.info, bytes: ev.bytes });
           c.closing = true;
           c.queue.length = 0;
+          c.frameBytes = 0; // the frames behind it are dropped unanswered (never ACKed: the sender resends)
+          this.syncBudget(c);
           // the head of the refused block is kept first (always: at most one per connection, ≤ REFUSED_MAX_BYTES)
           if (ev.data && !this.closePromise) {
             const kept = ev.data.length;
@@ -363,7 +481,7 @@ export class MllpServer extends EventEmitter {
       if (c.closing && this.closePromise) c.socket.destroy();
       else if (!c.closed && !c.closing && c.paused) {
         c.paused = false;
-        c.socket.resume();
+        if (!c.stalled.length) c.socket.resume(); // else the budget resumes it
       }
     }
   }
@@ -378,6 +496,11 @@ function refusedReason(reason: MllpJunkReason, total: number, kept: number): str
     truncated: `incomplete MLLP block of ${total} bytes: the connection closed before its end block (FS CR) (HL7 v2.5.1 Appendix C.2.1)`,
   };
   return kept < total ? `${what[reason]}; first ${kept} bytes kept` : what[reason];
+}
+
+/** Not evicted, no first-frame timeout, while a frame is handled or reading waits for the budget. */
+function setBusy(c: Conn): void {
+  c.guard.busy = c.handling || c.stalled.length > 0;
 }
 
 function writeAsync(socket: net.Socket, buf: Buffer): Promise<void> {
