@@ -7,6 +7,7 @@
 import { EventEmitter } from 'node:events';
 import net from 'node:net';
 import tls from 'node:tls';
+import { secureContextOptions } from '../../gateway/src/tls/options';
 import { DeliveryError, TimeoutError } from '../../gateway/src/contracts/errors';
 import { MllpDecoder, encodeMllp } from './mllp-decoder';
 
@@ -56,7 +57,7 @@ export class MllpClient extends EventEmitter {
       const { host, port } = this.opts;
       const t = this.opts.tls;
       const socket = t
-        ? tls.connect({ host, port, ca: t.ca, cert: t.cert, key: t.key, servername: t.servername ?? (net.isIP(host) ? undefined : host), rejectUnauthorized: t.rejectUnauthorized ?? true })
+        ? tls.connect({ ...secureContextOptions(), host, port, ca: t.ca, cert: t.cert, key: t.key, servername: t.servername ?? (net.isIP(host) ? undefined : host), rejectUnauthorized: t.rejectUnauthorized ?? true })
         : net.connect({ host, port });
       this.socket = socket;
       this.decoder = new MllpDecoder({ maxBytes: this.opts.maxAckBytes });

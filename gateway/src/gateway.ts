@@ -74,7 +74,7 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
 
   const app = express();
   app.disable('x-powered-by');
-  app.use(securityHeaders({ editorRoot: '/editor' })); // CSP, frame protection, nosniff, no editor CORS (issue 10 §6)
+  app.use(securityHeaders({ editorRoot: '/editor', editorAllowEval: settings.editor.allowHostNodes === true })); // CSP, frame protection, nosniff, no editor CORS (issue 10 §6)
   let server: Server;
   // HTTPS by default beyond loopback, with the site's or a generated certificate (tls/http-tls.ts)
   const tlsPlan = planHttpTls(settings);

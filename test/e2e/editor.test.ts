@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser } from 'playwright-core';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
 import net from 'node:net';
 import { tempDir, requirePeer, waitFor, freePort } from '../helpers/env';
@@ -40,6 +41,15 @@ describe('Node-RED editor in a real browser', () => {
 
   it('rejects a wrong password and shows our nodes and the deployed relay flow after a correct login', async () => {
     const page = await browser.newPage();
+    // the editor runs under its CSP (issue 10 §6): Chromium reports every violation on the console
+    const cspViolations: string[] = [];
+    page.on('console', (m) => {
+      if (/Content Security Policy/i.test(m.text())) cspViolations.push(m.text());
+    });
+    await page.addInitScript(() => {
+      (window as any).__csp = [];
+      document.addEventListener('securitypolicyviolation', (e) => (window as any).__csp.push(`${e.violatedDirective} ${e.blockedURI}`));
+    });
     await page.goto(`http://127.0.0.1:${gw.httpPort}/editor/`);
     const user = page.locator('#node-dialog-login-fields input[type=text], #node-dialog-login-fields input[name=username]').first();
     await user.waitFor({ timeout: 20_000 });
@@ -84,6 +94,104 @@ describe('Node-RED editor in a real browser', () => {
     await waitFor(async () => (await statusOf('iomt-hl7-out')).startsWith('connected'), 20_000);
     expect(await statusOf('iomt-hl7-out')).toMatch(/^connected queue 0/);
     await page.screenshot({ path: `${ROOT}/.tmp/editor.png` });
+    // open a node's edit dialog too (its HTML, the field helpers, the code editor)
+    await page.evaluate(() => {
+      const RED = (window as any).RED;
+      RED.nodes.eachNode((n: any) => {
+        if (n.type === 'iomt-hl7-in') RED.editor.edit(n);
+      });
+    });
+    await page.locator('#node-dialog-ok').waitFor({ state: 'visible', timeout: 10_000 });
+    await page.locator('#node-dialog-cancel').click();
+    // the code editor (Monaco, with its web workers) in the JSON tray
+    await page.evaluate(() => (window as any).RED.editor.editJSON({ value: '{"a": [1, 2]}', complete: () => undefined }));
+    await page.locator('.monaco-editor').first().waitFor({ state: 'visible', timeout: 20_000 });
+    await page.keyboard.type(' ');
+    await page.waitForTimeout(1500); // the JSON worker validates
+    expect(cspViolations).toEqual([]);
+    expect(await page.evaluate(() => (window as any).__csp)).toEqual([]);
+  });
+
+  // ---------------------------------------------------------------- issue 10 §4–6
+  const base = () => `http://127.0.0.1:${gw.httpPort}`;
+  /** A request from another loopback address (127.0.0.x act as different clients). */
+  const from = (localAddress: string, path: string, init: { method?: string; headers?: Record<string, string>; body?: string } = {}) =>
+    new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
+      const req = httpRequest({ host: '127.0.0.1', port: gw.httpPort, path, method: init.method ?? 'GET', localAddress, headers: { ...(init.body ? { 'content-length': String(Buffer.byteLength(init.body)) } : {}), ...init.headers } }, (res) => {
+        let b = '';
+        res.on('data', (c) => (b += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body: b }));
+      });
+      req.on('error', reject);
+      req.end(init.body);
+    });
+  const tokenFrom = (addr: string, username: string, password: string) =>
+    from(addr, '/editor/auth/token', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ client_id: 'node-red-admin', grant_type: 'password', scope: '*', username, password }) });
+
+  it('editor and API answers: CSP with frame-ancestors none, X-Frame-Options DENY, nosniff, no-referrer, no wildcard CORS', async () => {
+    for (const path of ['/editor/', '/editor/settings', '/api/v1/destinations', '/healthz']) {
+      const r = await from('127.0.0.1', path, { headers: { origin: 'http://evil.example' } });
+      expect(r.headers['content-security-policy'], path).toMatch(/frame-ancestors 'none'/);
+      expect(r.headers['x-frame-options'], path).toBe('DENY');
+      expect(r.headers['x-content-type-options'], path).toBe('nosniff');
+      expect(r.headers['referrer-policy'], path).toBe('no-referrer');
+      expect(r.headers['access-control-allow-origin'], path).toBeUndefined();
+    }
+    expect((await from('127.0.0.1', '/editor/')).headers['content-security-policy']).toMatch(/script-src 'self' 'unsafe-inline'; /); // no eval
+    expect((await from('127.0.0.1', '/api/v1/destinations')).headers['content-security-policy']).toMatch(/^default-src 'none'/);
+    // a cross-origin preflight gets no CORS grant: the browser refuses the real request
+    const pre = await from('127.0.0.1', '/editor/flows', { method: 'OPTIONS', headers: { origin: 'http://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' } });
+    expect(pre.headers['access-control-allow-origin']).toBeUndefined();
+    expect(pre.headers['access-control-allow-methods']).toBeUndefined();
+  });
+
+  it('brute force on the editor login from one address does not lock the admin out from another (Node-RED alone: 5 per name, from anywhere)', async () => {
+    const attacker: number[] = [];
+    for (let i = 0; i < 10; i++) attacker.push((await tokenFrom('127.0.0.66', 'admin', `wrong-${i}`)).status);
+    expect(attacker.slice(0, 5).every((s) => s === 401 || s === 403)).toBe(true);
+    expect(attacker).toContain(429);
+    expect((await tokenFrom('127.0.0.66', 'admin', ADMIN_PASSWORD)).status).toBe(429); // that address waits
+    const owner = await tokenFrom('127.0.0.1', 'admin', ADMIN_PASSWORD);
+    expect(owner.status, owner.body).toBe(200);
+    expect(JSON.parse(owner.body).access_token).toMatch(/\S{20,}/);
+  });
+
+  it('the editor is not a shell: exec, function, file, tcp and udp nodes are not loaded; a flow with an exec node does not run `id`', async () => {
+    const tok = JSON.parse((await tokenFrom('127.0.0.1', 'admin', ADMIN_PASSWORD)).body).access_token as string;
+    const auth = { authorization: `Bearer ${tok}` };
+    const nodes = JSON.parse((await from('127.0.0.1', '/editor/nodes', { headers: { ...auth, accept: 'application/json' } })).body) as Array<{ types: string[] }>;
+    const types = nodes.flatMap((n) => n.types);
+    expect(types).toContain('iomt-hl7-in');
+    expect(types).toContain('inject');
+    for (const t of ['exec', 'function', 'file', 'file in', 'watch', 'tcp in', 'tcp out', 'tcp request', 'udp in', 'udp out']) expect(types, t).not.toContain(t);
+    const marker = join(tmp.dir, 'pwned');
+    const good = JSON.parse((await from('127.0.0.1', '/editor/flows', { headers: auth })).body) as unknown[];
+    const evil = [
+      ...good,
+      { id: 'evil-tab', type: 'tab', label: 'evil' },
+      { id: 'evil-inject', type: 'inject', z: 'evil-tab', once: true, onceDelay: 0.1, repeat: '', payload: '', payloadType: 'date', wires: [['evil-exec']] },
+      { id: 'evil-exec', type: 'exec', z: 'evil-tab', command: `id > ${marker}`, addpay: '', append: '', useSpawn: 'false', timer: '', winHide: false, oldrc: false, wires: [[], [], []] },
+    ];
+    const post = (flows: unknown[]) => from('127.0.0.1', '/editor/flows', { method: 'POST', headers: { ...auth, 'content-type': 'application/json', 'Node-RED-Deployment-Type': 'full' }, body: JSON.stringify(flows) });
+    await post(evil);
+    await new Promise((r) => setTimeout(r, 3000));
+    expect(existsSync(marker)).toBe(false);
+    // put the relay back and check it runs again
+    expect((await post(good)).status).toBeLessThan(300);
+    await waitFor(async () => (await fetch(`${base()}/readyz`)).ok, 20_000);
+    expect(existsSync(marker)).toBe(false);
+  });
+
+  it('a password change revokes the editor tokens of that user at once', async () => {
+    expect((await gw.api('/users', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'boss', role: 'admin', password: 'boss-password-1' }) })).user).toBeDefined();
+    const tok = JSON.parse((await tokenFrom('127.0.0.1', 'boss', 'boss-password-1')).body).access_token as string;
+    const flows = () => from('127.0.0.1', '/editor/flows', { headers: { authorization: `Bearer ${tok}` } });
+    expect((await flows()).status).toBe(200);
+    await new Promise((r) => setTimeout(r, 5)); // a later millisecond than the token
+    await gw.api('/account/password', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'boss', newPassword: 'boss-password-2' }) });
+    expect((await flows()).status).toBe(401);
+    const fresh = JSON.parse((await tokenFrom('127.0.0.1', 'boss', 'boss-password-2')).body).access_token as string;
+    expect((await from('127.0.0.1', '/editor/flows', { headers: { authorization: `Bearer ${fresh}` } })).status).toBe(200);
   });
 });
 

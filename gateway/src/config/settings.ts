@@ -15,7 +15,14 @@ export interface GatewaySettings {
   http: {
     host: string;
     port: number;
-    tls?: { certFile: string; keyFile: string; caFile?: string };
+    /**
+     * HTTPS (issue 10 §6). certFile/keyFile: the site's certificate (PEM); without them the
+     * gateway makes a self-signed one in `<dataDir>/tls` (tls/self-signed.ts). caFile +
+     * requireClientCert: mutual TLS, only clients with a certificate from that CA get in.
+     */
+    tls?: { certFile?: string; keyFile?: string; caFile?: string; requireClientCert?: boolean };
+    /** Plain HTTP although the port listens beyond loopback (IOMT_HTTP_INSECURE=true); default false: HTTPS. */
+    insecure?: boolean;
     /** Require the admin login on /metrics too (default false: Prometheus scrapes without it). */
     metricsAuth: boolean;
   };
@@ -25,8 +32,8 @@ export interface GatewaySettings {
   retention: RetentionPolicy & { intervalMinutes: number };
   /** HIS/LIS order cache (host queries): orders unchanged this long are dropped. */
   orders: { expiryDays: number };
-  /** Editor on/off: headless boxes may switch the editor off (runtime still runs). */
-  editor: { enabled: boolean };
+  /** Editor on/off: headless boxes may switch the editor off (runtime still runs). allowHostNodes: load exec/function/file/tcp/udp (embed.ts HOST_NODE_FILES). */
+  editor: { enabled: boolean; allowHostNodes?: boolean };
   /** Where the settings came from, for messages. */
   source: string;
 }
@@ -49,6 +56,10 @@ export const ENV_OVERRIDES: Array<{ env: string; path: string; type: 'string' | 
   { env: 'IOMT_HTTP_PORT', path: 'http.port', type: 'int' },
   { env: 'IOMT_HTTP_TLS_CERT', path: 'http.tls.certFile', type: 'string' },
   { env: 'IOMT_HTTP_TLS_KEY', path: 'http.tls.keyFile', type: 'string' },
+  { env: 'IOMT_HTTP_TLS_CA', path: 'http.tls.caFile', type: 'string' },
+  { env: 'IOMT_HTTP_TLS_REQUIRE_CLIENT_CERT', path: 'http.tls.requireClientCert', type: 'bool' },
+  { env: 'IOMT_HTTP_INSECURE', path: 'http.insecure', type: 'bool' },
+  { env: 'IOMT_EDITOR_ALLOW_HOST_NODES', path: 'editor.allowHostNodes', type: 'bool' },
   { env: 'IOMT_METRICS_AUTH', path: 'http.metricsAuth', type: 'bool' },
   { env: 'IOMT_ADMIN_USER', path: 'admin.user', type: 'string' },
   { env: 'IOMT_ADMIN_PASSWORD', path: 'admin.password', type: 'string' },
@@ -135,8 +146,8 @@ export function loadSettings(opts: { file?: string; env?: NodeJS.ProcessEnv; cwd
   const base = opts.file ? dirname(source) : cwd;
   settings.dataDir = resolve(env.IOMT_DATA_DIR ? cwd : base, settings.dataDir);
   if (settings.http.tls) {
-    settings.http.tls.certFile = resolve(base, settings.http.tls.certFile);
-    settings.http.tls.keyFile = resolve(base, settings.http.tls.keyFile);
+    if (settings.http.tls.certFile) settings.http.tls.certFile = resolve(base, settings.http.tls.certFile);
+    if (settings.http.tls.keyFile) settings.http.tls.keyFile = resolve(base, settings.http.tls.keyFile);
     if (settings.http.tls.caFile) settings.http.tls.caFile = resolve(base, settings.http.tls.caFile);
   }
   return settings;
@@ -149,11 +160,14 @@ export function validateSettings(s: GatewaySettings, file: string): ConfigProble
   if (!Number.isInteger(s.http?.port) || s.http.port < 0 || s.http.port > 65535) bad('http.port', 'must be a port number 0..65535');
   if (typeof s.http?.host !== 'string') bad('http.host', 'must be a host name or address');
   if (s.http?.tls) {
-    for (const k of ['certFile', 'keyFile'] as const) {
+    const own = s.http.tls.certFile !== undefined || s.http.tls.keyFile !== undefined; // else the generated certificate
+    for (const k of own ? (['certFile', 'keyFile', 'caFile'] as const) : (['caFile'] as const)) {
       const f = s.http.tls[k];
-      if (typeof f !== 'string' || !f) bad(`http.tls.${k}`, 'required when http.tls is set');
+      if (k === 'caFile' && f === undefined) continue;
+      if (typeof f !== 'string' || !f) bad(`http.tls.${k}`, 'required with the other of http.tls.certFile / keyFile');
       else if (!existsSync(resolve(file === '(defaults)' ? process.cwd() : dirname(file), f))) bad(`http.tls.${k}`, `file not found: ${f}`);
     }
+    if (s.http.tls.requireClientCert && !s.http.tls.caFile) bad('http.tls.requireClientCert', 'needs http.tls.caFile (IOMT_HTTP_TLS_CA): the CA of the client certificates');
   }
   if (typeof s.admin?.user !== 'string' || !/^[A-Za-z0-9._-]{1,64}$/.test(s.admin.user)) bad('admin.user', 'must be 1-64 letters, digits, . _ -');
   if (s.admin?.password !== undefined && String(s.admin.password).length < 8) bad('admin.password', 'must be at least 8 characters');

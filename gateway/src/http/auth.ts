@@ -40,37 +40,102 @@ export interface AuthenticatorOptions {
   sessions?: SessionStore;
   /** Failed attempts from one address before it must wait (default 5); the wait doubles up to 60 s. */
   failuresBeforeDelay?: number;
+  /** Shared with the editor login (accounts/node-red-auth.ts), so both count the same failures. */
+  throttle?: LoginThrottle;
   now?: () => number;
+}
+
+interface Failures {
+  n: number;
+  last: number;
+  until: number;
+}
+
+/**
+ * Login throttling per address and per user (issue 10 §5), shared by the API, the status page and
+ * the editor. Failed attempts are counted per client address and per user name within a window
+ * (default 15 min after the last failure):
+ * - an address with `perAddress` failures (default 5, any user) must wait before its next
+ *   attempt: 1 s, then doubling per failure up to `maxWaitMs` (60 s);
+ * - a user with `perUser` failures (default 10) from anywhere is held the same way, but only
+ *   towards addresses that have failed themselves in the window: the owner logging in from
+ *   another (clean) address is never held back by an attacker's failures.
+ * Nothing ever locks an account: a wait ends by itself, and a success from an address clears it.
+ * Bounded memory (at most 10,000 tracked keys; stale ones dropped first).
+ */
+export class LoginThrottle {
+  private readonly addr = new Map<string, Failures>();
+  private readonly user = new Map<string, Failures>();
+  private readonly now: () => number;
+  private readonly perAddress: number;
+  private readonly perUser: number;
+  private readonly windowMs: number;
+  private readonly maxWaitMs: number;
+
+  constructor(o: { perAddress?: number; perUser?: number; windowMs?: number; maxWaitMs?: number; now?: () => number } = {}) {
+    this.now = o.now ?? Date.now;
+    this.perAddress = o.perAddress ?? 5;
+    this.perUser = o.perUser ?? 10;
+    this.windowMs = o.windowMs ?? 15 * 60_000;
+    this.maxWaitMs = o.maxWaitMs ?? 60_000;
+  }
+
+  private live(m: Map<string, Failures>, k: string): Failures | undefined {
+    const f = m.get(k);
+    if (f && this.now() - f.last > this.windowMs) {
+      m.delete(k);
+      return undefined;
+    }
+    return f;
+  }
+
+  /** Seconds this attempt must wait (0: go ahead and check the password). */
+  wait(address: string, user?: string): number {
+    const t = this.now();
+    const a = this.live(this.addr, address);
+    let until = a?.until ?? 0;
+    if (a && user !== undefined) until = Math.max(until, this.live(this.user, user)?.until ?? 0);
+    return until > t ? Math.ceil((until - t) / 1000) : 0;
+  }
+
+  private bump(m: Map<string, Failures>, k: string, limit: number): void {
+    const t = this.now();
+    if (m.size >= 10_000) {
+      for (const [key, f] of m) if (t - f.last > this.windowMs) m.delete(key);
+      if (m.size >= 10_000) m.clear();
+    }
+    const n = (this.live(m, k)?.n ?? 0) + 1;
+    m.set(k, { n, last: t, until: n >= limit ? t + Math.min(this.maxWaitMs, 1000 * 2 ** (n - limit)) : 0 });
+  }
+
+  failed(address: string, user?: string): void {
+    this.bump(this.addr, address, this.perAddress);
+    if (user !== undefined) this.bump(this.user, user, this.perUser);
+  }
+
+  succeeded(address: string, user?: string): void {
+    this.addr.delete(address);
+    if (user !== undefined) this.user.delete(user);
+  }
 }
 
 /**
  * Authentication for the API, /metrics and the status page: a login session (cookie
  * `iomt_session`: HttpOnly, SameSite=Strict, Secure on HTTPS) or HTTP Basic (for scripts). Every
  * login (session or the first Basic use per user and address in 5 minutes), ok or failed, goes to
- * the audit log. Failed attempts are throttled per client address.
+ * the audit log. Failed attempts are throttled per client address and per user (LoginThrottle).
  */
 export class Authenticator {
   readonly sessions: SessionStore;
-  private readonly failures = new Map<string, { n: number; until: number }>();
+  readonly throttle: LoginThrottle;
   private readonly basicSeen = new Map<string, number>();
   private readonly now: () => number;
 
   constructor(private readonly o: AuthenticatorOptions) {
     this.sessions = o.sessions ?? new SessionStore({ ...sessionOptionsFromEnv(), now: o.now });
     this.now = o.now ?? Date.now;
+    this.throttle = o.throttle ?? new LoginThrottle({ perAddress: o.failuresBeforeDelay, now: this.now });
     o.users.onChange((name) => this.sessions.endUser(name));
-  }
-
-  private throttled(who: string): number {
-    const f = this.failures.get(who);
-    return f && f.until > this.now() ? Math.ceil((f.until - this.now()) / 1000) : 0;
-  }
-
-  private failed(who: string): void {
-    const n = (this.failures.get(who)?.n ?? 0) + 1;
-    const k = this.o.failuresBeforeDelay ?? 5;
-    if (this.failures.size > 10_000) this.failures.clear();
-    this.failures.set(who, { n, until: n >= k ? this.now() + Math.min(60_000, 1000 * 2 ** (n - k)) : 0 });
   }
 
   private sendThrottled(res: Response, wait: number): void {
@@ -88,11 +153,11 @@ export class Authenticator {
   async login(user: string, password: string, source: string, via: 'session' | 'basic'): Promise<Principal | undefined> {
     const p = await this.o.users.verifyUser(user, password);
     if (!p) {
-      this.failed(source);
+      this.throttle.failed(source, typeof user === 'string' ? user.slice(0, 64) : undefined);
       this.o.audit.record({ action: 'login.failed', user: typeof user === 'string' ? user.slice(0, 64) : undefined, source, outcome: 'failed', detail: { via } });
       return undefined;
     }
-    this.failures.delete(source);
+    this.throttle.succeeded(source, p.user);
     if (via === 'session') this.o.audit.record({ action: 'login.ok', user: p.user, role: p.role, source, detail: { via } });
     else {
       const key = `${p.user}\0${source}`;
@@ -125,12 +190,12 @@ export class Authenticator {
       if (s) return done({ user: s.user, role: s.role, via: 'session', session: s, source });
       const h = req.headers.authorization;
       if (h && h.startsWith('Basic ')) {
-        const wait = this.throttled(source);
-        if (wait) return this.sendThrottled(res, wait);
         const decoded = Buffer.from(h.slice(6), 'base64').toString('utf8');
         const i = decoded.indexOf(':');
         const user = i < 0 ? decoded : decoded.slice(0, i);
         const password = i < 0 ? '' : decoded.slice(i + 1);
+        const wait = this.throttle.wait(source, user.slice(0, 64));
+        if (wait) return this.sendThrottled(res, wait);
         this.login(user, password, source, 'basic').then(
           (p) => {
             if (p) return done({ ...p, via: 'basic', source });
@@ -151,9 +216,9 @@ export class Authenticator {
   loginHandler(): RequestHandler {
     return (req, res, next) => {
       const source = clientAddress(req);
-      const wait = this.throttled(source);
-      if (wait) return this.sendThrottled(res, wait);
       const b = req.body as { user?: unknown; password?: unknown } | undefined;
+      const wait = this.throttle.wait(source, typeof b?.user === 'string' ? b.user.slice(0, 64) : undefined);
+      if (wait) return this.sendThrottled(res, wait);
       if (!b || typeof b !== 'object' || typeof b.user !== 'string' || typeof b.password !== 'string') {
         return sendError(res, new ApiError(400, 'GW_API_BAD_REQUEST', 'body must be JSON { "user": string, "password": string }'));
       }
