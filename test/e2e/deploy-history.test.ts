@@ -9,7 +9,7 @@
  *  - a T (training) message held on purpose by the destination's processing ids is not counted so.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { requirePeer, tempDir, waitFor } from '../helpers/env';
@@ -190,5 +190,44 @@ describe('deploy history, rollback and results with nowhere to go (real gateway)
     const rows = audit.audit as any[];
     expect(rows.some((a) => a.action === 'config.change' && a.user === 'admin' && a.target === 'flows#5' && a.detail?.rollbackOf === 1)).toBe(true);
     expect((await gw.api('/audit/verify')).ok).toBe(true);
+  });
+});
+
+// Link nodes hand a message on by a direct receive() (no preDeliver): the tracker must not think
+// the flow finished before the destination got it (no false no-destination, no early 'routed').
+describe('a flow through link nodes (real gateway)', () => {
+  let gw: GatewayProcess;
+  const tmp = tempDir();
+  const his = new TestHis();
+
+  beforeAll(async () => {
+    const hisPort = await his.start();
+    const relay = JSON.parse(readFileSync(join(ROOT, 'flows', 'hl7-relay.json'), 'utf8')) as any[];
+    const flows = [
+      ...relay.map((n) => (n.type === 'iomt-hl7-in' ? { ...n, wires: [['lo1']] } : n)),
+      { id: 'lo1', type: 'link out', z: 'tab-hl7-relay', mode: 'link', links: ['li1'], x: 300, y: 200, wires: [] },
+      { id: 'li1', type: 'link in', z: 'tab-hl7-relay', links: ['lo1'], x: 400, y: 200, wires: [['hl7-out-his']] },
+    ];
+    const file = join(tmp.dir, 'site-flows.json');
+    writeFileSync(file, JSON.stringify(flows));
+    gw = await startGatewayProcess({ dataDir: join(tmp.dir, 'data'), flows: file, env: { HIS_HOST: '127.0.0.1', HIS_PORT: String(hisPort) } });
+  }, 60_000);
+  afterAll(async () => {
+    await gw?.kill();
+    await his.stop();
+    tmp.cleanup();
+  });
+
+  it('a result through link out → link in → HIS is delivered and not counted as undelivered', async () => {
+    const client = new MllpClient({ host: '127.0.0.1', port: gw.hl7Port, ackTimeoutMs: 10_000 });
+    for (let i = 0; i < 5; i++) expect(parseAck(await client.send(oru(`LINK-${i}`, `SPEC-LINK-${i}`))).code).toBe('AA');
+    await client.close();
+    await waitFor(() => his.received.filter((m) => m.text.includes('SPEC-LINK-')).length === 5, 20_000);
+    await new Promise((res) => setTimeout(res, 300));
+    const text = await gw.metrics();
+    for (const reason of ['no-destination', 'destination-broken', 'destination-error', 'flow-error']) expect(metricValue(text, 'iomt_messages_undelivered_total', { device: DEVICE, reason })).toBe(0);
+    expect((await gw.api('/messages?flag=no-destination')).messages).toEqual([]);
+    const all = (await gw.api('/messages?limit=10')).messages as any[];
+    expect(all.map((m) => m.status)).toEqual(Array(5).fill('routed'));
   });
 });
