@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import https from 'node:https';
+import { spawnSync } from 'node:child_process';
 import { freePort, requirePeer, tempDir, waitFor } from '../helpers/env';
 import { makeCerts } from '../helpers/tls';
 import { startGatewayProcess, ADMIN_PASSWORD, type GatewayProcess } from '../helpers/gateway-process';
@@ -71,5 +72,33 @@ describe('TLS end to end', () => {
         .on('error', reject);
     });
     expect(JSON.parse(body).destinations[0].destination).toBe('his');
+  });
+
+  /** `openssl s_client` offering one TLS 1.2 suite: 'accepted' when the handshake completes with it, else 'refused'. */
+  const offer = (port: number, args: string[]): string => {
+    const r = spawnSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-servername', 'localhost', ...args], { input: '', encoding: 'utf8', timeout: 10_000 });
+    const m = /Cipher is (\S+)/.exec(r.stdout);
+    return m && m[1] !== '(NONE)' ? `accepted ${m[1]}` : 'refused';
+  };
+  // issue 10 §6: TLS 1.2+ with forward-secret AEAD suites only (gateway/src/tls/options.ts)
+  it.each([
+    [['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256'], 'accepted ECDHE-RSA-AES128-GCM-SHA256'],
+    [['-tls1_2', '-cipher', 'ECDHE-RSA-CHACHA20-POLY1305'], 'accepted ECDHE-RSA-CHACHA20-POLY1305'],
+    [['-tls1_3'], /^accepted TLS_/],
+    [['-tls1_2', '-cipher', 'AES128-SHA'], 'refused'],
+    [['-tls1_2', '-cipher', 'ECDHE-RSA-AES256-SHA384'], 'refused'],
+    [['-tls1_2', '-cipher', 'AES256-GCM-SHA384'], 'refused'],
+    [['-tls1_1', '-cipher', 'DEFAULT@SECLEVEL=0'], 'refused'],
+  ] as Array<[string[], string | RegExp]>)('HTTPS: openssl s_client %j → %s', (args, expected) => {
+    const got = offer(gw.httpPort, args);
+    if (expected instanceof RegExp) expect(got).toMatch(expected);
+    else expect(got).toBe(expected);
+  });
+  it.each([
+    [['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-GCM-SHA256'], 'accepted ECDHE-RSA-AES128-GCM-SHA256'],
+    [['-tls1_2', '-cipher', 'AES128-SHA'], 'refused'],
+    [['-tls1_2', '-cipher', 'ECDHE-RSA-AES128-SHA'], 'refused'],
+  ])('MLLP in: openssl s_client %j → %s', (args, expected) => {
+    expect(offer(gw.hl7Port, args)).toBe(expected);
   });
 });

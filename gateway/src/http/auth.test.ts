@@ -10,7 +10,7 @@ import express from 'express';
 import { prepareDatabase } from '../store/migrations';
 import { AuditLog } from '../audit/audit-log';
 import { UserStore } from '../accounts/users';
-import { Authenticator } from './auth';
+import { Authenticator, LoginThrottle } from './auth';
 import { SessionStore, sessionOptionsFromEnv } from './sessions';
 
 describe('SessionStore expiry', () => {
@@ -136,5 +136,56 @@ describe('Authenticator over HTTP', () => {
     expect(t.status).toBe(429);
     expect(Number(t.headers.get('retry-after'))).toBeGreaterThan(0);
     expect(audit.list(3).map((r) => `${r.action}:${r.outcome}:${r.user}`)).toEqual(['login.failed:failed:boss', 'login.failed:failed:boss', 'login.failed:failed:boss']);
+  });
+});
+
+describe('LoginThrottle (issue 10 §5: per address and per user, never locking the owner out)', () => {
+  type Step = [op: 'fail' | 'ok' | 'wait', address: string, user: string, expectWait?: 'zero' | 'positive'];
+  const cases: Array<[string, Step[]]> = [
+    ['an address waits after 5 failures, another address does not', [
+      ...Array.from({ length: 5 }, (): Step => ['fail', '10.0.0.66', 'boss']),
+      ['wait', '10.0.0.66', 'boss', 'positive'],
+      ['wait', '10.0.0.66', 'someone-else', 'positive'],
+      ['wait', '10.0.0.7', 'boss', 'zero'],
+    ]],
+    ['failures spread over many addresses hold the user only towards addresses that failed', [
+      ...Array.from({ length: 12 }, (_, i): Step => ['fail', `10.0.1.${i}`, 'boss']),
+      ['wait', '10.0.1.3', 'boss', 'positive'],
+      ['wait', '10.0.1.3', 'tech', 'zero'],
+      ['wait', '10.0.0.7', 'boss', 'zero'], // the owner at a clean address
+    ]],
+    ['a success from an address clears it', [
+      ...Array.from({ length: 5 }, (): Step => ['fail', '10.0.0.8', 'boss']),
+      ['wait', '10.0.0.8', 'boss', 'positive'],
+      ['ok', '10.0.0.8', 'boss'],
+      ['wait', '10.0.0.8', 'boss', 'zero'],
+    ]],
+  ];
+  it.each(cases)('%s', (_name, steps) => {
+    const t = new LoginThrottle({ now: () => 1_000_000 });
+    for (const [op, address, user, expectWait] of steps) {
+      if (op === 'fail') t.failed(address, user);
+      else if (op === 'ok') t.succeeded(address, user);
+      else if (expectWait === 'zero') expect(t.wait(address, user), `${address} ${user}`).toBe(0);
+      else expect(t.wait(address, user), `${address} ${user}`).toBeGreaterThan(0);
+    }
+  });
+
+  it('the wait doubles up to 60 s and ends by itself; failures are forgotten after the window', () => {
+    let now = 0;
+    const t = new LoginThrottle({ now: () => now, windowMs: 15 * 60_000 });
+    const waits: number[] = [];
+    for (let i = 0; i < 12; i++) {
+      t.failed('10.0.0.66', 'boss');
+      waits.push(t.wait('10.0.0.66', 'boss'));
+    }
+    expect(waits.slice(3, 12)).toEqual([0, 1, 2, 4, 8, 16, 32, 60, 60]);
+    now += 61_000;
+    expect(t.wait('10.0.0.66', 'boss')).toBe(0); // a wait, never a lock
+    t.failed('10.0.0.66', 'boss');
+    expect(t.wait('10.0.0.66', 'boss')).toBe(60);
+    now += 16 * 60_000;
+    t.failed('10.0.0.66', 'boss'); // after the window: counting starts again
+    expect(t.wait('10.0.0.66', 'boss')).toBe(0);
   });
 });
