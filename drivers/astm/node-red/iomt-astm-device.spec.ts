@@ -3,6 +3,7 @@
  * docs come from this one list (gateway/src/config/field-spec.ts).
  */
 import type { NodeSpec } from '../../../gateway/src/config/field-spec';
+import { ALLOW_LIST_PATTERN } from '../../hl7-mllp/node-red/iomt-hl7-in.spec';
 
 export const ASTM_DEVICE_SPEC: NodeSpec = {
   type: 'iomt-astm-device',
@@ -21,7 +22,10 @@ export const ASTM_DEVICE_SPEC: NodeSpec = {
     { name: 'flowControl', type: 'enum', default: '', options: ['', 'none', 'rtscts', 'xon'], description: 'flow control; empty = profile default' },
     { name: 'tcpHost', type: 'host', default: '', required: false, when: { field: 'transport', equals: ['tcp-server', 'tcp-client'] }, description: 'tcp-server: address to listen on (default 0.0.0.0); tcp-client: the analyzer (default 127.0.0.1)' },
     { name: 'tcpPort', type: 'port', default: '', required: true, when: { field: 'transport', equals: ['tcp-server', 'tcp-client'] }, description: 'TCP port (listened on with tcp-server)' },
-    { name: 'answerQueries', type: 'bool', default: true, description: 'answer host queries (Q records) from the order cache' },
+    { name: 'allowFrom', type: 'string', default: '', pattern: ALLOW_LIST_PATTERN, when: { field: 'transport', equals: ['tcp-server'] }, description: 'tcp-server: source addresses or CIDR networks allowed to connect, comma separated (IPv4, IPv6); empty = everyone. Others are closed at once and counted' },
+    { name: 'maxPerAddress', type: 'int', default: '8', min: 1, max: 10000, runtimeDefault: 8, when: { field: 'transport', equals: ['tcp-server'] }, description: 'tcp-server: simultaneous connections from one source address' },
+    { name: 'answerQueries', type: 'bool', default: true, description: 'answer host queries (Q records) from the order cache; on tcp-server only to addresses in allowFrom (empty: loopback only)' },
+    { name: 'queryNameDob', type: 'bool', default: true, description: 'host query answers carry the patient name and birth date (P.6, P.8); off = patient id and sex only' },
     { name: 'broadcastOrders', type: 'bool', default: false, description: 'send new orders to the analyzer as they arrive' },
   ],
 };

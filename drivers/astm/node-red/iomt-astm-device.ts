@@ -16,6 +16,7 @@ import { ASTM_DEVICE_SPEC } from './iomt-astm-device.spec';
 import { ordersForAstmQuery, toAstmOrder } from '../../../gateway/src/orders/astm-order-answer';
 import { componentLogger } from '../../../gateway/src/log/logger';
 import { listSerialPorts } from './serial-ports';
+import { isAllowed, parseAllowList } from '../../../gateway/src/net/listener-guard';
 
 interface AstmDeviceConfig {
   id: string;
@@ -31,7 +32,10 @@ interface AstmDeviceConfig {
   flowControl?: string;
   tcpHost?: string;
   tcpPort?: string;
+  allowFrom?: string;
+  maxPerAddress?: string;
   answerQueries?: boolean | string;
+  queryNameDob?: boolean | string;
   broadcastOrders?: boolean | string;
 }
 
@@ -99,9 +103,11 @@ export = function register(RED: any): void {
       return;
     }
     let answerQueries: boolean;
+    let queryNameDob: boolean;
     let broadcastOrders: boolean;
     try {
       answerQueries = resolveBool(config.answerQueries, true);
+      queryNameDob = resolveBool(config.queryNameDob, true);
       broadcastOrders = resolveBool(config.broadcastOrders, false);
     } catch (e) {
       fail((e as Error).message, 'invalid setting');
@@ -139,9 +145,22 @@ export = function register(RED: any): void {
         return;
       }
       const host = resolveEnvTemplate(config.tcpHost).trim();
-      transport = kind === 'tcp-server' ? { kind, port, host: host || '0.0.0.0' } : { kind, port, host: host || '127.0.0.1' };
+      const allowFrom = resolveEnvTemplate(config.allowFrom).trim();
+      transport =
+        kind === 'tcp-server'
+          ? { kind, port, host: host || '0.0.0.0', listener: deviceId, maxPerAddress: resolveNumber(config.maxPerAddress, 8), ...(allowFrom ? { allowFrom } : {}) }
+          : { kind, port, host: host || '127.0.0.1' };
     } else {
       fail(`unknown transport '${kind}'`, 'unknown transport');
+      return;
+    }
+    // Issue 10 §3: a host query is answered only to the analyzer configured on this node: serial and
+    // tcp-client reach it by construction; tcp-server: an address in allowFrom, or loopback when empty.
+    let queryFrom: ReturnType<typeof parseAllowList>;
+    try {
+      queryFrom = kind === 'tcp-server' ? parseAllowList(resolveEnvTemplate(config.allowFrom).trim() || '127.0.0.1, ::1') : undefined;
+    } catch (e) {
+      fail((e as Error).message, 'invalid allowFrom');
       return;
     }
     const rt = getRuntime();
@@ -152,11 +171,23 @@ export = function register(RED: any): void {
         showStatus(node, driver.status());
       },
       // Host query (E1394 Q record): answered from the order cache, never a synchronous HIS call.
+      // `from`: the connection the query came on, when the driver passes it (astm-driver answerQuery)
       onQuery: answerQueries && rt.orders
-        ? async (q) => {
+        ? async (q, from?: { remote?: string }) => {
+            const remote = from?.remote?.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+            if (remote !== undefined && !isAllowed(queryFrom, remote)) {
+              // "no information" (L|1|I): nothing about any patient goes to an address not configured here
+              log.warn({ deviceId, remote }, 'host query from an address not in allowFrom: answered "no information"');
+              return 'unknown';
+            }
             const answer = ordersForAstmQuery(rt.orders!, { patientId: q.patientId, specimenIds: q.specimenIds, tests: q.tests });
-            if (answer !== 'unknown') for (const a of answer) rt.orders!.markDownloaded(a.orderId, deviceId);
-            return answer as AstmOrder[] | 'unknown';
+            if (answer === 'unknown') return answer;
+            for (const a of answer) rt.orders!.markDownloaded(a.orderId, deviceId);
+            const orders = (answer as AstmOrder[]).map((o) => (queryNameDob ? o : { ...o, patientName: undefined, birthDate: undefined }));
+            // which patient fields go to the analyzer (names of fields only, never their values)
+            const sent = ['specimenId', 'tests', ...(['patientId', 'patientName', 'birthDate', 'sex'] as const).filter((k) => orders.some((o) => o[k]))];
+            log.debug({ deviceId, orders: orders.length, fields: sent }, 'host query answer: fields sent');
+            return orders;
           }
         : undefined,
     });

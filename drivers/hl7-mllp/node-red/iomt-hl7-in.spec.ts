@@ -5,6 +5,9 @@
 import type { NodeSpec } from '../../../gateway/src/config/field-spec';
 import { CHARSET_NAMES } from '../../../gateway/src/charset/charset';
 
+/** Addresses, CIDR networks and separators only (each entry is checked when the listener starts). */
+export const ALLOW_LIST_PATTERN = '^[0-9A-Fa-f:.,/;\\s]*$';
+
 export const HL7_IN_SPEC: NodeSpec = {
   type: 'iomt-hl7-in',
   summary: 'Receives HL7 v2 over MLLP (results from analyzers, or orders from the HIS); commits each message before the ACK.',
@@ -21,7 +24,10 @@ export const HL7_IN_SPEC: NodeSpec = {
     { name: 'requestCert', type: 'bool', default: false, description: 'require a client certificate (with TLS)' },
     { name: 'maxBytes', type: 'int', default: '8388608', min: 1024, max: 1073741824, runtimeDefault: 8388608, description: 'largest message accepted (bytes); larger ones get AE and the connection closes' },
     { name: 'idleTimeoutS', type: 'int', default: '600', min: 1, max: 86400, runtimeDefault: 600, description: 'close a connection idle this long (seconds)' },
-    { name: 'maxConnections', type: 'int', default: '64', min: 1, max: 10000, runtimeDefault: 64, description: 'simultaneous connections' },
+    { name: 'maxConnections', type: 'int', default: '64', min: 1, max: 10000, runtimeDefault: 64, description: 'simultaneous connections; when full, the connection idle longest is closed to make room' },
+    { name: 'allowFrom', type: 'string', default: '', pattern: ALLOW_LIST_PATTERN, description: 'source addresses or CIDR networks allowed to connect, comma separated (IPv4, IPv6); empty = everyone, but an orders listener (acceptOrders) = loopback only. Others are closed at once and counted' },
+    { name: 'maxPerAddress', type: 'int', default: '8', min: 1, max: 10000, runtimeDefault: 8, description: 'simultaneous connections from one source address' },
+    { name: 'firstFrameTimeoutS', type: 'int', default: '10', min: 0, max: 3600, runtimeDefault: 10, description: 'close a connection without a complete MLLP block this long after it opened (seconds; extended while a large block keeps arriving; 0 = never)' },
     { name: 'charset', type: 'enum', default: 'utf8', options: ['', ...CHARSET_NAMES], runtimeDefault: 'utf8', description: 'charset when MSH-18 is empty (a valued MSH-18 wins)' },
     { name: 'fallbackCharset', type: 'enum', default: '', options: ['', ...CHARSET_NAMES], description: 'charset for bytes invalid in the declared one (message flagged); empty = quarantine and AE' },
     { name: 'strict', type: 'bool', default: false, description: 'answer AE for any malformed value (default: keep it as text and flag it)' },

@@ -25,6 +25,9 @@ interface Hl7InConfig {
   maxBytes?: string;
   idleTimeoutS?: string;
   maxConnections?: string;
+  allowFrom?: string;
+  maxPerAddress?: string;
+  firstFrameTimeoutS?: string;
   charset?: string;
   fallbackCharset?: string;
   strict?: boolean | string;
@@ -49,6 +52,9 @@ export = function register(RED: any): void {
     const maxBytes = resolveNumber(config.maxBytes, 8 * 1024 * 1024);
     const idleTimeoutMs = resolveNumber(config.idleTimeoutS, 600) * 1000;
     const maxConnections = resolveNumber(config.maxConnections, 64);
+    const maxPerAddress = resolveNumber(config.maxPerAddress, 8);
+    const firstFrameTimeoutMs = resolveNumber(config.firstFrameTimeoutS, 10) * 1000;
+    let allowFrom = resolveEnvTemplate(config.allowFrom).trim();
     const fail = (reason: string, detail: string) => reportStartFailure(node, 'device', deviceId, 'hl7-mllp', reason, detail);
     const invalid = specProblems(HL7_IN_SPEC, config);
     if (invalid) {
@@ -93,6 +99,11 @@ export = function register(RED: any): void {
       fail(`TLS files: ${(e as Error).message}`, 'TLS files');
       return;
     }
+    if (acceptOrders && !allowFrom) {
+      // issue 10 §3: who may load orders (and so patient data for host queries) is never "anyone" by default
+      allowFrom = '127.0.0.1, ::1';
+      node.log('orders listener without allowFrom: only loopback (127.0.0.1, ::1) may connect; set allowFrom to the HIS/LIS addresses');
+    }
     const rt = getRuntime();
     // ORM^O01 / OML^O21 from the HIS/LIS go to the order cache (host queries, order download)
     const orders = acceptOrders && rt.orders
@@ -108,6 +119,9 @@ export = function register(RED: any): void {
         maxBytes,
         idleTimeoutMs,
         maxConnections,
+        maxPerAddress,
+        firstFrameTimeoutMs,
+        ...(allowFrom ? { allowFrom } : {}),
         charset: listenerCharset,
         ...(fallbackCharset ? { fallbackCharset } : {}),
         strict,
