@@ -4,10 +4,14 @@
  * first-frame timeout, eviction of the connection idle longest, and an analyzer that keeps getting
  * AA while 500 idle connections try to lock it out.
  */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import net from 'node:net';
+import tls from 'node:tls';
 import { afterEach, describe, expect, it } from 'vitest';
 import { metrics } from '../../gateway/src/metrics/registry';
-import { waitFor } from '../../test/helpers/env';
+import { requirePeer, tempDir, waitFor } from '../../test/helpers/env';
 import { MllpDecoder, encodeMllp } from './mllp-decoder';
 import { MllpServer, type MllpServerOptions } from './mllp-server';
 
@@ -185,5 +189,34 @@ describe('MllpServer admission (issue 10 §2, §3)', () => {
 
   it('a bad allow-list entry is a configuration error naming it', () => {
     expect(() => new MllpServer({ port: 0, allowFrom: '10.0.0.0/8, printer.local' }, async () => Buffer.alloc(0))).toThrow(/printer\.local/);
+  });
+
+  it('TLS: a source not on the allow-list is closed before the handshake; failed handshakes are counted; an allowed client gets AA', async () => {
+    requirePeer('openssl');
+    const t = tempDir('iomt-guard-tls-');
+    try {
+      execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', join(t.dir, 'k.pem'), '-out', join(t.dir, 'c.pem')], { stdio: 'ignore' });
+      const { port, listener } = await start({ allowFrom: '127.0.0.2', tls: { key: readFileSync(join(t.dir, 'k.pem')), cert: readFileSync(join(t.dir, 'c.pem')) } });
+      const refused = await connect(port, '127.0.0.3');
+      await waitFor(() => refused.closed, 2000);
+      expect(metrics.listenerRefused.get({ listener, reason: 'not-allowed' })).toBe(1);
+      expect(metrics.listenerTlsFailures.get({ listener })).toBe(0);
+      const plain = await connect(port, '127.0.0.2');
+      plain.socket.write('not a TLS client hello\r\n');
+      await waitFor(() => plain.closed, 3000);
+      await waitFor(() => metrics.listenerTlsFailures.get({ listener }) === 1, 2000);
+      const ack = await new Promise<string>((resolve) => {
+        const s = tls.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2', rejectUnauthorized: false }, () => s.write(encodeMllp(Buffer.from(MSG('T1'), 'latin1'))));
+        sockets.push(s);
+        const dec = new MllpDecoder();
+        s.on('data', (d) => {
+          for (const ev of dec.push(d)) if (ev.type === 'frame') resolve(ev.payload.toString('latin1'));
+        });
+        s.on('error', () => resolve(''));
+      });
+      expect(ack).toContain(AA('T1'));
+    } finally {
+      t.cleanup();
+    }
   });
 });

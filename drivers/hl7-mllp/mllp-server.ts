@@ -188,7 +188,10 @@ export class MllpServer extends EventEmitter {
       server.on('connection', (s: net.Socket) => {
         if (!this.guard.allows(s.remoteAddress)) this.guard.admit(s);
       });
-      server.on('tlsClientError', (e: Error, s: tls.TLSSocket) => this.guard.tlsFailure(s?.remoteAddress, e.message));
+      server.on('tlsClientError', (e: Error, s: tls.TLSSocket) => {
+        // a source refused before the handshake was counted as such (and has no address left to check)
+        if (this.guard.allows(s?.remoteAddress)) this.guard.tlsFailure(s?.remoteAddress, e.message);
+      });
     }
     server.on(t ? 'secureConnection' : 'connection', (s: net.Socket) => {
       if (!s.destroyed) this.accept(s);
