@@ -41,7 +41,7 @@ export function delimitersFromHeader(h: string): Delimiters {
 
 /** Split records (already separated, no CR) into typed records using the H record's delimiters. */
 export function parseRecords(lines: string[]): AstmMessage {
-  const recs = lines.map((l) => l.replace(/^[\r\n]+|[\r\n]+$/g, '')).filter((l) => l.length > 0);
+  const recs = lines.map(trimCrLf).filter((l) => l.length > 0);
   if (!recs.length) throw new ParseError('empty message');
   const hIdx = recs.findIndex((l) => /^[Hh]/.test(l));
   if (hIdx !== 0) throw new ParseError('message does not start with an H record', { location: 'H^1^1' });
@@ -62,6 +62,18 @@ export function parseRecords(lines: string[]): AstmMessage {
     records.push({ type, fields, raw });
   }
   return { delimiters, records };
+}
+
+/**
+ * `l` without CR/LF at either end. A loop, not `/^[\r\n]+|[\r\n]+$/g`: that regex is quadratic on a
+ * long run of line breaks inside a record (issue 10).
+ */
+function trimCrLf(l: string): string {
+  let a = 0;
+  let b = l.length;
+  while (a < b && (l.charCodeAt(a) === 13 || l.charCodeAt(a) === 10)) a++;
+  while (b > a && (l.charCodeAt(b - 1) === 13 || l.charCodeAt(b - 1) === 10)) b--;
+  return a === 0 && b === l.length ? l : l.slice(a, b);
 }
 
 function printable(c: string): string {

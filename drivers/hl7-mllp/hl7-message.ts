@@ -163,7 +163,46 @@ export class Hl7Message {
   }
 }
 
+/**
+ * Structural limits per message (issue 10: no input may make the gateway work without bound). Over a
+ * limit, parseHl7 throws a ParseError (the receiver answers AE with the reason and quarantines the
+ * message). Generous: far above any real device message (an ORU with 10,000 segments is a large
+ * microbiology or waveform batch; HL7 v2.5.1 PID-3 has no fixed cardinality, but no site sends
+ * 1,000 identifiers; the widest v2.5.1 data types (XPN, XAD, XON) have fewer than 25 components).
+ */
+export interface Hl7Limits {
+  /** Segments per message. Default 10,000. */
+  maxSegments: number;
+  /** Fields per segment. Default 1,000. */
+  maxFields: number;
+  /** Repetitions per field (HL7 v2.5.1 2.5.5). Default 1,000. */
+  maxRepetitions: number;
+  /** Components per field repetition (2.5.6). Default 100. */
+  maxComponents: number;
+  /** Subcomponents per component (2.5.7). Default 100. */
+  maxSubcomponents: number;
+}
+
+export const DEFAULT_HL7_LIMITS: Readonly<Hl7Limits> = Object.freeze({
+  maxSegments: 10_000,
+  maxFields: 1_000,
+  maxRepetitions: 1_000,
+  maxComponents: 100,
+  maxSubcomponents: 100,
+});
+
+/** No limits (tests and tools that measure the parser itself). */
+export const NO_HL7_LIMITS: Readonly<Hl7Limits> = Object.freeze({
+  maxSegments: Infinity,
+  maxFields: Infinity,
+  maxRepetitions: Infinity,
+  maxComponents: Infinity,
+  maxSubcomponents: Infinity,
+});
+
 export interface ParseHl7Options {
+  /** Structural limits; absent ones default to DEFAULT_HL7_LIMITS. */
+  limits?: Partial<Hl7Limits>;
   /**
    * Keep going past damage that is not structural (issue 8: one bad part never costs the good parts):
    * a line that is not a segment is kept in `damagedLines` instead of failing the message, and two
@@ -212,7 +251,13 @@ export function parseHl7(text: string, opts: ParseHl7Options = {}): Hl7Message {
   const n = text.length;
   let pos = start;
   let lineNo = 0;
+  const limits: Hl7Limits = opts.limits ? { ...DEFAULT_HL7_LIMITS, ...opts.limits } : DEFAULT_HL7_LIMITS;
+  const forms = fieldSep === '|' ? STANDARD_FORMS : recoverableForms(fieldSep);
   const push = (name: string, parts: string[], damage?: SegmentDamage): Hl7Segment => {
+    if (segs.length >= limits.maxSegments) {
+      // issue 10 limit; Table 0357 100 (the message's segment structure is refused)
+      throw new ParseError(`more than ${limits.maxSegments} segments in one message (limit)`, { location: `${name}^${(counts.get(name) ?? 0) + 1}`, hl7ErrorCode: 100 });
+    }
     const seq = (counts.get(name) ?? 0) + 1;
     counts.set(name, seq);
     const seg = new Hl7Segment(name, parts, seq, segs.length + 1, d);
@@ -241,20 +286,24 @@ export function parseHl7(text: string, opts: ParseHl7Options = {}): Hl7Message {
         if (segs.length > 0) {
           throw new ParseError('more than one MSH segment in one message', { location: `MSH^2`, hl7ErrorCode: 100 });
         }
+        checkLimits(line, d, limits, 'MSH', 1, true);
         const parts = line.split(fieldSep);
         parts.splice(1, 0, fieldSep); // MSH-1 is the field separator itself (2.15.9.1)
         push(name, parts);
       } else {
-        let rest = line;
-        let damage: SegmentDamage | undefined;
         // lenient: a segment that runs into the next (terminator lost), e.g. `OBX|17|NM|704-7^BAS#^LNOBX|37|IS|…`
-        while (opts.lenient) {
-          const cut = findRunTogether(rest, fieldSep);
-          if (cut === -1) break;
-          push(rest.slice(0, 3), rest.slice(0, cut).split(fieldSep), damage === 'joined' ? 'joined' : 'truncated');
-          rest = rest.slice(cut);
+        const cuts = opts.lenient ? findRunTogether(line, fieldSep, forms) : [];
+        let from = 0;
+        let damage: SegmentDamage | undefined;
+        for (const cut of cuts) {
+          const part = line.slice(from, cut);
+          checkLimits(part, d, limits, part.slice(0, 3), (counts.get(part.slice(0, 3)) ?? 0) + 1, false);
+          push(part.slice(0, 3), part.split(fieldSep), damage === 'joined' ? 'joined' : 'truncated');
+          from = cut;
           damage = 'joined';
         }
+        const rest = from === 0 ? line : line.slice(from);
+        checkLimits(rest, d, limits, rest.slice(0, 3), (counts.get(rest.slice(0, 3)) ?? 0) + 1, false);
         push(rest.slice(0, 3), rest.split(fieldSep), damage);
       }
     }
@@ -263,29 +312,89 @@ export function parseHl7(text: string, opts: ParseHl7Options = {}): Hl7Message {
   return new Hl7Message(d, segs, damaged, terminator);
 }
 
-/**
- * Where a second segment begins inside `line` without a terminator: a field that ends in a known
- * segment ID immediately followed by `|<set id>|` (the ID glued to the lost end of the previous
- * field). -1 when none. Only after the segment's own ID and first field.
- */
-function findRunTogether(line: string, fs: string): number {
-  let best = -1;
+/** Sticky forms of RECOVERABLE for a field separator (the standard one precomputed). */
+function recoverableForms(fs: string): Map<string, RegExp> {
+  const m = new Map<string, RegExp>();
   for (const id of Object.keys(RECOVERABLE)) {
-    const form = fs === '|' ? RECOVERABLE[id] : new RegExp(RECOVERABLE[id].source.split('\\|').join(escapeRe(fs)), 'y');
-    let from = 5;
-    for (;;) {
-      const k = line.indexOf(id + fs, from);
-      if (k === -1 || (best !== -1 && k >= best)) break;
-      from = k + 1;
-      if (line[k - 1] === fs) continue; // a field that is exactly 'OBX' is data, not a glued segment
-      form.lastIndex = k + 4; // sticky: tested in place, no copy of the rest of the line
-      if (form.test(line)) {
-        best = k;
-        break;
-      }
+    m.set(id, fs === '|' ? RECOVERABLE[id] : new RegExp(RECOVERABLE[id].source.split('\\|').join(escapeRe(fs)), 'y'));
+  }
+  return m;
+}
+const STANDARD_FORMS = recoverableForms('|');
+
+/**
+ * Every place where a further segment begins inside `line` without a terminator: a field that ends in
+ * a known segment ID immediately followed by `|<set id>|` (the ID glued to the lost end of the
+ * previous field). Each cut is at least 5 characters after the previous one (after the segment's own
+ * ID and first field). One pass over the line's field separators: linear in the line (issue 10; it
+ * used to search the rest of the line again after each cut).
+ */
+function findRunTogether(line: string, fs: string, forms: Map<string, RegExp>): number[] {
+  const cuts: number[] = [];
+  let segStart = 0;
+  for (let p = line.indexOf(fs, 5); p !== -1; p = line.indexOf(fs, p + 1)) {
+    const k = p - 3; // where a glued segment ID would begin
+    if (k < segStart + 5) continue;
+    if (line[k - 1] === fs) continue; // a field that is exactly 'OBX' is data, not a glued segment
+    const form = forms.get(line.slice(k, p));
+    if (form === undefined) continue;
+    form.lastIndex = p + 1; // sticky: tested in place, no copy of the rest of the line
+    if (form.test(line)) {
+      cuts.push(k);
+      segStart = k;
     }
   }
-  return best;
+  return cuts;
+}
+
+/**
+ * Throws a ParseError when one segment exceeds the fields / repetitions / components / subcomponents
+ * limits (issue 10). One pass over the line's characters; the delimiters never occur inside an escape
+ * sequence (HL7 v2.5.1 2.7), so counting them raw is exact. For MSH, MSH-1 and MSH-2 (the delimiters
+ * themselves) are skipped. Table 0357 102 (the field does not have the structure of a data type).
+ */
+function checkLimits(line: string, d: Hl7Delimiters, l: Hl7Limits, name: string, seq: number, msh: boolean): void {
+  const fs = d.field.charCodeAt(0);
+  const rs = d.repetition.charCodeAt(0);
+  const cs = d.component.charCodeAt(0);
+  const ss = d.subcomponent.charCodeAt(0);
+  let i = 0;
+  let field = 0; // HL7 field number of the text at i
+  if (msh) {
+    // `MSH|^~\&|`: MSH-1 is the separator, MSH-2 the encoding characters; MSH-3 begins after the second separator
+    i = line.indexOf(d.field, 4);
+    if (i === -1) return;
+    i++;
+    field = 3;
+  } else {
+    i = line.indexOf(d.field);
+    if (i === -1) return;
+    i++;
+    field = 1;
+  }
+  let reps = 1;
+  let comps = 1;
+  let subs = 1;
+  const over = (what: string, max: number): ParseError =>
+    new ParseError(`${name}-${field} has more than ${max} ${what} (limit)`, { location: `${name}^${seq}^${field}`, hl7ErrorCode: 102 });
+  for (const n = line.length; i < n; i++) {
+    const c = line.charCodeAt(i);
+    if (c === fs) {
+      field++;
+      if (field > l.maxFields) {
+        throw new ParseError(`${name} has more than ${l.maxFields} fields (limit)`, { location: `${name}^${seq}^${field}`, hl7ErrorCode: 102 });
+      }
+      reps = comps = subs = 1;
+    } else if (c === rs) {
+      if (++reps > l.maxRepetitions) throw over('repetitions', l.maxRepetitions);
+      comps = subs = 1;
+    } else if (c === cs) {
+      if (++comps > l.maxComponents) throw over('components in one repetition', l.maxComponents);
+      subs = 1;
+    } else if (c === ss) {
+      if (++subs > l.maxSubcomponents) throw over('subcomponents in one component', l.maxSubcomponents);
+    }
+  }
 }
 
 function escapeRe(c: string): string {
@@ -469,7 +578,7 @@ export function peekHeader(text: string): Hl7Header | undefined {
   try {
     const m = /^[\ufeff\r\n ]*(MSH[^\r\n]*)/.exec(text.length > 65536 ? text.slice(0, 65536) : text);
     if (!m) return undefined;
-    return readHeader(parseHl7(m[1]));
+    return readHeader(parseHl7(m[1], { limits: NO_HL7_LIMITS })); // the line is capped at 64 KiB above; the AE still echoes MSH-10
   } catch {
     return undefined;
   }

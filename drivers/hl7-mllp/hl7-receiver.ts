@@ -13,7 +13,7 @@ import { buildAck, type AckCode } from './ack';
 import type { OrderUpdate } from '../../gateway/src/orders/order-types';
 import { createHash } from 'node:crypto';
 import { CharsetError, decodeHl7Message, encodeFor, type CharsetName } from '../../gateway/src/charset/charset';
-import { parseHl7, peekHeader, readHeader, type Hl7Header } from './hl7-message';
+import { parseHl7, peekHeader, readHeader, type Hl7Header, type Hl7Limits } from './hl7-message';
 import { MllpServer, nextAckId, type MllpConnectionInfo, type MllpServerOptions } from './mllp-server';
 import { isOrderMessage, parseOrders, type OrderParseResult } from './order-parser';
 import { parseOru, type OruParseResult } from './oru-parser';
@@ -46,6 +46,8 @@ export interface Hl7ReceiverOptions extends Omit<MllpServerOptions, 'logBindings
   defaultResultStatus?: string;
   /** Accept ORM^O01 / OML^O21 orders (issue 3 part 4). Absent: orders are answered AR like any unsupported type. */
   orders?: Hl7OrderAcceptor;
+  /** Structural limits per message (segments, fields, repetitions, components); over one: AE + quarantine. Default DEFAULT_HL7_LIMITS. */
+  limits?: Partial<Hl7Limits>;
 }
 
 export const DRIVER_NAME = 'hl7-mllp';
@@ -69,7 +71,7 @@ export class Hl7Receiver {
   ) {
     if (!opts.deviceId) throw new TypeError('Hl7Receiver: deviceId is required');
     this.log = componentLogger('hl7-receiver', { deviceId: opts.deviceId });
-    const { deviceId: _d, charset: _c, orders: _o, fallbackCharset: _f, strict: _s, defaultResultStatus: _r, ...serverOpts } = opts;
+    const { deviceId: _d, charset: _c, orders: _o, fallbackCharset: _f, strict: _s, defaultResultStatus: _r, limits: _l, ...serverOpts } = opts;
     this.server = new MllpServer(
       {
         ...serverOpts,
@@ -155,7 +157,7 @@ export class Hl7Receiver {
       const text = decoded.text;
       let parsed: OruParseResult | OrderParseResult;
       try {
-        const msg = parseHl7(text, { lenient: !this.opts.strict });
+        const msg = parseHl7(text, { lenient: !this.opts.strict, ...(this.opts.limits ? { limits: this.opts.limits } : {}) });
         // ORM^O01 / OML^O21 only when an order acceptor is configured; otherwise parseOru answers AR 200
         parsed =
           this.opts.orders && isOrderMessage(readHeader(msg))
@@ -311,7 +313,9 @@ export class Hl7Receiver {
  * neither makes it another message. Everything else counts, results and MSH-10 included.
  */
 export function contentHash(text: string): string {
-  let t = text.replace(/[\r\n]+$/, '');
+  let end = text.length;
+  while (end > 0 && (text.charCodeAt(end - 1) === 13 || text.charCodeAt(end - 1) === 10)) end--; // not /[\r\n]+$/: quadratic on a run of CRs (issue 10)
+  let t = text.slice(0, end);
   const fs = t[3];
   const eol = t.search(/[\r\n]/);
   const first = eol === -1 ? t : t.slice(0, eol);

@@ -154,15 +154,18 @@ export function parseOrders(msg: Hl7Message): OrderParseResult {
 
   const out: OrderUpdate[] = [];
   const byKey = new Map<string, OrderUpdate>();
+  // tests already in each merged order, by code and system (a scan per test was quadratic: issue 10)
+  const testKeys = new Map<OrderUpdate, Set<string>>();
   for (const g of groups) {
     for (const u of groupUpdates(g, patient)) {
       const key = `${u.control}\u0000${u.specimenId}`;
       const prev = byKey.get(key);
       if (!prev) {
         byKey.set(key, u);
+        testKeys.set(u, new Set(u.tests.map(testKey)));
         out.push(u);
       } else {
-        merge(prev, u);
+        merge(prev, u, testKeys.get(prev) as Set<string>);
       }
     }
   }
@@ -229,8 +232,14 @@ function groupUpdates(g: OrcGroup, patient: OrderPatient | undefined): OrderUpda
     const requestedAt = requestedAtOf(orc, g.tq1, seg);
     const collectedObr = hl7TimeToIso(seg.get(7, 1, 1, 1), seg.location(7));
     const typeObr = seg.get(15, 1, 1, 1).trim();
+    // first specimen per id, looked up in a map (a find per id was quadratic in SPM segments: issue 10)
+    const specimenById = new Map<string, SpecimenCtx>();
+    for (const s of o.specimens) {
+      const k = s.spmId ?? s.sacIds[0];
+      if (k !== undefined && !specimenById.has(k)) specimenById.set(k, s);
+    }
     for (const specimenId of ids) {
-      const sp = o.specimens.find((s) => (s.spmId ?? s.sacIds[0]) === specimenId);
+      const sp = specimenById.get(specimenId);
       const u: OrderUpdate = { ...base(), specimenId, tests: test ? [{ ...test }] : [] };
       if (placer) u.placerOrderNumber = placer;
       if (filler) u.fillerOrderNumber = filler;
@@ -338,10 +347,18 @@ function clonePatient(p: OrderPatient): OrderPatient {
   return c;
 }
 
-/** Several OBRs for one (control, specimen): one order with several tests. */
-function merge(into: OrderUpdate, u: OrderUpdate): void {
+function testKey(t: OrderTest): string {
+  return `${t.code}\u0000${t.system ?? ''}`;
+}
+
+/** Several OBRs for one (control, specimen): one order with several tests (`seen`: testKey of into.tests). */
+function merge(into: OrderUpdate, u: OrderUpdate, seen: Set<string>): void {
   for (const t of u.tests) {
-    if (!into.tests.some((x) => x.code === t.code && (x.system ?? '') === (t.system ?? ''))) into.tests.push(t);
+    const k = testKey(t);
+    if (!seen.has(k)) {
+      seen.add(k);
+      into.tests.push(t);
+    }
   }
   into.placerOrderNumber ??= u.placerOrderNumber;
   into.fillerOrderNumber ??= u.fillerOrderNumber;

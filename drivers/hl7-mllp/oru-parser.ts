@@ -79,7 +79,8 @@ const MDC_UNITS: Record<string, string> = {
   '266048': 'kPa', MDC_DIM_KILO_PASCAL: 'kPa',
 };
 
-const NUMBER = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+// one way to match each digit (no `\d+\.?\d*`, which backtracks quadratically on a long digit run: issue 10)
+const NUMBER = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/;
 
 /** HL7 TS/DTM `YYYY[MM[DD[HH[MM[SS[.S+]]]]]][+/-ZZZZ]` → ISO 8601; no zone → local time without offset. */
 export function hl7TimeToIso(ts: string, location: string): string | undefined {
@@ -440,9 +441,10 @@ function unitFrom(c: string[]): string {
   return id || text;
 }
 
-const COMPARATOR = /^(<=|>=|<>|<|>|=)\s*(.+)$/;
-const NM_PLAIN = /^[+-]?(\d+\.?\d*|\.\d+)$/;
-const SN_SEPARATOR = /^([+-]?(?:\d+\.?\d*|\.\d+))\s*([-:/+])\s*([+-]?(?:\d+\.?\d*|\.\d+))?$/;
+// Linear-time forms (issue 10): each character has one way to match; `(?=(\s*))\2` is an atomic \s* (no backtracking into it)
+const COMPARATOR = /^(<=|>=|<>|<|>|=)(?=(\s*))\2(.+)$/;
+const NM_PLAIN = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/;
+const SN_SEPARATOR = /^([+-]?(?:\d+(?:\.\d*)?|\.\d+))\s*([-:/+])\s*([+-]?(?:\d+(?:\.\d*)?|\.\d+))?$/;
 
 /**
  * A number as sent in an NM field, read by meaning (issue 8): `4.20` → NM; `<0.5`, `>=1500` → a
@@ -453,8 +455,8 @@ export function readNumeric(v: string, unit: string): ObservationValue | undefin
   // NM has no exponent (2.A.47): `1.2e3` is kept as text, never silently 1200
   if (NM_PLAIN.test(v)) return { kind: 'quantity', value: Number(v), unit, decimal: v };
   const c = COMPARATOR.exec(v);
-  if (c && NM_PLAIN.test(c[2].trim()) && c[1] !== '<>' && c[1] !== '=') {
-    return { kind: 'quantity', value: Number(c[2].trim()), unit, decimal: c[2].trim(), comparator: c[1] as Comparator };
+  if (c && NM_PLAIN.test(c[3].trim()) && c[1] !== '<>' && c[1] !== '=') {
+    return { kind: 'quantity', value: Number(c[3].trim()), unit, decimal: c[3].trim(), comparator: c[1] as Comparator };
   }
   const sn = SN_SEPARATOR.exec(v);
   if (sn) {
@@ -578,7 +580,7 @@ function readValue(seg: Hl7Segment, valueType: string, unit: string, faults: Fau
     default: {
       // ST, TX, FT, IS, ID, DT, TM, DTM/TS …: every repetition kept, empty ones too (TX/FT blank lines)
       const parts: string[] = [];
-      for (let r = 1; r <= reps; r++) parts.push(seg.components(5, r).join('^').replace(/\^+$/, ''));
+      for (let r = 1; r <= reps; r++) parts.push(trimTrailing(seg.components(5, r).join('^'), '^'));
       if (parts.every((p) => p === '')) return undefined;
       const v: ObservationValue = { kind: 'text', text: parts.join('\n') };
       if (reps > 1) v.repetitions = parts;
@@ -591,4 +593,11 @@ function readValue(seg: Hl7Segment, valueType: string, unit: string, faults: Fau
       return v;
     }
   }
+}
+
+/** `s` without the run of `c` at its end. A loop, not `/\^+$/` (quadratic on a long run not at the end: issue 10). */
+function trimTrailing(s: string, c: string): string {
+  let end = s.length;
+  while (end > 0 && s[end - 1] === c) end--;
+  return end === s.length ? s : s.slice(0, end);
 }

@@ -2,6 +2,7 @@ import { createServer as createHttpServer, type Server } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import express from 'express';
 import type { GatewaySettings } from './config/settings';
 import { dataDirSecret } from './config/admin-credentials';
@@ -92,7 +93,20 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
   const auth = new Authenticator({ users: accounts.users, audit: accounts.audit });
   const editorAuth = nodeRedAdminAuth(accounts.users, { throttle: auth.throttle }); // one throttle for API and editor logins
   server.once('close', () => accounts.close());
-  app.get('/healthz', (_req, res) => res.json({ status: 'ok' }));
+  // issue 10: event-loop delay (a long synchronous task shows here first): p50/p99/max in ms since the
+  // last reset (at most 60 s ago); the histogram samples every 10 ms
+  const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  const loopDelayReset = setInterval(() => loopDelay.reset(), 60_000);
+  loopDelayReset.unref();
+  server.once('close', () => {
+    clearInterval(loopDelayReset);
+    loopDelay.disable();
+  });
+  app.get('/healthz', (_req, res) => {
+    const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+    res.json({ status: 'ok', eventLoopDelayMs: { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max), windowSeconds: 60 } });
+  });
   app.get('/readyz', (_req, res) => {
     if (!ready) return res.status(503).json({ status: 'starting' });
     try {

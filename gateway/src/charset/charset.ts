@@ -322,7 +322,7 @@ export function decodeStrict(bytes: Buffer, charset: CharsetName): string {
     }
   }
   // NFC: windows-1258 / TCVN carry tones as combining marks (ê + U+0303); receivers expect ễ.
-  return text.normalize('NFC');
+  return nfc(text);
 }
 
 /**
@@ -496,8 +496,31 @@ function encodeExact(s: string, cs: CharsetName): Buffer | undefined {
   // which collide with ASTM E1381 framing (STX, ENQ, ACK, NAK, ETB) and MLLP.
   if (countControlBytes(buf) !== countControlChars(s)) return undefined;
   if (findInvalidOffset(buf, cs) >= 0) return undefined;
-  const back = iconv.decode(buf, DEFS[cs].iconv, { stripBOM: false }).normalize('NFC');
-  return back === s.normalize('NFC') ? buf : undefined;
+  const back = nfc(iconv.decode(buf, DEFS[cs].iconv, { stripBOM: false }));
+  return back === nfc(s) ? buf : undefined;
+}
+
+/** More combining marks in a row than UAX #15 §13 (stream-safe text) allows: 30. */
+const LONG_MARK_RUN = /\p{M}{31,}/u;
+const LONG_MARK_RUNS = /\P{M}?\p{M}{31,}/gu;
+
+/**
+ * NFC in time linear in the text (issue 10). ICU reorders a run of combining marks by insertion, so
+ * `normalize` is quadratic in the length of one run (20,000 marks: seconds). No real text has more
+ * than 30 marks in a row (UAX #15 §13 stream-safe limit), so such a run, with its base character, is
+ * kept exactly as received (not reordered, not composed); everything around it is NFC as usual.
+ * Nothing is removed or added.
+ */
+export function nfc(text: string): string {
+  if (!LONG_MARK_RUN.test(text)) return text.normalize('NFC');
+  let out = '';
+  let last = 0;
+  LONG_MARK_RUNS.lastIndex = 0;
+  for (let m = LONG_MARK_RUNS.exec(text); m !== null; m = LONG_MARK_RUNS.exec(text)) {
+    out += text.slice(last, m.index).normalize('NFC') + m[0];
+    last = m.index + m[0].length;
+  }
+  return out + text.slice(last).normalize('NFC');
 }
 
 /** All subsets of [0..n), largest first (n ≤ 4 for real text; guarded by the caller). */
@@ -566,14 +589,14 @@ export function encodeFor(text: string, charset: CharsetName, opts: { asciiFold?
       reason: 'unrepresentable',
     });
   }
-  const s = (opts.asciiFold ? foldToAscii(text) : text).normalize('NFC');
+  const s = nfc(opts.asciiFold ? foldToAscii(text) : text);
   if (charset === 'utf8') return Buffer.from(s, 'utf8');
   // Fast path: iconv-lite writes '?' for what it cannot map, so accept only an exact round trip.
   const whole = iconv.encode(s, DEFS[charset].iconv);
   if (
     countControlBytes(whole) === countControlChars(s) &&
     findInvalidOffset(whole, charset) < 0 &&
-    iconv.decode(whole, DEFS[charset].iconv, { stripBOM: false }).normalize('NFC') === s
+    nfc(iconv.decode(whole, DEFS[charset].iconv, { stripBOM: false })) === s
   ) {
     return whole;
   }
