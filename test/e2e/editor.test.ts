@@ -179,7 +179,44 @@ describe('Node-RED editor in a real browser', () => {
     // put the relay back and check it runs again
     expect((await post(good)).status).toBeLessThan(300);
     await waitFor(async () => (await fetch(`${base()}/readyz`)).ok, 20_000);
+    await waitFor(async () => {
+      const s = net.connect(gw.hl7Port, '127.0.0.1');
+      const ok = await new Promise<boolean>((r) => s.once('connect', () => r(true)).once('error', () => r(false)));
+      s.destroy();
+      return ok;
+    }, 20_000);
     expect(existsSync(marker)).toBe(false);
+  });
+
+  it('five parallel wrong logins do not delay an analyzer\'s ACK (bcrypt off the main thread)', async () => {
+    const client = new MllpClient({ host: '127.0.0.1', port: gw.hl7Port, ackTimeoutMs: 10_000 });
+    let n = 0;
+    const ackMs = async () => {
+      const msg = [`MSH|^~\\&|SIMLAB|LAB1|||20250301093100||ORU^R01|LAT-${++n}|P|2.3.1`, 'PID|1||BN0012345^^^BV^MR', `OBR|1||LAT-SPEC-${n}|01001^CBC^99MRC`, 'OBX|1|NM|6690-2^WBC^LN||7.85|10*3/uL|4.00-10.00|N|||F'].join('\r') + '\r';
+      const t0 = performance.now();
+      expect(parseAck(await client.send(Buffer.from(msg))).code).toBe('AA');
+      return performance.now() - t0;
+    };
+    try {
+      const quiet: number[] = [];
+      for (let i = 0; i < 5; i++) quiet.push(await ackMs());
+      const baseline = quiet.sort((a, b) => a - b)[2];
+      const worst: number[] = [];
+      for (let round = 0; round < 2; round++) {
+        const logins = [1, 2, 3, 4, 5].map((i) =>
+          from(`127.0.0.${80 + round * 10 + i}`, '/api/v1/account', { headers: { authorization: `Basic ${Buffer.from(`admin:wrong-${i}`).toString('base64')}` } }),
+        );
+        await new Promise((r) => setTimeout(r, 20)); // the checks are running
+        const during: number[] = [];
+        for (let i = 0; i < 3; i++) during.push(await ackMs());
+        expect((await Promise.all(logins)).map((r) => r.status)).toEqual([401, 401, 401, 401, 401]);
+        worst.push(Math.max(...during));
+      }
+      // bcryptjs on the main thread: 5 × ~70 ms in 100 ms slices delayed the ACK by 100-500 ms
+      expect(Math.min(...worst), `baseline ${baseline.toFixed(1)} ms`).toBeLessThan(baseline + 40);
+    } finally {
+      await client.close();
+    }
   });
 
   it('a password change revokes the editor tokens of that user at once', async () => {

@@ -10,7 +10,7 @@ export const FIRST_START_PASSWORD_FILE = 'admin-password.txt';
 export interface AdminCredentials {
   user: string;
   passwordHash: string;
-  /** Set only on the first start, when a password was generated. Printed once. */
+  /** Set only on the first start, when a password was generated. Shown once on a terminal only (gateway.ts), never logged: the 0600 file holds it. */
   generatedPassword?: string;
   passwordFile?: string;
 }
@@ -19,7 +19,8 @@ export interface AdminCredentials {
  * No default password anywhere. Precedence: IOMT_ADMIN_PASSWORD_HASH / settings hash, then
  * IOMT_ADMIN_PASSWORD (hashed in memory), then the hash stored in the data dir; on a first start
  * with none of these a random password is generated: only its bcrypt hash is stored
- * (`admin.json`), the password is printed once and written to a 0600 file in the data dir.
+ * (`admin.json`), the password is written to a 0600 file in the data dir and shown once, on a
+ * terminal only (never on the log stream: under systemd/docker stdout is journald/docker logs).
  * Since migration 3 this runs only when the users table is empty: its result becomes the first
  * admin user (UserStore.bootstrap), which then owns the password.
  */
