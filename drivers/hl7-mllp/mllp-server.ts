@@ -18,6 +18,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { componentLogger } from '../../gateway/src/log/logger';
 import { ListenerGuard, type GuardedConnection } from '../../gateway/src/net/listener-guard';
+import { secureContextOptions } from '../../gateway/src/tls/options';
 import { sharedMemoryBudget, type MemoryBudget } from '../../gateway/src/pipeline/memory-budget';
 import { buildAck } from './ack';
 import { DEFAULT_MLLP_MAX_BYTES, MllpDecoder, encodeMllp, type MllpEvent, type MllpJunkReason } from './mllp-decoder';
@@ -179,7 +180,16 @@ export class MllpServer extends EventEmitter {
     if (this.closePromise) throw new Error('MllpServer closed');
     const t = this.opts.tls;
     const server = t
-      ? tls.createServer({ key: t.key, cert: t.cert, ca: t.ca, requestCert: !!t.requestCert, rejectUnauthorized: !!t.requestCert, handshakeTimeout: this.guard.firstFrameTimeoutMs || 120_000 })
+      ? tls.createServer({
+          // TLS 1.2+ with forward-secret AEAD suites only (gateway/src/tls/options.ts)
+          ...secureContextOptions(),
+          key: t.key,
+          cert: t.cert,
+          ca: t.ca,
+          requestCert: !!t.requestCert,
+          rejectUnauthorized: !!t.requestCert,
+          handshakeTimeout: this.guard.firstFrameTimeoutMs || 120_000,
+        })
       : net.createServer();
     this.server = server;
     // no server.maxConnections: the guard refuses or evicts (a hard cap would refuse before eviction)
