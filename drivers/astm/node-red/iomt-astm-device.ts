@@ -16,7 +16,7 @@ import { ASTM_DEVICE_SPEC } from './iomt-astm-device.spec';
 import { ordersForAstmQuery, toAstmOrder } from '../../../gateway/src/orders/astm-order-answer';
 import { componentLogger } from '../../../gateway/src/log/logger';
 import { listSerialPorts } from './serial-ports';
-import { isAllowed, parseAllowList } from '../../../gateway/src/net/listener-guard';
+import { addressOfRemote, isAllowed, parseAllowList } from '../../../gateway/src/net/listener-guard';
 
 interface AstmDeviceConfig {
   id: string;
@@ -174,7 +174,7 @@ export = function register(RED: any): void {
       // `from`: the connection the query came on, when the driver passes it (astm-driver answerQuery)
       onQuery: answerQueries && rt.orders
         ? async (q, from?: { remote?: string }) => {
-            const remote = from?.remote?.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+            const remote = from?.remote === undefined ? undefined : addressOfRemote(from.remote);
             if (remote !== undefined && !isAllowed(queryFrom, remote)) {
               // "no information" (L|1|I): nothing about any patient goes to an address not configured here
               log.warn({ deviceId, remote }, 'host query from an address not in allowFrom: answered "no information"');

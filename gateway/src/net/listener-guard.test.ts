@@ -6,7 +6,7 @@ import type net from 'node:net';
 import type { Logger } from 'pino';
 import { describe, expect, it } from 'vitest';
 import { metrics } from '../metrics/registry';
-import { ListenerGuard, isAllowed, normalizeAddress, parseAllowList } from './listener-guard';
+import { ListenerGuard, addressOfRemote, isAllowed, normalizeAddress, parseAllowList } from './listener-guard';
 
 describe('allow-list', () => {
   it.each([
@@ -41,6 +41,15 @@ describe('allow-list', () => {
 
   it.each(['host.example', '10.0.0.0/33', 'fd00::/129', '10.0.0.1/8/2', '10.0.0.0/x', '300.1.1.1'])('%s is refused with its name', (bad) => {
     expect(() => parseAllowList(`127.0.0.1, ${bad}`)).toThrow(new RegExp(bad.replace(/[.*/]/g, '\\$&')));
+  });
+
+  it.each([
+    ['10.0.0.5:40122', '10.0.0.5'],
+    ['::ffff:10.0.0.5:40122', '::ffff:10.0.0.5'],
+    ['::1:40122', '::1'],
+    ['[fd00::7]:5000', 'fd00::7'],
+  ])('the address of remote %s is %s', (remote, address) => {
+    expect(addressOfRemote(remote)).toBe(address);
   });
 
   it('normalizes only IPv4-mapped addresses', () => {

@@ -93,6 +93,16 @@ export function normalizeAddress(address: string | undefined): string {
   return m ? m[1] : a;
 }
 
+/**
+ * The address part of a connection's `remote` as the transports write it (`<address>:<port>`, e.g.
+ * `10.0.0.5:40122`, `::ffff:10.0.0.5:40122`, `::1:40122`, `[::1]:40122`).
+ */
+export function addressOfRemote(remote: string): string {
+  const bracket = /^\[([^\]]+)\](?::\d+)?$/.exec(remote);
+  if (bracket) return bracket[1];
+  return remote.replace(/:\d+$/, '');
+}
+
 /** True when `address` is on the list (undefined list: everyone). */
 export function isAllowed(list: net.BlockList | undefined, address: string | undefined): boolean {
   if (!list) return true;
