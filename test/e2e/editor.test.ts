@@ -156,7 +156,7 @@ describe('Node-RED editor in a real browser', () => {
     expect(JSON.parse(owner.body).access_token).toMatch(/\S{20,}/);
   });
 
-  it('the editor is not a shell: exec, function, file, tcp and udp nodes are not loaded; a flow with an exec node does not run `id`', async () => {
+  it('the editor is not a shell: exec, function, file, tcp and udp nodes are not loaded; a flow with an exec node is refused and does not run `id`', async () => {
     const tok = JSON.parse((await tokenFrom('127.0.0.1', 'admin', ADMIN_PASSWORD)).body).access_token as string;
     const auth = { authorization: `Bearer ${tok}` };
     const nodes = JSON.parse((await from('127.0.0.1', '/editor/nodes', { headers: { ...auth, accept: 'application/json' } })).body) as Array<{ types: string[] }>;
@@ -173,9 +173,21 @@ describe('Node-RED editor in a real browser', () => {
       { id: 'evil-exec', type: 'exec', z: 'evil-tab', command: `id > ${marker}`, addpay: '', append: '', useSpawn: 'false', timer: '', winHide: false, oldrc: false, wires: [[], [], []] },
     ];
     const post = (flows: unknown[]) => from('127.0.0.1', '/editor/flows', { method: 'POST', headers: { ...auth, 'content-type': 'application/json', 'Node-RED-Deployment-Type': 'full' }, body: JSON.stringify(flows) });
-    await post(evil);
-    await new Promise((r) => setTimeout(r, 3000));
+    const refused = await post(evil);
+    expect(refused.status).toBe(400);
+    expect(JSON.parse(refused.body).message).toMatch(/node types not available in this gateway: exec\b/);
+    // the editor's own format ({ flows, rev }, API v2) too, and the single-flow API
+    const v2 = await from('127.0.0.1', '/editor/flows', { method: 'POST', headers: { ...auth, 'content-type': 'application/json', 'Node-RED-API-Version': 'v2', 'Node-RED-Deployment-Type': 'full' }, body: JSON.stringify({ flows: evil }) });
+    expect(v2.status).toBe(400);
+    const one = await from('127.0.0.1', '/editor/flow', { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ label: 'evil', nodes: evil.slice(-2).map((n) => ({ ...n, z: undefined })) }) });
+    expect(one.status).toBe(400);
+    await new Promise((r) => setTimeout(r, 2000));
     expect(existsSync(marker)).toBe(false);
+    // nothing was stopped: the relay still answers
+    const still = new MllpClient({ host: '127.0.0.1', port: gw.hl7Port, ackTimeoutMs: 10_000 });
+    const m = ['MSH|^~\\&|SIMLAB|LAB1|||20250301093100||ORU^R01|EXEC-1|P|2.3.1', 'PID|1||BN0012345^^^BV^MR', 'OBR|1||EXEC-SPEC|01001^CBC^99MRC', 'OBX|1|NM|6690-2^WBC^LN||7.85|10*3/uL|4.00-10.00|N|||F'].join('\r') + '\r';
+    expect(parseAck(await still.send(Buffer.from(m))).code).toBe('AA');
+    await still.close();
     // put the relay back and check it runs again
     expect((await post(good)).status).toBeLessThan(300);
     await waitFor(async () => (await fetch(`${base()}/readyz`)).ok, 20_000);

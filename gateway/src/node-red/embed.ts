@@ -123,6 +123,12 @@ export async function startNodeRed(o: NodeRedOptions): Promise<{ stop(): Promise
     if (id !== undefined) o.tracker.completed(id, ev.error, ev.node?.node?.type);
   });
   if (o.loginGate) o.app.post(`${settings.httpAdminRoot}/auth/token`, o.loginGate);
+  // A deploy naming a node type that is not loaded (an excluded host node) is refused (issue 10 §4)
+  // instead of Node-RED stopping every flow while "waiting for missing types".
+  const refuseMissing = refuseMissingTypes((t) => !!RED.nodes.getType(t));
+  o.app.post(`${settings.httpAdminRoot}/flows`, refuseMissing);
+  o.app.post(`${settings.httpAdminRoot}/flow`, refuseMissing);
+  o.app.put(`${settings.httpAdminRoot}/flow/:id`, refuseMissing);
   o.app.use(settings.httpAdminRoot, RED.httpAdmin);
   const started = new Promise<void>((resolve) => RED.events.once('flows:started', () => resolve()));
   await RED.start();
@@ -147,6 +153,46 @@ export async function deployFlows(flows: unknown[], ctx: { user: string; source:
   await deployContext.run({ kind: ctx.rollbackOf !== undefined ? 'rollback' : 'deploy', source: ctx.source, rollbackOf: ctx.rollbackOf, user: ctx.user }, () =>
     RED.runtime.flows.setFlows({ flows: { flows }, deploymentType: 'full', user }),
   );
+}
+
+const STRUCTURAL_TYPES = new Set(['tab', 'subflow', 'group']);
+
+/**
+ * The node types in a deploy body (POST /flows: an array or `{ flows, rev }`; POST/PUT /flow:
+ * `{ nodes, configs, subflows }`) that Node-RED does not know, by its rule
+ * (@node-red/runtime lib/flows/util.js parseConfig: tab, subflow and group are structure;
+ * `subflow:<id>` instances are left to Node-RED).
+ */
+export function unknownNodeTypes(body: unknown, known: (type: string) => boolean): string[] {
+  const b = body as { flows?: unknown; nodes?: unknown; configs?: unknown; subflows?: unknown } | undefined;
+  const lists = Array.isArray(body) ? [body] : b && typeof b === 'object' ? [b.flows, b.nodes, b.configs, b.subflows] : [];
+  const missing = new Set<string>();
+  for (const list of lists) {
+    if (!Array.isArray(list)) continue;
+    for (const n of list as Array<{ type?: unknown }>) {
+      const t = n && typeof n === 'object' ? n.type : undefined;
+      if (typeof t !== 'string' || STRUCTURAL_TYPES.has(t) || t.startsWith('subflow:')) continue;
+      if (!known(t)) missing.add(t);
+    }
+  }
+  return [...missing].sort();
+}
+
+/** Express handlers: parse the JSON body (Node-RED's limit, 5 MB) and answer 400 when it names unknown node types. */
+function refuseMissingTypes(known: (type: string) => boolean): RequestHandler[] {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const json = (require('express') as typeof import('express')).json({ limit: '5mb' });
+  return [
+    json,
+    (req, res, next) => {
+      const missing = unknownNodeTypes(req.body, known);
+      if (!missing.length) return next();
+      res.status(400).json({
+        code: 'unknown_node_types',
+        message: `node types not available in this gateway: ${missing.join(', ')} (exec, function, file, watch, tcp and udp nodes need IOMT_EDITOR_ALLOW_HOST_NODES=true)`,
+      });
+    },
+  ];
 }
 
 /** Node-RED's own view of whether flows are running. */
