@@ -51,7 +51,7 @@ export interface AstmDriverOptions {
 export interface AstmDriverHooks {
   onCommitted?(r: CommitResult, inbound: InboundMessage): void;
   /** Answer a host query from the order cache. 'unknown' → `L|1|I` (or O.26 Y/Z per profile). */
-  onQuery?(q: AstmHostQuery): Promise<AstmOrder[] | 'unknown'>;
+  onQuery?(q: AstmHostQuery, from?: { remote: string }): Promise<AstmOrder[] | 'unknown'>;
 }
 
 interface StrayRun {
@@ -459,7 +459,7 @@ export class AstmDriver {
     let timer: NodeJS.Timeout | undefined;
     try {
       const orders = await Promise.race([
-        this.hooks.onQuery(q),
+        this.hooks.onQuery(q, { remote: conn.remote }), // the node answers only its configured analyzer (issue 10 §3)
         new Promise<never>((_, rej) => {
           timer = setTimeout(() => rej(new Error(`onQuery did not answer within ${timeoutMs} ms`)), timeoutMs);
         }),
