@@ -150,7 +150,9 @@ export function apiRouter(rt: GatewayRuntime, sec: ApiSecurity): Router {
 
   r.get('/devices', h((req, res) => {
     queryOf(req, []);
-    res.json({ devices: rt.deviceStatuses() });
+    // results of a device that reached no destination (issue 9 §2) travel with its status
+    const lost = new Map((rt.tracker?.undeliveredByDevice?.() ?? []).map((u) => [u.deviceId, { count: u.count, lastAt: u.lastAt, reason: u.reason }]));
+    res.json({ devices: rt.deviceStatuses().map((d) => (lost.has(d.deviceId) ? { ...d, undelivered: lost.get(d.deviceId) } : d)) });
   }));
 
   const knownDestinations = () => new Set([...rt.destinationNames(), ...rt.store.destinationStats().map((s) => s.destination)]);
