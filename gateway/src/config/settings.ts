@@ -5,6 +5,7 @@ import type { LogLevel } from '../log/logger';
 import type { RetentionPolicy } from '../contracts/store';
 import { auditRetentionDays } from '../audit/audit-log';
 import { sessionOptionsFromEnv } from '../http/sessions';
+import { inflightBudgetBytes } from '../pipeline/memory-budget';
 
 /**
  * Gateway settings: one JSON file plus IOMT_* environment overrides (balena device variables).
@@ -132,7 +133,11 @@ export function loadSettings(opts: { file?: string; env?: NodeJS.ProcessEnv; cwd
   }
   // read where they are used (audit/audit-log.ts, http/sessions.ts); checked here too, with the same
   // parsers, so that check-config reports a bad value and run refuses it
-  for (const [name, check] of [['IOMT_AUDIT_RETENTION_DAYS', () => auditRetentionDays(env)], ['IOMT_SESSION_IDLE_MINUTES / IOMT_SESSION_MAX_HOURS', () => sessionOptionsFromEnv(env)]] as const) {
+  for (const [name, check] of [
+    ['IOMT_AUDIT_RETENTION_DAYS', () => auditRetentionDays(env)],
+    ['IOMT_SESSION_IDLE_MINUTES / IOMT_SESSION_MAX_HOURS', () => sessionOptionsFromEnv(env)],
+    ['IOMT_INFLIGHT_MAX_BYTES', () => inflightBudgetBytes(env)],
+  ] as const) {
     try {
       check();
     } catch (e) {
