@@ -17,7 +17,7 @@ import { nodeRedAdminAuth } from './accounts/node-red-auth';
 import { apiRouter } from './http/api';
 import { statusRouter } from './http/status/router';
 import { registry } from './metrics/registry';
-import { startNodeRed } from './node-red/embed';
+import { revokeEditorTokens, startNodeRed } from './node-red/embed';
 import { resolveSiteFlows } from './node-red/flow-files';
 import { planHttpTls } from './tls/http-tls';
 import { securityHeaders } from './http/security-headers';
@@ -159,6 +159,10 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
     history: deployHistory,
     onDeployed: auditDeploy,
     undelivered: undeliveredSink(ordersDb), // committed results no destination took: flagged no-destination and counted
+  });
+  // a password/role change or removal also ends the user's editor tokens and open editor connections (issue 10 §5)
+  accounts.users.onChange((name) => {
+    revokeEditorTokens((tokenUser) => editorAuth.userOf(tokenUser) === name).catch((e: unknown) => log.warn({ err: String(e) }, 'editor token revocation failed'));
   });
   ready = true;
 

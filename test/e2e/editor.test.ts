@@ -236,9 +236,21 @@ describe('Node-RED editor in a real browser', () => {
     const tok = JSON.parse((await tokenFrom('127.0.0.1', 'boss', 'boss-password-1')).body).access_token as string;
     const flows = () => from('127.0.0.1', '/editor/flows', { headers: { authorization: `Bearer ${tok}` } });
     expect((await flows()).status).toBe(200);
+    // an editor left open: its comms websocket (status, debug) is authenticated with the token
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const WebSocket = require('ws');
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.httpPort}/editor/comms`);
+    const frames: string[] = [];
+    const closed = new Promise<void>((r) => ws.once('close', () => r()));
+    ws.on('message', (d: Buffer) => frames.push(String(d)));
+    await new Promise<void>((r, j) => ws.once('open', () => r()).once('error', j));
+    ws.send(JSON.stringify({ auth: tok }));
+    await waitFor(() => frames.some((f) => f.includes('"auth":"ok"')), 10_000);
     await new Promise((r) => setTimeout(r, 5)); // a later millisecond than the token
     await gw.api('/account/password', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ user: 'boss', newPassword: 'boss-password-2' }) });
     expect((await flows()).status).toBe(401);
+    await Promise.race([closed, new Promise((_, j) => setTimeout(() => j(new Error(`comms still open: ${frames.join(' ')}`)), 10_000))]);
+    expect(frames.some((f) => f.includes('"auth":"fail"'))).toBe(true);
     const fresh = JSON.parse((await tokenFrom('127.0.0.1', 'boss', 'boss-password-2')).body).access_token as string;
     expect((await from('127.0.0.1', '/editor/flows', { headers: { authorization: `Bearer ${fresh}` } })).status).toBe(200);
   });

@@ -26,6 +26,8 @@ export interface EditorAuth extends NodeRedAdminAuth {
   loginGate: RequestHandler;
   /** The tagged name the gate hands to Node-RED for a login by `user` from `address` (exported for tests). */
   begin(user: string, address: string): string;
+  /** The gateway user of a Node-RED token's user name (undefined when it is not one of ours). */
+  userOf(tokenUser: string): string | undefined;
 }
 
 const SEP = '\u0001';
@@ -94,6 +96,7 @@ export function nodeRedAdminAuth(users: UserStore, opts: { throttle?: LoginThrot
     type: 'credentials',
     loginGate,
     begin,
+    userOf: (tokenUser) => decode(tokenUser)?.user,
     users: async (tagged) => {
       const d = decode(tagged);
       if (!d) return null;

@@ -155,6 +155,32 @@ export async function deployFlows(flows: unknown[], ctx: { user: string; source:
   );
 }
 
+/**
+ * End the editor tokens whose user name matches (a password change, a role change or a removal:
+ * issue 10 §5) in Node-RED's token store, as if they had expired: Node-RED's expiry path
+ * (@node-red/editor-api lib/auth/tokens.js expireSessions) deletes them and closes the editor's
+ * open comms websockets for them (comms.js handleSessionExpiry: `{auth:"fail"}`). HTTP requests
+ * with such a token are refused anyway (accounts/node-red-auth.ts `users`); this also stops the
+ * live status/debug stream of an editor that stays open. Resolves to the number ended.
+ */
+export async function revokeEditorTokens(match: (tokenUser: string) => boolean): Promise<number> {
+  /* eslint-disable @typescript-eslint/no-require-imports */
+  const storage = require('@node-red/runtime/lib/storage') as { getSessions(): Promise<Record<string, { user?: unknown }> | null> };
+  const tokens = require('@node-red/editor-api/lib/auth/tokens') as { get(token: string): Promise<{ expires?: number } | null | undefined> };
+  /* eslint-enable @typescript-eslint/no-require-imports */
+  const sessions = (await storage.getSessions()) ?? {};
+  let n = 0;
+  for (const [token, s] of Object.entries(sessions)) {
+    if (typeof s?.user !== 'string' || !match(s.user)) continue;
+    const live = await tokens.get(token);
+    if (!live) continue;
+    live.expires = 0;
+    await tokens.get(token); // sees it expired: deletes, saves, tells the comms connections
+    n++;
+  }
+  return n;
+}
+
 const STRUCTURAL_TYPES = new Set(['tab', 'subflow', 'group']);
 
 /**
