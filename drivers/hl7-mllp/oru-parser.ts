@@ -296,10 +296,15 @@ function readPid(seg: Hl7Segment, faults: Faults, messageFlags: QualityFlag[]): 
     if (/^\d{4}(\d{2}(\d{2})?)?$/.test(dob)) s.birthDate = dob;
     else messageFlags.push(faults.fault({ code: 'invalid-datetime', location: seg.location(7), original: dobRaw, text: 'PID-7 is not a date: birth date left out' }));
   }
-  const sex = seg.get(8);
-  if (sex) s.sex = sex;
+  // HL7 v2.5.1 3.4.2.8 PID-8 administrative sex, Table 0001 (A F M N O U); case and spaces are not meaning
+  const sexRaw = seg.get(8);
+  const sex = sexRaw.trim().toUpperCase();
+  if (TABLE_0001.has(sex)) s.sex = sex;
+  else if (sex) messageFlags.push(faults.fault({ code: 'invalid-value', location: seg.location(8), original: sexRaw, text: 'PID-8 is not in HL7 Table 0001: sex left out' }, 103));
   return Object.keys(s).length ? s : undefined;
 }
+
+const TABLE_0001 = new Set(['A', 'F', 'M', 'N', 'O', 'U']);
 
 function readObr(seg: Hl7Segment, faults: Faults, messageFlags: QualityFlag[]): OrderInfo {
   // HL7 v2.5.1 7.4.1 OBR: 2 placer, 3 filler, 4 universal service id, 7 observation date/time,
