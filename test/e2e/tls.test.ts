@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import https from 'node:https';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { freePort, requirePeer, tempDir, waitFor } from '../helpers/env';
 import { makeCerts } from '../helpers/tls';
 import { startGatewayProcess, ADMIN_PASSWORD, type GatewayProcess } from '../helpers/gateway-process';
@@ -102,3 +103,39 @@ describe('TLS end to end', () => {
     expect(offer(gw.hl7Port, args)).toBe(expected);
   });
 });
+
+// issue 10 §3: mTLS on the MLLP listener, set from the environment in the shipped flow
+// (flows/hl7-relay.json: tlsCa ${HL7_IN_TLS_CA}, requestCert ${HL7_IN_TLS_REQUIRE_CLIENT_CERT:-false}).
+describe('MLLP mutual TLS from the environment', () => {
+  const tmp = tempDir();
+  let gw: GatewayProcess;
+  let certs: ReturnType<typeof makeCerts>;
+  let client: { cert: Buffer; key: Buffer };
+  beforeAll(async () => {
+    requirePeer('openssl');
+    certs = makeCerts(tmp.dir);
+    const o = (args: string[]) => execFileSync('openssl', args, { cwd: tmp.dir, stdio: 'pipe' });
+    o(['req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'analyzer.key', '-out', 'analyzer.csr', '-subj', '/CN=analyzer-1']);
+    o(['x509', '-req', '-in', 'analyzer.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'analyzer.crt', '-days', '2']);
+    client = { cert: readFileSync(join(tmp.dir, 'analyzer.crt')), key: readFileSync(join(tmp.dir, 'analyzer.key')) };
+    gw = await startGatewayProcess({
+      dataDir: join(tmp.dir, 'gw'),
+      env: { HL7_IN_TLS: 'true', HL7_IN_TLS_CERT: certs.certFile, HL7_IN_TLS_KEY: certs.keyFile, HL7_IN_TLS_CA: certs.caFile, HL7_IN_TLS_REQUIRE_CLIENT_CERT: 'true', HIS_HOST: '127.0.0.1', HIS_PORT: '9' },
+    });
+  });
+  afterAll(async () => {
+    await gw?.kill();
+    tmp.cleanup();
+  });
+
+  it('an analyzer with a certificate from the CA gets AA; one without a certificate is refused at the handshake', async () => {
+    const msg = Buffer.from('MSH|^~\\&|TLSLAB|L1|||20250301||ORU^R01|MTLS-1|P|2.5.1\rPID|1||P1\rOBR|1||MTLS-SPEC-1|X^Y\rOBX|1|NM|718-7^HGB^LN||13.2|g/dL|||||F\r');
+    const withCert = new MllpClient({ host: '127.0.0.1', port: gw.hl7Port, tls: { ca: certs.ca, servername: 'localhost', ...client }, ackTimeoutMs: 5000 });
+    expect(parseAck(await withCert.send(msg)).code).toBe('AA');
+    await withCert.close();
+    const without = new MllpClient({ host: '127.0.0.1', port: gw.hl7Port, tls: { ca: certs.ca, servername: 'localhost' }, ackTimeoutMs: 3000, connectTimeoutMs: 3000 });
+    await expect(without.send(msg)).rejects.toBeDefined();
+    await without.close().catch(() => undefined);
+  });
+});
+
