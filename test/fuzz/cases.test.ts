@@ -1,8 +1,8 @@
 /**
  * Replays the inputs kept in test/fuzz/cases/ (issue 10 part 8: failing inputs found by the fuzz suite
  * are kept as cases) through the same checks as the fuzzer. A case with `pending` names a fault reported
- * to another file's owner: it runs with it.fails, so it turns red the day the fault is fixed (then
- * remove `pending`, and the pattern in checks.ts KNOWN).
+ * to another file's owner: it must still fail with `pendingError`, so it turns red the day the fault is
+ * fixed (then remove `pending`, and the pattern in checks.ts KNOWN).
  */
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,6 +15,8 @@ interface FuzzCase {
   description: string;
   found?: string;
   pending?: string;
+  /** Text of the error a pending case still raises (the test turns red when it no longer does). */
+  pendingError?: string;
   input?: string;
   inputBase64?: string;
   build?: { vt?: boolean; fill: number; length: number };
@@ -51,7 +53,7 @@ describe('kept fuzz cases (test/fuzz/cases/*.json)', () => {
           return checkCharset(bytesOf(c), c.charset ?? 'utf8');
       }
     };
-    if (c.pending) it.fails(`${f} (pending: ${c.pending})`, run);
+    if (c.pending) it(`${f} still fails as reported (pending: ${c.pending})`, async () => expect(run()).rejects.toThrow(c.pendingError ?? ''));
     else it(`${f}: ${c.description}`, run);
   }
 });

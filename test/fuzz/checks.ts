@@ -30,7 +30,7 @@ const RECEIVED_AT = '2024-01-01T12:00:00.000Z';
 
 /**
  * Validator findings already reported to their owner and kept as a pending case (cases/*.json with
- * `pending`, replayed with it.fails so the case turns red once fixed). Only these are tolerated here,
+ * `pending`, replayed expecting `pendingError`, so the case turns red once fixed). Only these are tolerated here,
  * so the fuzzer keeps looking for new faults.
  */
 const KNOWN: RegExp[] = [
