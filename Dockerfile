@@ -41,10 +41,10 @@ RUN npm run build && npm prune --omit=dev --ignore-scripts
 
 FROM node:22-bookworm-slim
 # udev: `udevadm` for the serial-port picker (vendor, model, /dev/serial/by-id); without it the
-# picker falls back to listing /dev. In a container, by-id details need /run/udev from the host
+# picker falls back to listing /dev. openssl makes the first-start self-signed HTTPS certificate. In a container, by-id details need /run/udev from the host
 # (balena: the io.balena.features.sysfs label in docker-compose.yml; docker: -v /run/udev:/run/udev:ro).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends udev tini \
+ && apt-get install -y --no-install-recommends udev tini openssl \
  && rm -rf /var/lib/apt/lists/*
 ENV NODE_ENV=production IOMT_DATA_DIR=/data IOMT_HTTP_PORT=1880
 WORKDIR /app
@@ -62,9 +62,11 @@ EXPOSE 1880 2575 2577 5000
 USER node
 # Ready = the store answers and every node started (/readyz: 503 while starting, when the store is
 # unavailable or a node failed to start ("degraded"); /healthz only says the process is up).
-# HTTPS when IOMT_HTTP_TLS_CERT is set (the gateway's own certificate: not verified for this local probe).
+# HTTPS unless IOMT_HTTP_INSECURE=true: off loopback the gateway serves HTTPS by default (its own or a
+# self-signed certificate made with openssl on first start; not verified for this local probe). With
+# IOMT_HTTP_TLS_REQUIRE_CLIENT_CERT the probe has no client certificate: use an orchestrator check instead.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
-  CMD node -e "require(process.env.IOMT_HTTP_TLS_CERT?'https':'http').get({host:'127.0.0.1',port:process.env.IOMT_HTTP_PORT||1880,path:'/readyz',rejectUnauthorized:false,timeout:4000},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1)).on('timeout',()=>process.exit(1))"
+  CMD node -e "require(process.env.IOMT_HTTP_INSECURE==='true'?'http':'https').get({host:'127.0.0.1',port:process.env.IOMT_HTTP_PORT||1880,path:'/readyz',rejectUnauthorized:false,timeout:4000},r=>process.exit(r.statusCode===200?0:1)).on('error',()=>process.exit(1)).on('timeout',()=>process.exit(1))"
 # tini as PID 1: forwards SIGTERM (the gateway drains and closes the store) and reaps children.
 ENTRYPOINT ["/usr/bin/tini", "--", "node", "dist/gateway/src/cli.js"]
 CMD ["run"]

@@ -56,7 +56,8 @@ export function astmTimeToIso(ts: string, utcOffset?: string): string | undefine
   return `${y}-${mo}-${d}T${h}:${mi}:${s ?? '00'}${utcOffset ?? ''}`;
 }
 
-const NUM = String.raw`[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?`;
+// one way to match each digit: `\d+\.?\d*` backtracks quadratically on a long digit run (issue 10)
+const NUM = String.raw`[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?`;
 const NUMBER = new RegExp(String.raw`^(<=|>=|<|>)?\s*(${NUM})$`);
 /** Range `2-5`, ratio `1:40`, titer `1/80` (optionally with a comparator `<1:10`), or `2+` (HL7 v2.5.1 2.A.70 SN). */
 const STRUCTURED = new RegExp(String.raw`^(<=|>=|<|>|=)?\s*(\d+(?:\.\d+)?)\s*(?:([-:/])\s*(\d+(?:\.\d+)?)|(\+))$`);
@@ -91,7 +92,8 @@ function referenceRange(raw: string, d: Delimiters): string | undefined {
   let r: string;
   if (comps.length >= 2 && /^[-+.\d]+$/.test(comps[0]) && /^[-+.\d]+$/.test(comps[1])) r = `${comps[0]}-${comps[1]}`;
   else r = comps[0] ?? '';
-  r = r.replace(/^\s*([-+]?[\d.]+)\s*(?:\s+to\s+|\s+-\s+)\s*([-+]?[\d.]+)\s*$/i, '$1-$2').trim();
+  // trimmed first, then one \s+ on each side of the word: no two adjacent \s runs to backtrack between (issue 10)
+  r = r.trim().replace(/^([-+]?[\d.]+)\s+(?:to|-)\s+([-+]?[\d.]+)$/i, '$1-$2');
   return r || undefined;
 }
 
@@ -436,7 +438,7 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
           specimenIds,
           tests: tests.length ? tests : ['ALL'],
           status: q.status,
-          ...(header.sender.some((s) => s) ? { requester: header.sender.join(d.component).replace(new RegExp(`\\${d.component}+$`), '') } : {}),
+          ...(header.sender.some((s) => s) ? { requester: trimEnd(header.sender.join(d.component), d.component) } : {}),
         });
         break;
       }
@@ -455,4 +457,11 @@ export function parseAstmMessage(msg: AstmMessage, profile: AstmProfile = defaul
 export function parseResults(records: AstmRecord[] | AstmMessage, profile?: AstmProfile): ObservationDraft[] {
   const msg = Array.isArray(records) ? { delimiters: { field: '|', repeat: '\\', component: '^', escape: '&' }, records } : records;
   return parseAstmMessage(msg, profile).drafts;
+}
+
+/** `s` without the run of `c` at its end (a loop: `/\^+$/` is quadratic on a long run not at the end). */
+function trimEnd(s: string, c: string): string {
+  let end = s.length;
+  while (end > 0 && s[end - 1] === c) end--;
+  return s.slice(0, end);
 }

@@ -176,7 +176,7 @@ describe('HL7 orders: parse is linear (issue 10)', () => {
 
 // ---------------------------------------------------------------- ASTM
 
-const RESULTS_PARSER_PENDING = true;
+const RESULTS_PARSER_PENDING = false;
 const ASTM_H = 'H|\\^&|||ANALYZER^1.0|||||||P|1|20240101120000';
 const astmPath = (lines: string[]) => parseAstmMessage(parseRecords(lines));
 const astm = (r: string, count = 1) => [ASTM_H, 'P|1||PID1', 'O|1|S1||^^^GLU', ...Array.from({ length: count }, () => r), 'L|1|N'];

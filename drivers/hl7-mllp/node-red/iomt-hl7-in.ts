@@ -91,7 +91,8 @@ export = function register(RED: any): void {
         tls = {
           cert: readFileSync(resolveEnvTemplate(config.tlsCert)),
           key: readFileSync(resolveEnvTemplate(config.tlsKey)),
-          ca: config.tlsCa ? readFileSync(resolveEnvTemplate(config.tlsCa)) : undefined,
+          // an empty `${VAR}` template means no CA file (not readFileSync(''))
+          ca: resolveEnvTemplate(config.tlsCa).trim() ? readFileSync(resolveEnvTemplate(config.tlsCa).trim()) : undefined,
           requestCert: resolveBool(config.requestCert, false),
         };
       }

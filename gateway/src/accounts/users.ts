@@ -2,6 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
+import { bcryptCompare, bcryptHash } from './bcrypt-pool';
 import type { Database, Statement } from 'better-sqlite3';
 import type { AuditLog } from '../audit/audit-log';
 import { resolveAdminCredentials, FIRST_START_PASSWORD_FILE, type AdminCredentials } from '../config/admin-credentials';
@@ -152,7 +153,7 @@ export class UserStore {
     checkRole(role);
     checkPassword(password);
     if (this.st.get.get(name)) throw new AccountError('GW_ERR_ACCOUNT_EXISTS', `user '${name}' exists`);
-    const hash = await bcrypt.hash(password, this.rounds);
+    const hash = await bcryptHash(password, this.rounds); // worker thread: the event loop keeps serving devices
     const at = this.iso();
     try {
       this.st.insert.run(name, role, hash, at, at);
@@ -167,7 +168,7 @@ export class UserStore {
   async setPassword(name: string, password: string): Promise<void> {
     checkPassword(password);
     if (!this.st.get.get(name)) throw new AccountError('GW_ERR_ACCOUNT_NOT_FOUND', `no user '${name}'`);
-    const hash = await bcrypt.hash(password, this.rounds);
+    const hash = await bcryptHash(password, this.rounds); // worker thread: the event loop keeps serving devices
     if (this.st.setHash.run(hash, this.iso(), name).changes === 0) throw new AccountError('GW_ERR_ACCOUNT_NOT_FOUND', `no user '${name}'`);
     this.dropFirstStartFile(name);
     this.changed(name, 'passwd');
@@ -212,7 +213,7 @@ export class UserStore {
     const digest = createHash('sha256').update(user).update('\0').update(password).update('\0').update(hash).digest('hex');
     const exp = this.verified.get(digest);
     if (row && exp !== undefined && exp > this.now()) return { user: row.name, role: row.role };
-    const ok = await bcrypt.compare(password, hash);
+    const ok = await bcryptCompare(password, hash); // worker thread (issue 10 §5)
     if (!ok || !row) return undefined;
     // re-read: the user may have been removed or changed while bcrypt ran
     const now = this.st.get.get(user) as UserRow | undefined;

@@ -46,11 +46,12 @@ export interface NodeRedOptions {
  * Node-RED core node files not loaded by default (issue 10 §4: the editor is not a shell), by
  * Node-RED's `nodesExcludes` setting (file names in @node-red/nodes/core): exec (runs commands),
  * function (its vm is no sandbox: `node.constructor.constructor('return process')()` reaches the
- * host process), file / file in, watch (host files), tcp in/out/request, udp in/out (arbitrary
- * network peers from the gateway's address). IOMT_EDITOR_ALLOW_HOST_NODES=true loads them (and
+ * host process), file / file in, watch (host files), tcp in/out/request, udp in/out, http request,
+ * websocket and mqtt (arbitrary network peers, internal hosts included, from the gateway's address).
+ * IOMT_EDITOR_ALLOW_HOST_NODES=true loads them (and
  * lets function nodes load modules: `functionExternalModules`).
  */
-export const HOST_NODE_FILES = ['90-exec.js', '10-function.js', '10-file.js', '23-watch.js', '31-tcpin.js', '32-udp.js'];
+export const HOST_NODE_FILES = ['90-exec.js', '10-function.js', '10-file.js', '23-watch.js', '31-tcpin.js', '32-udp.js', '21-httprequest.js', '22-websocket.js', '10-mqtt.js'];
 
 const NR_LEVELS: Record<number, string> = { 10: 'fatal', 20: 'error', 30: 'warn', 40: 'info', 50: 'debug', 60: 'trace', 98: 'info', 99: 'info' };
 
