@@ -6,6 +6,7 @@ import type { Observation, ObservationStatus, PatientIdentifier, QualityFlag, Su
 import { isValidUcum } from '../../gateway/src/units/ucum';
 import { escapeControls, escapeHl7, formatHl7Timestamp } from './hl7-message';
 import { LOINC, MDC, TABLE_0085 } from './oru-parser';
+import { inTable0396 } from './table-0396';
 
 export interface OruBuildOptions {
   controlId: string; // MSH-10
@@ -37,7 +38,11 @@ function systemName(system: string | undefined): string {
   if (system === MDC) return 'MDC';
   if (system === 'local') return 'L';
   if (KNOWN_SYSTEMS[system]) return KNOWN_SYSTEMS[system];
-  return /[:/]/.test(system) ? 'L' : system;
+  if (/[:/]/.test(system)) return 'L';
+  if (inTable0396(system)) return system;
+  // a device's own name outside Table 0396 (e.g. `ERBA`) becomes the local form 99zzz: still recognisable
+  const local = system.replace(/[^A-Za-z0-9]/g, '').slice(0, 8);
+  return local ? `99${local}` : 'L';
 }
 
 /** HL7 v2.5.1 Table 0078 (abnormal flags). Other device flags go in an NTE, never lost, never in OBX-8. */
@@ -120,12 +125,20 @@ function unitField(unit: string | undefined, isUcum: (u: string) => boolean): st
   return isUcum(unit) ? `${e(unit)}^^UCUM` : `${e(unit)}^^L`; // Table 0396 L: local general code
 }
 
-const NM_FORM = /^[+-]?(\d+\.?\d*|\.\d+)$/;
+const NM_FORM = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/; // one way per digit: linear (issue 10)
 /**
  * Types a text value keeps as OBX-2 (HL7 v2.5.1 Table 0125); anything else goes as ST. IS and ID (v2.3.1
  * devices send them, Erba does) are not in the v2.5.1 table: they go as ST with the same text.
  */
 const TEXT_TYPES = new Set(['ST', 'TX', 'FT', 'DT', 'TM', 'DTM', 'TS']);
+const DTM_FORM = /^\d{4}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?)?)?)?(?:[+-]\d{4})?$/;
+/** HL7 v2.5.1 2.A.21 DT, 2.A.75 TM, 2.A.22 DTM (TS component 1). */
+const DATE_FORMS: Record<string, RegExp> = {
+  DT: /^\d{4}(?:\d{2}(?:\d{2})?)?$/,
+  TM: /^\d{2}(?:\d{2}(?:\d{2}(?:\.\d{1,4})?)?)?(?:[+-]\d{4})?$/,
+  DTM: DTM_FORM,
+  TS: DTM_FORM,
+};
 
 function numberText(v: { value: number; decimal?: string }): string {
   // the number as the device sent it keeps its precision ('4.20'); HL7 v2.5.1 2.A.47 NM allows it
@@ -159,8 +172,10 @@ function valueOf(o: Observation, isUcum: (u: string) => boolean): { type: string
       // HL7 v2.5.1 2.A.65 RP: pointer^application ID^type of data^subtype
       return { type: 'RP', value: trimComps([e(v.pointer), e(v.application ?? ''), e(v.typeOfData ?? ''), e(v.subtype ?? '')]), unit: '' };
     case 'text': {
-      // an NM that was not a number is sent as ST with the original text (issue 8); other types keep theirs
-      const t = o.valueType && TEXT_TYPES.has(o.valueType) ? o.valueType : 'ST';
+      // an NM that was not a number is sent as ST with the original text (issue 8); other types keep theirs,
+      // but a DT/TM/DTM/TS whose text is not of that form goes as ST (never an invalid DT, 2.A.21/2.A.75/2.A.22)
+      let t = o.valueType && TEXT_TYPES.has(o.valueType) ? o.valueType : 'ST';
+      if ((t === 'DT' || t === 'TM' || t === 'DTM' || t === 'TS') && !(v.repetitions ?? [v.text]).every((x) => DATE_FORMS[t].test(x))) t = 'ST';
       if ((t === 'FT' || t === 'TX') && v.formatted) return { type: t, value: v.formatted.map(escapeControls).join('~'), unit: '' };
       const formatted = t === 'FT';
       const reps = v.repetitions ?? [v.text];
@@ -241,10 +256,14 @@ export function buildOruR251(observations: Observation[], opts: OruBuildOptions)
   }
 
   let pidSet = 0;
+  let obrSet = 0;
   for (const p of patients.values()) {
     const s = p.subject;
-    if (s && (s.patientId || s.patientIds?.length || s.patientName || s.birthDate)) segs.push(pid(s, ++pidSet));
-    let obrSet = 0;
+    // OBR-1 counts within a PATIENT_RESULT group: it restarts only after a PID is written (4.5.3.1)
+    if (s && (s.patientId || s.patientIds?.length || s.patientName || s.birthDate)) {
+      segs.push(pid(s, ++pidSet));
+      obrSet = 0;
+    }
     for (const obs of p.orders.values()) {
       const first = obs[0];
       const ord = first.order ?? {};
