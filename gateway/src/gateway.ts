@@ -114,8 +114,12 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
     } catch (e) {
       return res.status(503).json({ status: 'store unavailable', error: String((e as Error).message) });
     }
-    const devices = runtime.deviceStatuses().length;
+    const statuses = runtime.deviceStatuses();
+    const devices = statuses.length;
     const destinations = runtime.destinationNames().length;
+    // a listener still binding (right after start or a deploy) is not ready yet: senders would be refused
+    const starting = statuses.filter((d) => d.state === 'starting').map((d) => d.deviceId);
+    if (starting.length) return res.status(503).json({ status: 'starting', starting, devices, destinations });
     // A node that failed to start makes the gateway degraded (503), naming what is broken (no PHI).
     const failed = runtime.nodeFailures().map((f) => ({ kind: f.kind, id: f.id, driver: f.driver, nodeId: f.nodeId, state: 'error', reason: f.reason, since: f.at }));
     if (failed.length) return res.status(503).json({ status: 'degraded', failed, devices, destinations });

