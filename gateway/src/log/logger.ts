@@ -31,8 +31,47 @@ export const PHI_PATHS = [
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
 let root: Logger | undefined;
+/** The log file stream when IOMT_LOG_FILE is set (SonicBoom, async writes). */
+let fileDest: (pino.DestinationStream & { reopen(file?: string): void; flushSync(): void }) | undefined;
+let fileDestPath: string | undefined;
+let hupRegistered = false;
 
-export function createRootLogger(level: LogLevel = 'info', destination?: pino.DestinationStream): Logger {
+/**
+ * Reopen the log file at its configured path (what SIGHUP does). logrotate renames the file, then
+ * sends HUP; the next lines go to a new file at the original path. No-op without IOMT_LOG_FILE.
+ * Exported so tests can call it without signalling the process.
+ */
+export function reopenLogFile(): void {
+  fileDest?.reopen();
+}
+
+/**
+ * Destination of the root logger: `IOMT_LOG_FILE` (path; parent directories are created) when set,
+ * else stdout. The file is reopened on SIGHUP (packaging/logrotate/iomt-gateway).
+ */
+function defaultDestination(env: NodeJS.ProcessEnv): pino.DestinationStream | undefined {
+  const file = env.IOMT_LOG_FILE?.trim();
+  if (!file) return undefined;
+  // One stream per path: loggers made earlier (child loggers cached by modules) keep writing to it.
+  if (fileDest && fileDestPath === file) return fileDest;
+  fileDest = pino.destination({ dest: file, mkdir: true, sync: false }) as typeof fileDest;
+  fileDestPath = file;
+  if (!hupRegistered) {
+    hupRegistered = true;
+    process.on('SIGHUP', reopenLogFile);
+  }
+  return fileDest;
+}
+
+/**
+ * Create the process-wide root logger: JSON lines, PHI redacted above debug. Writes to
+ * `destination` when given (tests), else to the file named by IOMT_LOG_FILE, else stdout.
+ */
+export function createRootLogger(
+  level: LogLevel = 'info',
+  destination?: pino.DestinationStream,
+  env: NodeJS.ProcessEnv = process.env,
+): Logger {
   const redactPhi = level !== 'debug' && level !== 'trace';
   const opts: LoggerOptions = {
     level,
@@ -41,7 +80,8 @@ export function createRootLogger(level: LogLevel = 'info', destination?: pino.De
     formatters: { level: (label) => ({ level: label }) },
     redact: redactPhi ? { paths: PHI_PATHS, censor: '[PHI]' } : undefined,
   };
-  root = destination ? pino(opts, destination) : pino(opts);
+  const dest = destination ?? defaultDestination(env);
+  root = dest ? pino(opts, dest) : pino(opts);
   return root;
 }
 
