@@ -256,6 +256,84 @@ describe('status page in a real browser', () => {
     await ctx.close();
   });
 
+  it('lets a logged-in user change their own password (a dedicated user, so the admin login is untouched)', async () => {
+    const user = `pwuser${process.pid}`;
+    const oldPw = `old-pass-${process.pid}`;
+    const newPw = `new-pass-${process.pid}-ỹ`; // non-ASCII: counted in UTF-8 bytes by the server
+    await gw.api('/users', { method: 'POST', body: JSON.stringify({ name: user, role: 'viewer', password: oldPw }) });
+    const loginAs = async (page: Page, pw: string) => {
+      await page.locator('#login-form').waitFor({ timeout: 15_000 });
+      await page.locator('#login-user').fill(user);
+      await page.locator('#login-password').fill(pw);
+      await page.locator('#login-password').press('Enter');
+    };
+    const { ctx, page } = await newPage();
+    await page.goto(`${base}/status/`);
+    await loginAs(page, oldPw);
+    await page.locator('#nav-password').click();
+    await page.locator('#password-form').waitFor({ timeout: 10_000 });
+    expect(await page.locator('#password-form h1').textContent()).toBe('Đổi mật khẩu'); // Vietnamese by default
+    const fill = async (cur: string, a: string, b: string) => {
+      await page.locator('#pw-current').fill(cur);
+      await page.locator('#pw-new').fill(a);
+      await page.locator('#pw-new2').fill(b);
+      await page.locator('#password-form button[type=submit]').click();
+    };
+    // client-side checks: no request is sent
+    const posts: string[] = [];
+    page.on('request', (r) => (r.method() === 'POST' && r.url().includes('/account/password') ? posts.push(r.url()) : undefined));
+    await fill(oldPw, newPw, newPw + 'x');
+    await expect.poll(() => page.locator('#pw-error').textContent()).toBe('Hai lần nhập mật khẩu mới không khớp.');
+    await fill(oldPw, 'short', 'short');
+    await expect.poll(() => page.locator('#pw-error').textContent()).toBe('Mật khẩu mới phải có ít nhất 8 ký tự.');
+    expect(posts).toEqual([]);
+    // the server's error text is shown (wrong current password), in English after switching
+    await page.locator('#lang-switch').click();
+    await page.goto(`${base}/status/#/password`);
+    await page.locator('#password-form h1', { hasText: 'Change password' }).waitFor({ timeout: 10_000 });
+    await fill('not-my-password', newPw, newPw);
+    await expect.poll(() => page.locator('#pw-error').textContent()).toBe('The password was not changed: currentPassword is missing or wrong');
+    expect(posts).toHaveLength(1);
+    // the change itself
+    await fill(oldPw, newPw, newPw);
+    await page.locator('#pw-ok', { hasText: /.+/ }).waitFor({ timeout: 10_000 });
+    expect(await page.locator('#pw-ok').textContent()).toBe('Password changed.'); // the session was renewed
+    expect(await page.locator('#pw-error').textContent()).toBe('');
+    await page.screenshot({ path: join(ARTIFACTS, '7-password-changed-en.png'), fullPage: true });
+    // the old password no longer opens the page; the new one does
+    await page.locator('#logout').click();
+    await loginAs(page, oldPw);
+    await page.locator('#login-error', { hasText: 'Wrong user name or password.' }).waitFor({ timeout: 10_000 });
+    await loginAs(page, newPw);
+    await page.locator('#who', { hasText: user }).waitFor({ timeout: 10_000 });
+    await page.goto(`${base}/status/#/`);
+    await page.locator('#devices').waitFor({ timeout: 10_000 });
+    await ctx.close();
+  });
+
+  it('after a password change that ends the session, returns to the login form with a message', async () => {
+    // Basic auth has no session to renew: the page's probe of /status/api/me answers 401 once the
+    // password changed, so the page must show the login form with "password changed, log in again".
+    const user = `pwbasic${process.pid}`;
+    const oldPw = `basic-old-${process.pid}`;
+    const newPw = `basic-new-${process.pid}`;
+    await gw.api('/users', { method: 'POST', body: JSON.stringify({ name: user, role: 'viewer', password: oldPw }) });
+    const ctx = await browser.newContext({ timezoneId: TZ, viewport: { width: 1280, height: 900 }, extraHTTPHeaders: { authorization: 'Basic ' + Buffer.from(`${user}:${oldPw}`).toString('base64') } }); // every request, as a script or proxy would
+    const page = await ctx.newPage();
+    await page.goto(`${base}/status/#/password`);
+    await page.locator('#password-form').waitFor({ timeout: 15_000 });
+    await page.locator('#pw-current').fill(oldPw);
+    await page.locator('#pw-new').fill(newPw);
+    await page.locator('#pw-new2').fill(newPw);
+    await page.locator('#password-form button[type=submit]').click();
+    await page.locator('#login-info').waitFor({ timeout: 10_000 });
+    expect(await page.locator('#login-info').textContent()).toBe('Đã đổi mật khẩu: hãy đăng nhập lại bằng mật khẩu mới.');
+    await page.screenshot({ path: join(ARTIFACTS, '8-password-changed-login-vi.png'), fullPage: true });
+    await ctx.close();
+    const r = await fetch(`${base}/status/api/me`, { headers: { authorization: 'Basic ' + Buffer.from(`${user}:${newPw}`).toString('base64') } });
+    expect(r.status).toBe(200);
+  });
+
   it('replays the dead letters of a destination from the home page', async () => {
     his.aePattern = undefined; // the HIS accepts it now
     const before = his.received.filter((r) => r.text.includes(DEAD_SPECIMEN)).length;

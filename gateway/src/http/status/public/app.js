@@ -121,7 +121,7 @@
   async function route() {
     clearInterval(refreshTimer);
     const { path, params } = parseHash();
-    const name = path.startsWith('/message/') ? 'search' : path === '/search' ? 'search' : path === '/quarantine' ? 'quarantine' : path === '/history' ? 'history' : 'home';
+    const name = path.startsWith('/message/') ? 'search' : path === '/search' ? 'search' : path === '/quarantine' ? 'quarantine' : path === '/history' ? 'history' : path === '/password' ? 'password' : 'home';
     document.querySelectorAll('[data-nav]').forEach((a) => a.classList.toggle('active', a.getAttribute('data-nav') === name));
     clear(view);
     try {
@@ -129,6 +129,7 @@
       else if (path.startsWith('/message/')) await messagePage(decodeURIComponent(path.slice('/message/'.length)));
       else if (path === '/quarantine') await quarantinePage();
       else if (path === '/history') await historyPage();
+      else if (path === '/password') passwordPage();
       else await homePage();
     } catch (e) {
       if (e && e.status === 401) return showLogin();
@@ -137,22 +138,26 @@
   }
 
   // ---- login (POST /api/v1/login → session cookie) -------------------------------------------
-  function showLogin(message) {
+  /** The login form; `message` is an error (red) unless `info` is true (e.g. "password changed"). */
+  function showLogin(message, info) {
     clearInterval(refreshTimer);
     me = { role: 'viewer', phi: false, replay: false };
     document.querySelector('.top nav').hidden = true;
     document.getElementById('logout').hidden = true;
+    document.getElementById('nav-password').hidden = true;
     document.getElementById('who').textContent = '';
     clear(view);
     view.setAttribute('data-page', 'login');
     const user = h('input', { id: 'login-user', name: 'user', autocomplete: 'username', required: true });
     const password = h('input', { id: 'login-password', name: 'password', type: 'password', autocomplete: 'current-password', required: true });
-    const error = h('p', { class: 'err', id: 'login-error', role: 'alert' }, message || '');
+    const error = h('p', { class: 'err', id: 'login-error', role: 'alert' }, info ? '' : message || '');
+    const infoBox = info && message ? h('p', { class: 'ok-msg', id: 'login-info', role: 'status' }, message) : null;
     const form = h(
       'form',
       { class: 'login card', id: 'login-form', onsubmit: async (ev) => {
         ev.preventDefault();
         error.textContent = '';
+        if (infoBox) infoBox.remove();
         try {
           await api('../api/v1/login', { method: 'POST', body: JSON.stringify({ user: user.value, password: password.value }) });
           password.value = '';
@@ -162,6 +167,7 @@
         }
       } },
       h('h1', null, t('login.title')),
+      infoBox,
       h('label', null, t('login.user'), user),
       h('label', null, t('login.password'), password),
       error,
@@ -518,6 +524,70 @@
     append(view, h('section', { class: 'card', id: 'history' }, rows.length ? table([{ label: t('hist.version'), class: 'num' }, t('hist.at'), t('hist.kind'), t('hist.user'), t('hist.changes'), ''], rows) : h('p', { class: 'muted' }, t('hist.none'))));
   }
 
+  // ---- change one's own password (POST /api/v1/account/password) ----------------------------
+  const PW_MIN = 8; // chars, and at most 72 UTF-8 bytes (bcrypt): the server's rule (accounts/users.ts)
+  const PW_MAX_BYTES = 72;
+  function passwordProblem(current, next, again) {
+    if (!current) return t('pw.needCurrent');
+    if (next.length < PW_MIN) return t('pw.tooShort', { n: PW_MIN });
+    if (new TextEncoder().encode(next).length > PW_MAX_BYTES) return t('pw.tooLong', { n: PW_MAX_BYTES });
+    if (next !== again) return t('pw.mismatch');
+    return '';
+  }
+  function passwordPage() {
+    view.setAttribute('data-page', 'password');
+    const field = (id, auto) => h('input', { id: id, type: 'password', autocomplete: auto, required: true });
+    const current = field('pw-current', 'current-password');
+    const next = field('pw-new', 'new-password');
+    const again = field('pw-new2', 'new-password');
+    const error = h('p', { class: 'err', id: 'pw-error', role: 'alert' });
+    const done = h('p', { class: 'ok-msg', id: 'pw-ok', role: 'status', hidden: true });
+    const submit = h('button', { type: 'submit', class: 'primary' }, t('pw.submit'));
+    const form = h(
+      'form',
+      { class: 'login card', id: 'password-form', novalidate: true, onsubmit: async (ev) => {
+        ev.preventDefault();
+        error.textContent = '';
+        done.hidden = true;
+        const problem = passwordProblem(current.value, next.value, again.value);
+        if (problem) {
+          error.textContent = problem;
+          return;
+        }
+        submit.disabled = true;
+        try {
+          await api('../api/v1/account/password', { method: 'POST', body: JSON.stringify({ currentPassword: current.value, newPassword: next.value }) });
+        } catch (e) {
+          submit.disabled = false;
+          if (e.status === 401) return showLogin(t('login.expired'));
+          error.textContent = t('pw.failed', { error: e.message });
+          return;
+        }
+        current.value = next.value = again.value = '';
+        submit.disabled = false;
+        // The server ends the user's sessions on a password change; it renews the page's own
+        // session cookie, but if that session is gone (e.g. Basic login, or revoked) log in again.
+        try {
+          await api('api/me');
+        } catch (e) {
+          if (e.status === 401) return showLogin(t('pw.changedLogin'), true);
+        }
+        done.textContent = t('pw.changed');
+        done.hidden = false;
+      } },
+      h('h1', null, t('pw.title')),
+      h('p', { class: 'muted' }, t('pw.intro', { n: PW_MIN })),
+      h('label', null, t('pw.current'), current),
+      h('label', null, t('pw.new'), next),
+      h('label', null, t('pw.again'), again),
+      error,
+      done,
+      submit,
+    );
+    append(view, form);
+    current.focus();
+  }
+
   // ---- start ---------------------------------------------------------------------------------
   async function start() {
     try {
@@ -532,6 +602,7 @@
     document.body.setAttribute('data-role', me.role);
     document.getElementById('who').textContent = me.user ? me.user + ' (' + t('role.' + me.role) + ')' : '';
     document.getElementById('logout').hidden = !me.user;
+    document.getElementById('nav-password').hidden = !me.user;
     route();
   }
   document.getElementById('lang-switch').addEventListener('click', async () => {
