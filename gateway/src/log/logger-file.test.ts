@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { createRootLogger, reopenLogFile } from './logger';
@@ -67,5 +68,18 @@ describe('IOMT_LOG_FILE: JSON lines to a file, reopened on SIGHUP (logrotate)', 
     await flush(log);
     expect(readFileSync(file, 'utf8')).not.toContain('after unset');
     expect(readdirSync(dir)).toEqual(['gateway.log']);
+  });
+});
+
+describe('packaging/logrotate/iomt-gateway', () => {
+  const conf = readFileSync(fileURLToPath(new URL('../../../packaging/logrotate/iomt-gateway', import.meta.url)), 'utf8');
+  const lines = conf.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  it.each(['daily', 'rotate 14', 'compress', 'missingok', 'nocreate', 'sharedscripts', 'postrotate', 'endscript'])('has %s', (directive) => {
+    expect(lines).toContain(directive);
+  });
+  it('rotates the documented path and sends HUP to the service (which reopens IOMT_LOG_FILE)', () => {
+    expect(lines[0]).toBe('/var/log/iomt-gateway/*.log {');
+    expect(lines).toContain('systemctl kill -s HUP --kill-whom=main iomt-gateway.service >/dev/null 2>&1 || true');
+    expect(lines.at(-1)).toBe('}');
   });
 });
