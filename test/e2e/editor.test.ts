@@ -200,7 +200,7 @@ describe('Node-RED editor in a real browser', () => {
     expect(existsSync(marker)).toBe(false);
   });
 
-  it('five parallel wrong logins do not delay an analyzer\'s ACK (bcrypt off the main thread)', async () => {
+  it('five parallel wrong logins do not delay an analyzer\'s ACK (bcrypt off the main thread)', { retry: 1 }, async () => {
     const client = new MllpClient({ host: '127.0.0.1', port: gw.hl7Port, ackTimeoutMs: 10_000 });
     let n = 0;
     const ackMs = async () => {
@@ -224,8 +224,9 @@ describe('Node-RED editor in a real browser', () => {
         expect((await Promise.all(logins)).map((r) => r.status)).toEqual([401, 401, 401, 401, 401]);
         worst.push(Math.max(...during));
       }
-      // bcryptjs on the main thread: 5 × ~70 ms in 100 ms slices delayed the ACK by 100-500 ms
-      expect(Math.min(...worst), `baseline ${baseline.toFixed(1)} ms`).toBeLessThan(baseline + 40);
+      // bcryptjs on the main thread: 5 × ~70 ms delayed the ACK by ~600 ms (measured); with the worker pool it is
+      // a few ms on a quiet machine and ~100 ms when the CI run loads both cores: the bound separates the two
+      expect(Math.min(...worst), `baseline ${baseline.toFixed(1)} ms`).toBeLessThan(baseline + 250);
     } finally {
       await client.close();
     }
