@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests drive (docs: ../shared/docs/peers.md), only when missing.
-# Debian packages: python3-hl7 (mllp_send), socat (pty pairs / raw TCP), chromium (editor tests), systemd (systemd-analyze).
+# Debian packages: python3-hl7 (mllp_send), socat (pty pairs / raw TCP), chromium (editor tests), systemd (systemd-analyze), podman + debootstrap + runc (the image build).
 # Needs root or sudo.
 set -euo pipefail
 need=()
@@ -10,6 +10,10 @@ command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # systemd-analyze verifies the shipped systemd unit (packaging/packaging.test.ts)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# the container image is built from Debian's packages and its demo run in CI (packaging/podman/build-and-run.sh)
+command -v podman >/dev/null 2>&1 || need+=(podman)
+command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+command -v runc >/dev/null 2>&1 || need+=(runc)
 if [ "${#need[@]}" -eq 0 ]; then exit 0; fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
