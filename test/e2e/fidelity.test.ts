@@ -7,15 +7,16 @@
  * drivers/ or gateway/) checks what arrives, python-hl7 reads it a second time, every message must
  * pass the independent HL7 v2.5.1 ORU^R01 validator, and /metrics must match what arrived.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import net from 'node:net';
 import { promisify } from 'node:util';
-import { freePort, requirePeer, tempDir, waitFor } from '../helpers/env';
+import { freePort, tempDir, waitFor } from '../helpers/env';
 import { startGatewayProcess, ROOT, type GatewayProcess } from '../helpers/gateway-process';
 import { AstmPeer, CODES, framesOf } from '../helpers/astm-peer';
+import { gatewayWithHis, startRelay } from '../helpers/gateway-with-his';
 import { IndependentHis, metricSum, mllpFrame, obxRows, seg, splitHl7, type HisMessage } from '../helpers/independent-his';
 import { pyHl7Parse } from '../helpers/python-hl7';
 import { assertValidOruR01v251 } from '../helpers/hl7v251-validator';
@@ -132,20 +133,7 @@ describe('fidelity over MLLP: flows/hl7-relay.json, HIS takes P only (default HI
   };
   const sendFixture = (name: string) => mllpSendFile(join(FIX, name), gw.hl7Port);
 
-  beforeAll(async () => {
-    requirePeer('mllp_send');
-    const hisPort = await his.start();
-    gw = await startGatewayProcess({
-      dataDir: join(tmp.dir, 'gw'),
-      flows: join(ROOT, 'flows', 'hl7-relay.json'),
-      env: { HIS_HOST: '127.0.0.1', HIS_PORT: String(hisPort), HIS_ACK_TIMEOUT_S: '5', HIS_RECONNECT_MAX_S: '1' },
-    });
-  });
-  afterAll(async () => {
-    await gw?.kill('SIGKILL');
-    await his.stop();
-    tmp.cleanup();
-  });
+  gatewayWithHis(tmp, his, async (hisPort) => (gw = await startRelay(tmp.dir, hisPort)));
 
   it('10a/10b: a reused MSH-10 with another patient and a critical HGB is stored, delivered and flagged; an exact re-send is a duplicate', async () => {
     expect(await sendFixture('10a-dup-msh10-first.hl7')).toContain('MSA|AA|1');
@@ -343,20 +331,7 @@ describe('fidelity over MLLP: a HIS that takes P and T (HIS_PROCESSING_IDS=P,T)'
   const his = new IndependentHis();
   let gw: GatewayProcess;
 
-  beforeAll(async () => {
-    requirePeer('mllp_send');
-    const hisPort = await his.start();
-    gw = await startGatewayProcess({
-      dataDir: join(tmp.dir, 'gw'),
-      flows: join(ROOT, 'flows', 'hl7-relay.json'),
-      env: { HIS_HOST: '127.0.0.1', HIS_PORT: String(hisPort), HIS_ACK_TIMEOUT_S: '5', HIS_RECONNECT_MAX_S: '1', HIS_PROCESSING_IDS: 'P,T' },
-    });
-  });
-  afterAll(async () => {
-    await gw?.kill('SIGKILL');
-    await his.stop();
-    tmp.cleanup();
-  });
+  gatewayWithHis(tmp, his, async (hisPort) => (gw = await startRelay(tmp.dir, hisPort, { HIS_PROCESSING_IDS: 'P,T' })));
 
   it('15: the T message arrives with MSH-11 T (never as P); a D message still does not', async () => {
     expect((await mllpSendFile(join(FIX, '15-processing-id-test-T.hl7'), gw.hl7Port))).toContain('MSA|AA|C15-0001');
@@ -434,14 +409,9 @@ describe('fidelity over ASTM/TCP: generic-lis2-a2 profile (16, 21)', () => {
   let gw: GatewayProcess;
   let port: number;
 
-  beforeAll(async () => {
-    const hisPort = await his.start();
+  gatewayWithHis(tmp, his, async (hisPort) => {
     ({ gw, astmPort: port } = await startLab(tmp.dir, 'generic-lis2-a2', hisPort));
-  });
-  afterAll(async () => {
-    await gw?.kill('SIGKILL');
-    await his.stop();
-    tmp.cleanup();
+    return gw;
   });
 
   it('16: one intact frame holding the whole H…L session is ACKed and its result arrives', async () => {
@@ -546,14 +516,9 @@ describe('fidelity over ASTM/TCP: abbott-architect profile (18)', () => {
   let gw: GatewayProcess;
   let port: number;
 
-  beforeAll(async () => {
-    const hisPort = await his.start();
+  gatewayWithHis(tmp, his, async (hisPort) => {
     ({ gw, astmPort: port } = await startLab(tmp.dir, 'abbott-architect', hisPort));
-  });
-  afterAll(async () => {
-    await gw?.kill('SIGKILL');
-    await his.stop();
-    tmp.cleanup();
+    return gw;
   });
 
   const checkAspects = (m: HisMessage, final: { type: string; value: string }, interp: string, raw: string) => {
@@ -625,14 +590,9 @@ describe('fidelity over ASTM/TCP: horiba-pentra profile (20)', () => {
   let gw: GatewayProcess;
   let port: number;
 
-  beforeAll(async () => {
-    const hisPort = await his.start();
+  gatewayWithHis(tmp, his, async (hisPort) => {
     ({ gw, astmPort: port } = await startLab(tmp.dir, 'horiba-pentra', hisPort));
-  });
-  afterAll(async () => {
-    await gw?.kill('SIGKILL');
-    await his.stop();
-    tmp.cleanup();
+    return gw;
   });
 
   it('20: ASTM W (doubtful) arrives as HL7 R, never W; frame numbers wrap; comments stay with their result', async () => {

@@ -5,13 +5,14 @@
  * HIS (test/helpers/independent-his.ts, no project code) counts what arrives; every counter on
  * /metrics is checked against those numbers.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { requirePeer, tempDir, waitFor } from '../helpers/env';
-import { startGatewayProcess, ROOT, type GatewayProcess } from '../helpers/gateway-process';
+import { tempDir, waitFor } from '../helpers/env';
+import type { GatewayProcess } from '../helpers/gateway-process';
+import { gatewayWithHis, startRelay } from '../helpers/gateway-with-his';
 import { IndependentHis, metricSum, mllpFrame, splitHl7 } from '../helpers/independent-his';
 import { assertValidOruR01v251 } from '../helpers/hl7v251-validator';
 
@@ -50,20 +51,7 @@ describe('metrics count each event once (issue 8 part 7): flows/hl7-relay.json',
   const his = new IndependentHis();
   let gw: GatewayProcess;
 
-  beforeAll(async () => {
-    requirePeer('mllp_send');
-    const hisPort = await his.start();
-    gw = await startGatewayProcess({
-      dataDir: join(tmp.dir, 'gw'),
-      flows: join(ROOT, 'flows', 'hl7-relay.json'),
-      env: { HIS_HOST: '127.0.0.1', HIS_PORT: String(hisPort), HIS_ACK_TIMEOUT_S: '5', HIS_RECONNECT_MAX_S: '1' },
-    });
-  });
-  afterAll(async () => {
-    await gw?.kill('SIGKILL');
-    await his.stop();
-    tmp.cleanup();
-  });
+  gatewayWithHis(tmp, his, async (hisPort) => (gw = await startRelay(tmp.dir, hisPort)));
 
   const good = Array.from({ length: N }, (_, i) => oru(`M${i + 1}`, `MET-${i + 1}`, (4 + i / 10).toFixed(1)));
 
