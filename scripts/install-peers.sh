@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real peers the tests drive (docs: ../shared/docs/peers.md), only when missing.
-# Debian packages: python3-hl7 (mllp_send), socat (pty pairs / raw TCP), chromium (editor tests), systemd (systemd-analyze), podman + debootstrap + runc (the image build).
+# Debian packages: python3-hl7 (mllp_send), socat (pty pairs / raw TCP), chromium (editor tests), systemd (systemd-analyze), podman + debootstrap + runc (the image build),
+# dcmtk + orthanc (DICOM modality and PACS peers), mosquitto + mosquitto-clients (MQTT devices and the upstream broker).
+# Debian starts orthanc (4242/8042) and mosquitto (1883) as services where systemd runs: the tests use their own ports and configs.
 # Needs root or sudo.
 set -euo pipefail
 need=()
@@ -14,6 +16,12 @@ command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 command -v podman >/dev/null 2>&1 || need+=(podman)
 command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 command -v runc >/dev/null 2>&1 || need+=(runc)
+# DICOM peers (issue 11): storescu/findscu/echoscu/storescp/dump2dcm and Orthanc as the PACS
+command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
+{ command -v Orthanc || [ -x /usr/sbin/Orthanc ]; } >/dev/null 2>&1 || need+=(orthanc)
+# MQTT peers (issue 12): mosquitto as the upstream broker, mosquitto_pub/_sub as devices
+{ command -v mosquitto || [ -x /usr/sbin/mosquitto ]; } >/dev/null 2>&1 || need+=(mosquitto)
+command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 if [ "${#need[@]}" -eq 0 ]; then exit 0; fi
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then
