@@ -109,6 +109,39 @@ export interface OrderInfo {
   specimenType?: Coding;
 }
 
+/**
+ * The instrument that produced a result. `machineCode` is the MA_MAY the hospital registered with social
+ * insurance (QĐ 130/QĐ-BYT XML4); set per device node, carried to HL7 OBX-18 and FHIR Device.identifier.
+ */
+export interface Equipment {
+  id: string; // EI-1 entity identifier (OBX-18), ASTM R.14, DICOM calling AE, MQTT client id
+  name?: string;
+  /** IEEE EUI-64 as 16 hex digits (IHE PCD TF-2 B.8.7 OBX-18 universal id), monitors only. */
+  eui64?: string;
+  machineCode?: string;
+  model?: string;
+  serial?: string;
+  manufacturer?: string;
+}
+
+/**
+ * An alarm (IHE PCD TF-2 Appendix: ACM PCD-04 OBX-8 abnormal flags and the event phase/state/priority
+ * OBX rows; protocols.md §4). `source` is the MDC containment (MDS.VMD.CHAN.METRIC) or metric code.
+ */
+export interface AlarmInfo {
+  /** PH high, PM medium, PL low, PN none (IHE PCD ACM alarm priority). */
+  priority: 'PH' | 'PM' | 'PL' | 'PN';
+  /** IHE PCD ACM event phase. */
+  phase?: 'start' | 'start-only' | 'continue' | 'end' | 'present' | 'update' | 'escalate' | 'inactivate' | 'de-escalate' | 'reset';
+  /** IHE PCD ACM alarm state. */
+  state?: 'inactive' | 'active' | 'latched' | 'acknowledged' | 'silenced';
+  kind?: 'physiological' | 'technical';
+  /** Alarm identifier from the source, stable across the phases of one alarm. */
+  id?: string;
+  source?: string;
+  text?: string;
+}
+
 export interface ObservationDraft {
   code: Coding; // mapped code (LOINC when known)
   localCode?: Coding; // the device's own code when `code` was mapped
@@ -128,7 +161,16 @@ export interface ObservationDraft {
   effectiveAt?: string; // ISO 8601 observation time (OBX-14, R.13)
   subject?: Subject;
   order?: OrderInfo;
-  equipment?: { id: string; name?: string }; // OBX-18 / R.14 / MSH-3
+  equipment?: Equipment; // OBX-18 / R.14 / MSH-3 / DICOM calling AE / MQTT client id
+  /** Additional codes for the same concept, e.g. the LOINC vital-sign code beside an MDC `code`
+   * (firmware-config/code-maps/). Never replaces `code`. */
+  codings?: Coding[];
+  /** FHIR Observation.category (http://terminology.hl7.org/CodeSystem/observation-category); absent = laboratory. */
+  category?: 'laboratory' | 'vital-signs' | 'imaging';
+  /** Where the patient was: PV1-3 point of care / the bed a monitor reports (PHI-adjacent: not logged above debug). */
+  location?: { bed?: string; room?: string; pointOfCare?: string; facility?: string };
+  /** Set on alarm results (IHE PCD-04 ACM, MQTT iomt/<clientId>/alarms). Alarms are never downsampled or dropped. */
+  alarm?: AlarmInfo;
   operator?: string; // OBX-16 / R.11
   comments?: string[]; // NTE / ASTM C records attached to this result
   subId?: string; // OBX-4
