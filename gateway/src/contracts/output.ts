@@ -13,7 +13,9 @@ export interface OutboxEntry {
 
 export type DeliveryOutcome =
   | { id: number; outcome: 'delivered'; detail?: string }
-  | { id: number; outcome: 'retry'; error: string }
+  /** Failed, try again after the policy's backoff — or, when the destination said when (HTTP 429/503
+   * Retry-After, RFC 9110 10.2.3), not before `retryAfterMs` (the later of the two). */
+  | { id: number; outcome: 'retry'; error: string; retryAfterMs?: number }
   | { id: number; outcome: 'dead'; error: string }
   /** Not attempted: the destination could not be reached (connect refused, connection lost before
    * sending). The entry's attempts are not used up; the worker releases it and backs the destination off. */

@@ -487,7 +487,7 @@ export class GatewayStore implements GatewayStoreApi {
       .send<{ delivered: number; failed: number; dead: number }>({
         t: 'settle',
         destination,
-        outcomes: list.filter((o) => o.outcome !== 'unavailable').map((o) => ({ id: o.id, outcome: o.outcome, ...('error' in o && o.error !== undefined ? { error: o.error } : {}) })),
+        outcomes: list.filter((o) => o.outcome !== 'unavailable').map((o) => ({ id: o.id, outcome: o.outcome, ...('error' in o && o.error !== undefined ? { error: o.error } : {}), ...('retryAfterMs' in o && o.retryAfterMs !== undefined ? { retryAfterMs: o.retryAfterMs } : {}) })),
         policy: { ...policy },
         now: Date.now(),
       })

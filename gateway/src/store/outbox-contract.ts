@@ -125,6 +125,20 @@ export function outboxContract(name: string, make: () => Promise<{ store: Gatewa
         expect(delays).toEqual([1000, 2000, 4000, 5000, 5000]);
       });
 
+      it("retry with the destination's retryAfterMs (HTTP Retry-After): not due before it, the backoff still a floor", async () => {
+        store.setDestinationPolicy('his', { backoffBaseMs: 1000, backoffMaxMs: 5000, jitter: 0, maxAttempts: 100 });
+        await append('his', ['a']);
+        const [e] = store.lease('his', 1, 60_000);
+        await store.settle('his', [{ id: e.id, outcome: 'retry', error: '429', retryAfterMs: 30_000 }]);
+        expect(store.nextDueInMs('his')).toBe(30_000);
+        advance(29_999);
+        expect(store.lease('his', 1, 60_000)).toEqual([]);
+        advance(1);
+        const [again] = store.lease('his', 1, 60_000);
+        await store.settle('his', [{ id: again.id, outcome: 'retry', error: '503', retryAfterMs: 10 }]);
+        expect(store.nextDueInMs('his')).toBe(2000); // the policy's backoff when Retry-After is shorter
+      });
+
       it('jitter keeps the delay within ± jitter of the nominal backoff', async () => {
         store.setDestinationPolicy('his', { backoffBaseMs: 10_000, jitter: 0.2 });
         await append('his', Array.from({ length: 20 }, (_, i) => `k${i}`));

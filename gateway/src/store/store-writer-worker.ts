@@ -207,7 +207,9 @@ function handle(c: WriteCommand): void {
               st.settleDead.run(attempts, now, o.error ?? null, o.id);
               n.dead++;
             } else {
-              st.settleRetry.run(attempts, now + backoffMs(policy, attempts), o.error ?? null, o.id);
+              // a destination's own Retry-After (RFC 9110 10.2.3) is a floor on the policy's backoff
+              const wait = Math.max(backoffMs(policy, attempts), o.retryAfterMs !== undefined && o.retryAfterMs > 0 ? o.retryAfterMs : 0);
+              st.settleRetry.run(attempts, now + wait, o.error ?? null, o.id);
             }
           }
           return n;
