@@ -1,0 +1,189 @@
+/**
+ * The MDC <-> LOINC <-> UCUM code map for vital signs (issue 12 §4; protocols.md §4.2). The table is data:
+ * firmware-config/code-maps/mdc-loinc-ucum.json (each row says how sure its numbers are: C confirmed from
+ * vendor messages, S secondary source, U unconfirmed — check against the NIST RTMMS).
+ *
+ * An MDC code is written three ways and all are accepted (IEEE 11073-10101: code = partition * 65536 + term):
+ *   - the reference id `MDC_PULS_OXIM_SAT_O2`;
+ *   - the 32-bit numeric code `150456` (what HL7 OBX-3.1 carries, IHE PCD TF-2 Appendix A);
+ *   - `partition::term`, e.g. `2::19384`.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Coding } from '../contracts/observation';
+import { packageRoot } from '../package-root';
+import { isValidUcum } from '../units/ucum';
+
+export const MDC_SYSTEM = 'urn:iso:std:iso:11073:10101';
+export const LOINC_SYSTEM = 'http://loinc.org';
+export const UCUM_SYSTEM = 'http://unitsofmeasure.org';
+
+export type Confidence = 'C' | 'S' | 'U';
+export type TermKind = 'metric' | 'object' | 'event' | 'attribute';
+
+interface TermRow {
+  refid: string;
+  numeric: number;
+  kind: TermKind;
+  display?: string;
+  loinc?: string;
+  loincDisplay?: string;
+  loincAlso?: string[];
+  ucum?: string;
+  confidence: Confidence;
+  loincConfidence?: Confidence;
+}
+interface UnitRow {
+  refid: string;
+  numeric: number;
+  ucum: string;
+  confidence: Confidence;
+}
+export interface CodeMapFile {
+  terms: TermRow[];
+  units: UnitRow[];
+  unitSynonyms?: Record<string, string>;
+}
+
+/** One vital's codes. `mdc.code` is the numeric code as a string (HL7 OBX-3.1 form), `mdc.display` the reference id. */
+export interface VitalLookup {
+  mdc: Coding;
+  /** Reference id, e.g. MDC_PULS_OXIM_SAT_O2. */
+  refid: string;
+  /** `partition::term` (IEEE 11073-10101). */
+  mdcNumeric?: string;
+  /** The LOINC vital-sign code where one exists (FHIR vital-signs profile code first). */
+  loinc?: Coding;
+  /** Further LOINC codes of the same measurement (e.g. 59408-5 SpO2 by pulse oximetry). */
+  loincAlso?: Coding[];
+  /** The UCUM unit the metric is normally reported in. */
+  ucum?: string;
+  kind: TermKind;
+  confidence: Confidence;
+}
+
+export interface UnitLookup {
+  ucum: string;
+  /** The MDC unit reference id when known (e.g. MDC_DIM_MMHG). */
+  mdcUnit?: string;
+  /** The MDC numeric unit code when known (e.g. 266016). */
+  mdcUnitCode?: string;
+}
+
+/** `partition::term` of a 32-bit MDC code. */
+export function mdcPartitionTerm(numeric: number): string {
+  return `${Math.floor(numeric / 65536)}::${numeric % 65536}`;
+}
+
+/** Parse an MDC numeric code written as `150456` or `2::19384`; undefined if it is neither. */
+export function parseMdcNumeric(s: string): number | undefined {
+  const t = s.trim();
+  if (/^\d{1,10}$/.test(t)) {
+    const n = Number(t);
+    return n <= 0xffffffff ? n : undefined;
+  }
+  const m = /^(\d{1,5})::(\d{1,5})$/.exec(t);
+  if (!m) return undefined;
+  const p = Number(m[1]);
+  const term = Number(m[2]);
+  if (p > 0xffff || term > 0xffff) return undefined;
+  return p * 65536 + term;
+}
+
+export class CodeMap {
+  private readonly byRef = new Map<string, TermRow>();
+  private readonly byNum = new Map<number, TermRow>();
+  private readonly unitByRef = new Map<string, UnitRow>();
+  private readonly unitByNum = new Map<number, UnitRow>();
+  private readonly unitByUcum = new Map<string, UnitRow>();
+  private readonly synonyms = new Map<string, string>();
+
+  /** @throws Error when a row is malformed or two rows share a reference id or numeric code. */
+  constructor(file: CodeMapFile) {
+    for (const t of file.terms) {
+      if (!/^MDC[X]?_[A-Z0-9_]+$/.test(t.refid) || !Number.isInteger(t.numeric)) throw new Error(`code map: bad term row ${t.refid}`);
+      if (this.byRef.has(t.refid) || this.byNum.has(t.numeric)) throw new Error(`code map: duplicate term ${t.refid} / ${t.numeric}`);
+      this.byRef.set(t.refid, t);
+      this.byNum.set(t.numeric, t);
+    }
+    for (const u of file.units) {
+      if (this.unitByRef.has(u.refid) || this.unitByNum.has(u.numeric)) throw new Error(`code map: duplicate unit ${u.refid} / ${u.numeric}`);
+      this.unitByRef.set(u.refid, u);
+      this.unitByNum.set(u.numeric, u);
+      if (!this.unitByUcum.has(u.ucum)) this.unitByUcum.set(u.ucum, u);
+    }
+    for (const [k, v] of Object.entries(file.unitSynonyms ?? {})) if (!k.startsWith('$')) this.synonyms.set(k, v);
+  }
+
+  /** A vital by reference id, numeric code or `partition::term`; undefined when not in the table. */
+  lookupVital(codeOrRefIdOrNumeric: string): VitalLookup | undefined {
+    const s = codeOrRefIdOrNumeric.trim();
+    let row = this.byRef.get(s);
+    if (!row) {
+      const n = parseMdcNumeric(s);
+      if (n !== undefined) row = this.byNum.get(n);
+    }
+    if (!row) return undefined;
+    return {
+      mdc: { system: MDC_SYSTEM, code: String(row.numeric), display: row.refid },
+      refid: row.refid,
+      mdcNumeric: mdcPartitionTerm(row.numeric),
+      loinc: row.loinc ? { system: LOINC_SYSTEM, code: row.loinc, display: row.loincDisplay } : undefined,
+      loincAlso: row.loincAlso?.map((c) => ({ system: LOINC_SYSTEM, code: c })),
+      ucum: row.ucum,
+      kind: row.kind,
+      confidence: row.loinc ? worse(row.confidence, row.loincConfidence) : row.confidence,
+    };
+  }
+
+  /**
+   * A unit as UCUM: an MDC unit (reference id, numeric, `partition::term`), a known device spelling
+   * (`mmHg`, `bpm`), or a valid UCUM expression as is. undefined when none of these.
+   */
+  normalizeUnit(unit: string): UnitLookup | undefined {
+    const s = unit.trim();
+    if (!s) return undefined;
+    let row = this.unitByRef.get(s);
+    if (!row) {
+      const n = parseMdcNumeric(s);
+      if (n !== undefined) row = this.unitByNum.get(n);
+    }
+    if (row) return { ucum: row.ucum, mdcUnit: row.refid, mdcUnitCode: String(row.numeric) };
+    const syn = this.synonyms.get(s);
+    const ucum = syn ?? (isValidUcum(s) ? s : undefined);
+    if (!ucum) return undefined;
+    const back = this.unitByUcum.get(ucum);
+    return back ? { ucum, mdcUnit: back.refid, mdcUnitCode: String(back.numeric) } : { ucum };
+  }
+
+  /** Every term row (for tests and docs). */
+  terms(): readonly TermRow[] {
+    return [...this.byRef.values()];
+  }
+}
+
+function worse(a: Confidence, b?: Confidence): Confidence {
+  const order: Confidence[] = ['C', 'S', 'U'];
+  return b && order.indexOf(b) > order.indexOf(a) ? b : a;
+}
+
+let shipped: CodeMap | undefined;
+
+/** The shipped map (firmware-config/code-maps/mdc-loinc-ucum.json), loaded once. */
+export function shippedCodeMap(): CodeMap {
+  if (!shipped) {
+    const p = join(packageRoot(), 'firmware-config', 'code-maps', 'mdc-loinc-ucum.json');
+    shipped = new CodeMap(JSON.parse(readFileSync(p, 'utf8')) as CodeMapFile);
+  }
+  return shipped;
+}
+
+/** `shippedCodeMap().lookupVital(...)`: MDC coding, `partition::term`, LOINC where one exists, UCUM unit. */
+export function lookupVital(codeOrRefIdOrNumeric: string): VitalLookup | undefined {
+  return shippedCodeMap().lookupVital(codeOrRefIdOrNumeric);
+}
+
+/** `shippedCodeMap().normalizeUnit(...)`: UCUM (and the MDC unit when known) for an MDC unit, device spelling or UCUM. */
+export function normalizeUnit(unit: string): UnitLookup | undefined {
+  return shippedCodeMap().normalizeUnit(unit);
+}
