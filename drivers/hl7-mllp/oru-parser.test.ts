@@ -60,7 +60,9 @@ describe('parseOru rules', () => {
     const hr = r.drafts.find((d) => d.code.code === '147842')!;
     expect(hr.code.system).toBe('urn:iso:std:iso:11073:10101');
     expect(hr.value).toEqual({ kind: 'quantity', value: 72, unit: '/min', decimal: '72' });
-    expect(hr.equipment).toEqual({ id: 'FEDCBA9876543210' });
+    expect(hr.equipment).toEqual({ id: 'FEDCBA9876543210', eui64: 'FEDCBA9876543210' }); // OBX-18 ^EUI-64 (gateway/src/vitals/pcd-normalize.ts)
+    expect(hr.codings).toEqual([{ system: 'http://loinc.org', code: '8867-4', display: 'Heart rate' }]);
+    expect(hr.location).toEqual({ pointOfCare: 'ICU', bed: 'BED05', facility: 'HOSP' });
     expect(hr.effectiveAt).toBe('2024-01-01T12:00:00+00:00');
     expect(hr.subject?.patientId).toBe('PID123');
   });

@@ -5,6 +5,7 @@
 import { ParseError, UnsupportedMessageError } from '../../gateway/src/contracts/errors';
 import type { Coding, Comparator, ObservationDraft, ObservationStatus, ObservationValue, OrderInfo, PatientIdentifier, QualityFlag, Subject } from '../../gateway/src/contracts/observation';
 import { readHeader, type Hl7Delimiters, type Hl7Header, type Hl7Message, type Hl7Segment } from './hl7-message';
+import { pcdNormalizer } from '../../gateway/src/vitals/pcd-normalize';
 
 export interface OruParseResult {
   drafts: ObservationDraft[];
@@ -141,7 +142,9 @@ class Faults {
  */
 export function parseOru(msg: Hl7Message, opts: OruParseOptions = {}): OruParseResult {
   const header = readHeader(msg);
-  checkSupported(header);
+  // IHE PCD (MSH-21 IHE_PCD_*): normalized to MDC/LOINC/UCUM after parsing (gateway/src/vitals); undefined for lab messages
+  const pcd = pcdNormalizer(msg);
+  checkSupported(header, pcd !== undefined);
   const faults = new Faults(opts.strict === true);
   const msh = msg.segment('MSH') as Hl7Segment;
   const defaultEquipment = hdToEquipment(msh.components(3));
@@ -206,6 +209,7 @@ export function parseOru(msg: Hl7Message, opts: OruParseOptions = {}): OruParseR
           break;
         }
         const dr = readObx(seg, ctx, defaultEquipment, faults, opts);
+        pcd?.obx(dr, seg);
         ctx.drafts.push(dr);
         lastObx = dr;
         break;
@@ -238,21 +242,24 @@ export function parseOru(msg: Hl7Message, opts: OruParseOptions = {}): OruParseR
     }
   }
   finishOrder();
-  return { drafts, header, withheld, messageFlags };
+  const result = { drafts, header, withheld, messageFlags };
+  pcd?.finish(result);
+  return result;
 }
 
 function segmentText(seg: Hl7Segment, d: { field: string }): string {
   return seg.name === 'MSH' ? seg.fields.slice(2).join(d.field) : seg.fields.join(d.field);
 }
 
-function checkSupported(h: Hl7Header): void {
+function checkSupported(h: Hl7Header, pcd = false): void {
   // structural: HL7 v2.5.1 2.15.9.9/10/12 MSH-9, MSH-10, MSH-12 are required; Table 0357 101
   if (!h.messageType) throw new ParseError('MSH-9 message type missing', { location: 'MSH^1^9', hl7ErrorCode: 101 });
   if (!h.controlId) throw new ParseError('MSH-10 control id missing', { location: 'MSH^1^10', hl7ErrorCode: 101 });
   if (!h.version) throw new ParseError('MSH-12 version id missing', { location: 'MSH^1^12', hl7ErrorCode: 101 });
   // Table 0357 200 unsupported message type / 201 unsupported event code / 203 unsupported version id
   if (h.messageType !== 'ORU') throw new UnsupportedMessageError(`unsupported message type ${h.messageType}^${h.trigger}`, 200);
-  if (h.trigger !== 'R01') throw new UnsupportedMessageError(`unsupported event ORU^${h.trigger}`, 201);
+  // IHE PCD-04 (ACM) reports alarms as ORU^R40 (IHE PCD TF-2 3.4; protocols.md §4.4)
+  if (h.trigger !== 'R01' && !(pcd && h.trigger === 'R40')) throw new UnsupportedMessageError(`unsupported event ORU^${h.trigger}`, 201);
   if (!SUPPORTED_VERSIONS.includes(h.version)) throw new UnsupportedMessageError(`unsupported HL7 version '${h.version}'`, 203);
 }
 

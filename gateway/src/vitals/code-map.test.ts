@@ -85,6 +85,8 @@ describe('code map (firmware-config/code-maps/mdc-loinc-ucum.json)', () => {
     ['mm[Hg]', 'mm[Hg]', 'MDC_DIM_MMHG'],
     ['kPa', 'kPa', 'MDC_DIM_KILO_PASCAL'],
     ['mg/dL', 'mg/dL', undefined],
+    ['263875', undefined, undefined], // an MDC unit code not in the table: not taken as the UCUM number 263875
+    ['MDC_DIM_KILO_G', undefined, undefined],
   ])('normalizeUnit(%s) = %s (%s)', (input, ucum, mdc) => {
     const u = normalizeUnit(input);
     expect(u?.ucum).toBe(ucum);

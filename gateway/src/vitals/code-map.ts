@@ -144,11 +144,11 @@ export class CodeMap {
     const s = unit.trim();
     if (!s) return undefined;
     let row = this.unitByRef.get(s);
-    if (!row) {
-      const n = parseMdcNumeric(s);
-      if (n !== undefined) row = this.unitByNum.get(n);
-    }
+    const n = row ? undefined : parseMdcNumeric(s);
+    if (n !== undefined) row = this.unitByNum.get(n);
     if (row) return { ucum: row.ucum, mdcUnit: row.refid, mdcUnitCode: String(row.numeric) };
+    // an MDC unit code or reference id not in the table is not UCUM (a bare number is a valid UCUM factor, not a unit)
+    if (n !== undefined || /^MDC_DIM_/.test(s)) return undefined;
     const syn = this.synonyms.get(s);
     const ucum = syn ?? (isValidUcum(s) ? s : undefined);
     if (!ucum) return undefined;
