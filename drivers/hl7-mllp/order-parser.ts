@@ -29,10 +29,27 @@
  * R/ROUTINE → R; anything else is left out); requestedAt = ORC-9 (transaction time = when ordered),
  * else OBR-6, else TQ1-7, else ORC-7.4; collectedAt = OBR-7 else SPM-17.1; specimenType = OBR-15.1
  * else SPM-4.1. Times become ISO 8601 (`hl7TimeToIso`).
+ *
+ *   OMI^O23 (v2.5 – v2.6; imaging order, HL7 v2.5.1 4.4.9; IHE RAD SWF RAD-4):
+ *     MSH [SFT] [{NTE}] [PID [PD1] [{NTE}] [PV1 [PV2]] ...]
+ *       {ORC [{TQ1 [{TQ2}]}] OBR [{NTE}] [CTD] [{DG1}] [{OBX [{NTE}]}] {IPC}}
+ *
+ * IMAGING RULE (issue 11 part 3; protocols.md §5.3, IHE SWF as implemented by dcm4chee-arc): an OBR
+ * carries an `imaging` part (a Modality Worklist item) when
+ *   - OMI^O23: always, from its IPC (exactly one IPC per OBR is taken; several → AE 100, not guessed);
+ *   - ORM^O01: OBR-24 is a DICOM modality (PS3.3 C.7.3.1.1.1, `DICOM_MODALITIES`) AND one of OBR-18
+ *     (accession) / OBR-19 (requested procedure id) / OBR-20 (SPS id) is filled. The second condition
+ *     keeps lab orders out: HL7 Table 0074 shares letters with DICOM (SR serology, PT physical therapy).
+ *   Fields: accession OBR-18 / IPC-1; requested procedure id OBR-19 / IPC-2; study UID ZDS-1 / IPC-3;
+ *   SPS id OBR-20 / IPC-4; modality OBR-24 / IPC-5; protocol code OBR-4.4-6 / IPC-6; station name,
+ *   location, AE IPC-7/8/9 (ORM: none, gateway configuration); SPS start ORC-7.4, TQ1-7, OBR-36, OBR-6,
+ *   ORC-9 (local time as sent); SPS description OBR-4.5 else OBR-4.2; requested procedure OBR-44 else
+ *   OBR-4; requesting physician OBR-16; referring physician PV1-8; admission id PV1-19 else PID-18;
+ *   medical alerts OBR-13. Physicians XCN 2^3^4 → PN family^given^middle.
  */
 import { ParseError, UnsupportedMessageError } from '../../gateway/src/contracts/errors';
 import type { PatientIdentifier } from '../../gateway/src/contracts/observation';
-import type { OrderPatient, OrderPriority, OrderTest, OrderUpdate } from '../../gateway/src/orders/order-types';
+import type { ImagingCode, ImagingOrder, OrderPatient, OrderPriority, OrderTest, OrderUpdate } from '../../gateway/src/orders/order-types';
 import { readHeader, type Hl7Header, type Hl7Message, type Hl7Segment } from './hl7-message';
 import { hl7TimeToIso } from './oru-parser';
 
@@ -45,7 +62,19 @@ export interface OrderParseResult {
 export const ORDER_MESSAGE_VERSIONS: Record<string, string[]> = {
   'ORM^O01': ['2.3', '2.3.1', '2.4', '2.5', '2.5.1', '2.6'],
   'OML^O21': ['2.4', '2.5', '2.5.1', '2.6'],
+  // OMI^O23 and the IPC segment exist from v2.5 (HL7 v2.5.1 4.4.9, 4.5.6)
+  'OMI^O23': ['2.5', '2.5.1', '2.6'],
 };
+
+/**
+ * DICOM Modality (0008,0060) defined terms (PS3.3 C.7.3.1.1.1) for acquisition modalities a worklist
+ * serves. Derived objects (SR, KO, PR, SEG, RT*, OT) are left out on purpose: an ORM whose OBR-24 is
+ * one of them is taken as a lab/other order (HL7 Table 0074 SR = serology).
+ */
+export const DICOM_MODALITIES: ReadonlySet<string> = new Set([
+  'AU', 'BDUS', 'BI', 'BMD', 'CR', 'CT', 'DG', 'DX', 'ECG', 'EPS', 'ES', 'GM', 'HD', 'IO', 'IVOCT', 'IVUS', 'LS', 'MG', 'MR',
+  'NM', 'OAM', 'OCT', 'OP', 'OPM', 'OPT', 'OPV', 'PT', 'PX', 'RF', 'RG', 'SM', 'TG', 'US', 'XA', 'XC',
+]);
 
 /** true for ORM^O01 / OML^O21 (MSH-9.1^MSH-9.2), whatever the version. */
 export function isOrderMessage(h: Pick<Hl7Header, 'messageType' | 'trigger'>): boolean {
@@ -65,6 +94,17 @@ interface SpecimenCtx {
 interface ObrCtx {
   seg: Hl7Segment;
   specimens: SpecimenCtx[];
+  /** OMI^O23 IPC segments (HL7 v2.5.1 4.5.6) of this OBR. */
+  ipcs: Hl7Segment[];
+  /** ORM ZDS (dcm4chee/IHE SWF Z-segment: ZDS-1 Study Instance UID). */
+  zds?: Hl7Segment;
+}
+
+/** Message-level segments the imaging part reads. */
+interface ImagingCtx {
+  omi: boolean;
+  pid?: Hl7Segment;
+  pv1?: Hl7Segment;
 }
 
 interface OrcGroup {
@@ -88,9 +128,22 @@ export function parseOrders(msg: Hl7Message): OrderParseResult {
   let group: OrcGroup | undefined;
   let obr: ObrCtx | undefined;
   let spm: SpecimenCtx | undefined;
+  const imgCtx: ImagingCtx = { omi: header.messageType === 'OMI' };
 
   for (const seg of msg.segmentList) {
     switch (seg.name) {
+      case 'PV1':
+        // patient visit (before the first ORC): PV1-8 referring doctor, PV1-19 visit number (§5.3)
+        if (!group && !imgCtx.pv1) imgCtx.pv1 = seg;
+        break;
+      case 'IPC':
+        // HL7 v2.5.1 4.5.6 imaging procedure control, inside the OBR group of an OMI^O23
+        if (!obr) throw new ParseError('IPC outside an OBR group', { location: seg.location(), hl7ErrorCode: 100 });
+        obr.ipcs.push(seg);
+        break;
+      case 'ZDS':
+        if (obr && !obr.zds) obr.zds = seg;
+        break;
       case 'PID':
         // one patient per message, before the first ORC (4.4.1 / 4.4.6). A PID inside an ORDER is the
         // OML PRIOR_RESULT group, which we do not take apart. Table 0357 100 segment sequence error.
@@ -98,6 +151,7 @@ export function parseOrders(msg: Hl7Message): OrderParseResult {
           throw new ParseError('PID after an ORC or a second PID (prior results / several patients are not supported)', { location: seg.location(), hl7ErrorCode: 100 });
         }
         pidSeen = true;
+        imgCtx.pid = seg;
         patient = readPatient(seg);
         break;
       case 'ORC':
@@ -114,7 +168,7 @@ export function parseOrders(msg: Hl7Message): OrderParseResult {
         if (!group) throw new ParseError('OBR before any ORC', { location: seg.location(), hl7ErrorCode: 100 });
         // ORM allows one OBR per ORC (ORDER_DETAIL); a further OBR without its own ORC is tolerated
         // (HIS do send it) and belongs to the same ORC.
-        obr = { seg, specimens: [] };
+        obr = { seg, specimens: [], ipcs: [] };
         group.obrs.push(obr);
         spm = undefined;
         break;
@@ -157,7 +211,7 @@ export function parseOrders(msg: Hl7Message): OrderParseResult {
   // tests already in each merged order, by code and system (a scan per test was quadratic: issue 10)
   const testKeys = new Map<OrderUpdate, Set<string>>();
   for (const g of groups) {
-    for (const u of groupUpdates(g, patient)) {
+    for (const u of groupUpdates(g, patient, imgCtx)) {
       const key = `${u.control}\u0000${u.specimenId}`;
       const prev = byKey.get(key);
       if (!prev) {
@@ -176,13 +230,13 @@ function checkSupported(h: Hl7Header): void {
   if (!h.messageType) throw new ParseError('MSH-9 message type missing', { location: 'MSH^1^9', hl7ErrorCode: 101 });
   if (!h.controlId) throw new ParseError('MSH-10 control id missing', { location: 'MSH^1^10', hl7ErrorCode: 101 });
   // Table 0357 200 unsupported message type / 201 unsupported event code / 203 unsupported version id
-  if (h.messageType !== 'ORM' && h.messageType !== 'OML') throw new UnsupportedMessageError(`unsupported message type ${h.messageType}^${h.trigger}`, 200);
+  if (h.messageType !== 'ORM' && h.messageType !== 'OML' && h.messageType !== 'OMI') throw new UnsupportedMessageError(`unsupported message type ${h.messageType}^${h.trigger}`, 200);
   const versions = ORDER_MESSAGE_VERSIONS[`${h.messageType}^${h.trigger}`];
   if (!versions) throw new UnsupportedMessageError(`unsupported event ${h.messageType}^${h.trigger}`, 201);
   if (!versions.includes(h.version)) throw new UnsupportedMessageError(`unsupported HL7 version '${h.version}' for ${h.messageType}^${h.trigger}`, 203);
 }
 
-function groupUpdates(g: OrcGroup, patient: OrderPatient | undefined): OrderUpdate[] {
+function groupUpdates(g: OrcGroup, patient: OrderPatient | undefined, imgCtx: ImagingCtx): OrderUpdate[] {
   const orc = g.orc;
   // HL7 v2.5.1 4.5.1 ORC-1 order control (Table 0119) is required
   const control = orc.get(1).trim().toUpperCase();
@@ -232,6 +286,7 @@ function groupUpdates(g: OrcGroup, patient: OrderPatient | undefined): OrderUpda
     const requestedAt = requestedAtOf(orc, g.tq1, seg);
     const collectedObr = hl7TimeToIso(seg.get(7, 1, 1, 1), seg.location(7));
     const typeObr = seg.get(15, 1, 1, 1).trim();
+    const imaging = imagingOf(g, o, imgCtx);
     // first specimen per id, looked up in a map (a find per id was quadratic in SPM segments: issue 10)
     const specimenById = new Map<string, SpecimenCtx>();
     for (const s of o.specimens) {
@@ -249,10 +304,109 @@ function groupUpdates(g: OrcGroup, patient: OrderPatient | undefined): OrderUpda
       if (collectedAt) u.collectedAt = collectedAt;
       const specimenType = typeObr || sp?.type;
       if (specimenType) u.specimenType = specimenType;
+      if (imaging) u.imaging = { ...imaging };
       out.push(u);
     }
   }
   return out;
+}
+
+/** The imaging part of one OBR (rule in the header comment), or undefined for a non-imaging order. */
+function imagingOf(g: OrcGroup, o: ObrCtx, ctx: ImagingCtx): ImagingOrder | undefined {
+  const obr = o.seg;
+  const t = (seg: Hl7Segment | undefined, f: number, c = 1) => (seg ? seg.get(f, c).trim() : '');
+  let img: ImagingOrder;
+  if (ctx.omi) {
+    // OMI^O23: IPC is required in the ORDER group (HL7 v2.5.1 4.4.9), Table 0357 100 when missing
+    if (o.ipcs.length === 0) throw new ParseError('OMI^O23 OBR without an IPC segment', { location: obr.location(), hl7ErrorCode: 100 });
+    if (o.ipcs.length > 1) {
+      const ids = new Set(o.ipcs.map((x) => `${t(x, 1)}|${t(x, 4)}`));
+      // several scheduled steps per OBR are not kept apart by the order cache: refused, never half-taken
+      if (ids.size > 1) throw new ParseError('several IPC (scheduled procedure steps) for one OBR are not supported', { location: o.ipcs[1].location(), hl7ErrorCode: 100 });
+    }
+    const ipc = o.ipcs[0];
+    // IPC-5 modality CE (HL7 v2.5.1 4.5.6.5) is required
+    const modality = t(ipc, 5).toUpperCase();
+    if (!modality) throw new ParseError('IPC-5 modality missing', { location: ipc.location(5), hl7ErrorCode: 101 });
+    img = { modality };
+    set(img, 'accessionNumber', t(ipc, 1)); // IPC-1 accession identifier (EI)
+    set(img, 'requestedProcedureId', t(ipc, 2)); // IPC-2
+    set(img, 'studyInstanceUid', t(ipc, 3)); // IPC-3
+    set(img, 'spsId', t(ipc, 4)); // IPC-4
+    const proto = codeOf(ipc, 6, 1);
+    if (proto) img.protocolCode = proto; // IPC-6 protocol code
+    set(img, 'stationName', t(ipc, 7)); // IPC-7 scheduled station name (EI)
+    set(img, 'spsLocation', t(ipc, 8)); // IPC-8 SPS location (CE)
+    set(img, 'stationAeTitle', t(ipc, 9)); // IPC-9 scheduled AE title (ST)
+  } else {
+    const modality = t(obr, 24).toUpperCase();
+    const acc = t(obr, 18);
+    const rp = t(obr, 19);
+    const sps = t(obr, 20);
+    if (!DICOM_MODALITIES.has(modality) || !(acc || rp || sps)) return undefined;
+    img = { modality };
+    set(img, 'accessionNumber', acc); // OBR-18 placer field 1
+    set(img, 'requestedProcedureId', rp); // OBR-19 placer field 2
+    set(img, 'spsId', sps); // OBR-20 filler field 1
+    set(img, 'studyInstanceUid', o.zds ? t(o.zds, 1) : ''); // ZDS-1 (RP: uid^...)
+    const alt = [4, 5, 6].map((c) => obr.get(4, c).trim());
+    if (alt[0]) img.protocolCode = code(alt[0], alt[1], alt[2]); // OBR-4 alternate code
+  }
+  // SPS start (§5.3): ORC-7.4 TQ start, TQ1-7, OBR-36 scheduled, OBR-6 requested, ORC-9 transaction
+  const starts: Array<[string, string]> = [
+    [g.orc.get(7, 4, 1, 1), g.orc.location(7)],
+    [g.tq1?.get(7, 1) ?? '', g.tq1?.location(7) ?? ''],
+    [obr.get(36, 1), obr.location(36)],
+    [obr.get(6, 1), obr.location(6)],
+    [g.orc.get(9, 1), g.orc.location(9)],
+  ];
+  for (const [v, loc] of starts) {
+    const ts = v.trim();
+    if (!ts) continue;
+    hl7TimeToIso(ts, loc); // validates (Table 0357 102)
+    const digits = ts.replace(/[+-]\d{4}$/, '');
+    if (digits.length >= 8) img.spsStartDate = digits.slice(0, 8);
+    const time = digits.slice(8);
+    if (time.length >= 2) img.spsStartTime = time.slice(0, 13); // HL7 TS HHMM[SS[.S]] is DICOM TM HHMM[SS[.F]] (PS3.5 6.2)
+    break;
+  }
+  // SPS description: OBR-4 alternate text, else text; requested procedure: OBR-44, else OBR-4
+  set(img, 'spsDescription', obr.get(4, 5).trim() || obr.get(4, 2).trim());
+  const proc = codeOf(obr, 44, 1) ?? codeOf(obr, 4, 1);
+  if (proc) {
+    img.requestedProcedureCode = proc;
+    if (proc.meaning) img.requestedProcedureDescription = proc.meaning;
+  }
+  set(img, 'requestingPhysician', xcnToPn(obr, 16)); // OBR-16 ordering provider
+  set(img, 'referringPhysician', ctx.pv1 ? xcnToPn(ctx.pv1, 8) : ''); // PV1-8 referring doctor
+  set(img, 'admissionId', t(ctx.pv1, 19) || t(ctx.pid, 18)); // PV1-19 visit number, else PID-18 account number
+  set(img, 'medicalAlerts', obr.get(13, 1).trim()); // OBR-13 relevant clinical information
+  return img;
+}
+
+function set<K extends keyof ImagingOrder>(img: ImagingOrder, k: K, v: string): void {
+  if (v) (img as unknown as Record<string, string>)[k] = v;
+}
+
+function code(value: string, meaning: string, scheme: string): ImagingCode {
+  const c: ImagingCode = { code: value };
+  if (meaning) c.meaning = meaning;
+  if (scheme) c.scheme = scheme;
+  return c;
+}
+
+/** CE/CWE components 1-3 of a field repetition (identifier^text^coding system). */
+function codeOf(seg: Hl7Segment, field: number, rep: number): ImagingCode | undefined {
+  const v = [1, 2, 3].map((c) => seg.get(field, c, rep).trim());
+  if (!v[0] && !v[1]) return undefined;
+  return code(v[0], v[1], v[2]);
+}
+
+/** XCN (HL7 v2.5.1 2.A.89: 1 id, 2 family name FN, 3 given, 4 second given) → DICOM PN family^given^middle. */
+function xcnToPn(seg: Hl7Segment, field: number): string {
+  const parts = [seg.get(field, 2, 1, 1), seg.get(field, 3), seg.get(field, 4)].map((x) => x.trim());
+  while (parts.length && parts[parts.length - 1] === '') parts.pop();
+  return parts.join('^');
 }
 
 /** OBR-4 CE/CWE (HL7 v2.5.1 2.A.13): 1 id, 2 text, 3 system, 4 alt id, 5 alt text, 6 alt system. */
@@ -366,6 +520,7 @@ function merge(into: OrderUpdate, u: OrderUpdate, seen: Set<string>): void {
   into.requestedAt ??= u.requestedAt;
   into.collectedAt ??= u.collectedAt;
   into.specimenType ??= u.specimenType;
+  into.imaging ??= u.imaging; // one requested procedure per order number: the first OBR's imaging part
   // drop keys that stayed undefined so results compare cleanly
   for (const k of Object.keys(into) as Array<keyof OrderUpdate>) if (into[k] === undefined) delete into[k];
 }

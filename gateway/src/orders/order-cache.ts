@@ -10,9 +10,10 @@
  * PHI (patient, specimen ids) stays in the database: log lines carry counts and codes only.
  */
 import type Database from 'better-sqlite3';
+import { randomUUID } from 'node:crypto';
 import { StoreError, StoreFullError } from '../contracts/errors';
 import { componentLogger } from '../log/logger';
-import type { ApplyResult, CachedOrder, OrderPatient, OrderPriority, OrderSource, OrderStatus, OrderTest, OrderUpdate } from './order-types';
+import type { ApplyResult, CachedOrder, ImagingOrder, OrderPatient, OrderPriority, OrderSource, OrderStatus, OrderTest, OrderUpdate, SpsStatus, WorklistEntry } from './order-types';
 
 export interface OrderCacheOptions {
   /** Orders not changed for this many days are deleted by `expire()` (default 7). */
@@ -100,7 +101,79 @@ CREATE TABLE IF NOT EXISTS order_cursors (
   cursor INTEGER NOT NULL,
   updated_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS order_imaging (
+  order_id INTEGER PRIMARY KEY,
+  accession TEXT,
+  modality TEXT NOT NULL,
+  sps_date TEXT,
+  station_aet TEXT,
+  study_uid TEXT NOT NULL,
+  sps_id TEXT,
+  requested_procedure_id TEXT,
+  imaging_json TEXT NOT NULL,
+  sps_status TEXT NOT NULL DEFAULT 'SCHEDULED',
+  mpps_uid TEXT,
+  progress_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS order_imaging_date ON order_imaging(sps_date);
+CREATE INDEX IF NOT EXISTS order_imaging_modality_date ON order_imaging(modality, sps_date);
+CREATE INDEX IF NOT EXISTS order_imaging_accession ON order_imaging(accession);
+CREATE INDEX IF NOT EXISTS order_imaging_study ON order_imaging(study_uid);
+CREATE TABLE IF NOT EXISTS order_mpps (
+  sop_instance_uid TEXT PRIMARY KEY,
+  status TEXT NOT NULL,
+  order_id INTEGER,
+  calling_aet TEXT,
+  created_at INTEGER NOT NULL,
+  updated_at INTEGER NOT NULL
+);
 `;
+
+interface ImagingRow {
+  order_id: number;
+  accession: string | null;
+  modality: string;
+  sps_date: string | null;
+  station_aet: string | null;
+  study_uid: string;
+  sps_id: string | null;
+  requested_procedure_id: string | null;
+  imaging_json: string;
+  sps_status: SpsStatus;
+  mpps_uid: string | null;
+  progress_at: number | null;
+}
+
+/** Worklist pre-filter (exact values, evaluated in SQL on indexed columns); wildcards and names are matched by the caller. */
+export interface WorklistFilter {
+  modality?: string;
+  /** Inclusive YYYYMMDD bounds on the SPS start date (PS3.4 C.2.2.2.5 range matching). */
+  spsDateFrom?: string;
+  spsDateTo?: string;
+  accessionNumber?: string;
+  patientId?: string;
+}
+
+/** The MPPS state the cache keeps (PS3.4 F.7.2): one row per Performed Procedure Step SOP instance. */
+export interface MppsState {
+  sopInstanceUid: string;
+  status: string;
+  orderId?: number;
+  callingAeTitle?: string;
+}
+
+/** What links an MPPS to its worklist item: Scheduled Step Attributes Sequence (0040,0270) values. */
+export interface MppsLink {
+  studyInstanceUid?: string;
+  accessionNumber?: string;
+  requestedProcedureId?: string;
+  spsId?: string;
+}
+
+/** A new Study Instance UID under the UUID root (PS3.5 B.2: `2.25.` + the UUID as a decimal integer). */
+export function newStudyUid(): string {
+  return `2.25.${BigInt(`0x${randomUUID().replace(/-/g, '')}`).toString()}`;
+}
 
 interface OrderRow {
   id: number;
@@ -186,6 +259,25 @@ export class OrderCache {
       deleteDownloads: db.prepare<[number]>('DELETE FROM order_downloads WHERE order_id = ?'),
       expireMessages: db.prepare<[number]>('DELETE FROM order_messages WHERE applied_at < ?'),
       getCursor: db.prepare<[string], { cursor: number }>('SELECT cursor FROM order_cursors WHERE name = ?'),
+      imagingById: db.prepare<[number], ImagingRow>('SELECT * FROM order_imaging WHERE order_id = ?'),
+      upsertImaging: db.prepare(
+        `INSERT INTO order_imaging (order_id, accession, modality, sps_date, station_aet, study_uid, sps_id, requested_procedure_id, imaging_json, sps_status)
+         VALUES (@order_id, @accession, @modality, @sps_date, @station_aet, @study_uid, @sps_id, @requested_procedure_id, @imaging_json, @sps_status)
+         ON CONFLICT(order_id) DO UPDATE SET accession = excluded.accession, modality = excluded.modality, sps_date = excluded.sps_date,
+           station_aet = excluded.station_aet, study_uid = excluded.study_uid, sps_id = excluded.sps_id,
+           requested_procedure_id = excluded.requested_procedure_id, imaging_json = excluded.imaging_json, sps_status = excluded.sps_status`,
+      ),
+      deleteImaging: db.prepare<[number]>('DELETE FROM order_imaging WHERE order_id = ?'),
+      imagingByStudy: db.prepare<[string], ImagingRow>('SELECT * FROM order_imaging WHERE study_uid = ? ORDER BY order_id'),
+      imagingByAccession: db.prepare<[string], ImagingRow>('SELECT * FROM order_imaging WHERE accession = ? ORDER BY order_id'),
+      setProgress: db.prepare<[string, string, number, number]>('UPDATE order_imaging SET sps_status = ?, mpps_uid = ?, progress_at = ? WHERE order_id = ?'),
+      mppsGet: db.prepare<[string], { sop_instance_uid: string; status: string; order_id: number | null; calling_aet: string | null }>(
+        'SELECT sop_instance_uid, status, order_id, calling_aet FROM order_mpps WHERE sop_instance_uid = ?',
+      ),
+      mppsPut: db.prepare(
+        `INSERT INTO order_mpps (sop_instance_uid, status, order_id, calling_aet, created_at, updated_at) VALUES (@uid, @status, @order_id, @calling_aet, @now, @now)
+         ON CONFLICT(sop_instance_uid) DO UPDATE SET status = excluded.status, order_id = COALESCE(excluded.order_id, order_mpps.order_id), updated_at = excluded.updated_at`,
+      ),
       setCursor: db.prepare<[string, number, number]>(
         'INSERT INTO order_cursors (name, cursor, updated_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at',
       ),
@@ -307,6 +399,7 @@ export class OrderCache {
         for (const id of ids) {
           this.s.deleteTests.run(id);
           this.s.deleteDownloads.run(id);
+          this.s.deleteImaging.run(id);
           this.s.deleteOrder.run(id);
         }
         this.s.expireMessages.run(limit);
@@ -314,6 +407,110 @@ export class OrderCache {
       },
       (n) => n && this.log.info({ expired: n }, 'expired orders deleted'),
     );
+  }
+
+  /**
+   * Worklist items (issue 11 part 3): pending imaging orders matching the exact pre-filter, ordered by
+   * SPS start date/time. Cancelled orders are never returned (ORC-1 CA/DC/OC/OD: protocols.md §5.3).
+   * One indexed query (order_imaging by modality/date/accession, order_orders by patient) with the
+   * order's first test and patient in the same row: no query per item.
+   */
+  worklist(filter: WorklistFilter = {}): WorklistEntry[] {
+    const where: string[] = ["o.status = 'pending'"];
+    const args: string[] = [];
+    if (filter.modality !== undefined) (where.push('i.modality = ?'), args.push(filter.modality));
+    if (filter.spsDateFrom !== undefined) (where.push('i.sps_date >= ?'), args.push(filter.spsDateFrom));
+    if (filter.spsDateTo !== undefined) (where.push('i.sps_date <= ?'), args.push(filter.spsDateTo));
+    if (filter.accessionNumber !== undefined) (where.push('i.accession = ?'), args.push(filter.accessionNumber));
+    if (filter.patientId !== undefined) (where.push('o.patient_id = ?'), args.push(filter.patientId));
+    const sql = `SELECT i.*, o.placer_order_number, o.filler_order_number, o.patient_json, o.priority,
+        (SELECT json_object('code', t.code, 'display', t.display, 'system', t.system, 'altCode', t.alt_code, 'altDisplay', t.alt_display, 'altSystem', t.alt_system)
+           FROM order_tests t WHERE t.order_id = o.id ORDER BY t.seq LIMIT 1) AS test_json
+      FROM order_imaging i JOIN order_orders o ON o.id = i.order_id
+      WHERE ${where.join(' AND ')} ORDER BY i.sps_date, i.order_id`;
+    let stmt = this.worklistStmts.get(sql);
+    if (!stmt) {
+      stmt = this.db.prepare(sql);
+      this.worklistStmts.set(sql, stmt);
+    }
+    const rows = this.guard(() => stmt!.all(...args)) as Array<ImagingRow & { placer_order_number: string | null; filler_order_number: string | null; patient_json: string | null; priority: string | null; test_json: string | null }>;
+    return rows.map((r) => {
+      const e: WorklistEntry = { orderId: r.order_id, imaging: { ...(JSON.parse(r.imaging_json) as ImagingOrder), studyInstanceUid: r.study_uid }, spsStatus: r.sps_status };
+      if (r.placer_order_number) e.placerOrderNumber = r.placer_order_number;
+      if (r.filler_order_number) e.fillerOrderNumber = r.filler_order_number;
+      if (r.patient_json) e.patient = JSON.parse(r.patient_json) as OrderPatient;
+      if (r.priority) e.priority = r.priority as OrderPriority;
+      if (r.test_json) {
+        const t = JSON.parse(r.test_json) as Record<string, string | null>;
+        e.service = toTest({ code: t.code ?? '', system: t.system ?? '', display: t.display, alt_code: t.altCode, alt_display: t.altDisplay, alt_system: t.altSystem } as TestRow);
+      }
+      if (r.mpps_uid) e.mppsUid = r.mpps_uid;
+      return e;
+    });
+  }
+
+  /** The worklist item of one order (pending or not), undefined when the order has no imaging part. */
+  worklistEntry(orderId: number): (WorklistEntry & { status: OrderStatus }) | undefined {
+    return this.guard(() => {
+      const row = this.s.byId.get(orderId);
+      const img = this.s.imagingById.get(orderId);
+      if (!row || !img) return undefined;
+      const o = this.toOrder(row);
+      const e: WorklistEntry & { status: OrderStatus } = { orderId, status: row.status, imaging: { ...(JSON.parse(img.imaging_json) as ImagingOrder), studyInstanceUid: img.study_uid }, spsStatus: img.sps_status };
+      if (o.placerOrderNumber) e.placerOrderNumber = o.placerOrderNumber;
+      if (o.fillerOrderNumber) e.fillerOrderNumber = o.fillerOrderNumber;
+      if (o.patient) e.patient = o.patient;
+      if (o.priority) e.priority = o.priority;
+      if (o.tests[0]) e.service = o.tests[0];
+      if (img.mpps_uid) e.mppsUid = img.mpps_uid;
+      return e;
+    });
+  }
+
+  /**
+   * The order an MPPS refers to (Scheduled Step Attributes Sequence, PS3.4 F.7.2.1): Study Instance UID
+   * (+ SPS ID when several), else Accession Number (+ SPS ID / Requested Procedure ID). undefined: an
+   * unscheduled procedure step (PS3.4 F.7.2.1: allowed; no worklist item moves).
+   */
+  findImagingOrder(link: MppsLink): number | undefined {
+    return this.guard(() => {
+      const pick = (rows: ImagingRow[]) => {
+        if (rows.length <= 1) return rows[0];
+        return rows.find((r) => (link.spsId && r.sps_id === link.spsId) || (link.requestedProcedureId && r.requested_procedure_id === link.requestedProcedureId)) ?? rows[0];
+      };
+      const byStudy = link.studyInstanceUid ? pick(this.s.imagingByStudy.all(link.studyInstanceUid)) : undefined;
+      if (byStudy) return byStudy.order_id;
+      const byAcc = link.accessionNumber ? pick(this.s.imagingByAccession.all(link.accessionNumber)) : undefined;
+      return byAcc?.order_id;
+    });
+  }
+
+  /** MPPS state of one Performed Procedure Step (undefined: never created here). */
+  mppsState(sopInstanceUid: string): MppsState | undefined {
+    return this.guard(() => {
+      const r = this.s.mppsGet.get(sopInstanceUid);
+      if (!r) return undefined;
+      const m: MppsState = { sopInstanceUid: r.sop_instance_uid, status: r.status };
+      if (r.order_id !== null) m.orderId = r.order_id;
+      if (r.calling_aet) m.callingAeTitle = r.calling_aet;
+      return m;
+    });
+  }
+
+  /**
+   * Record an MPPS state change durably (one transaction): the MPPS row, and the linked worklist item's
+   * SPS status (PS3.4 F.7.2: IN PROGRESS → STARTED, COMPLETED, DISCONTINUED).
+   */
+  recordMpps(sopInstanceUid: string, status: 'IN PROGRESS' | 'COMPLETED' | 'DISCONTINUED', orderId: number | undefined, callingAeTitle: string): void {
+    const now = Date.now();
+    this.tx(() => {
+      this.s.mppsPut.run({ uid: sopInstanceUid, status, order_id: orderId ?? null, calling_aet: callingAeTitle, now });
+      const linked = orderId ?? this.s.mppsGet.get(sopInstanceUid)?.order_id ?? undefined;
+      if (linked !== undefined && linked !== null) {
+        const sps: SpsStatus = status === 'IN PROGRESS' ? 'STARTED' : status;
+        this.s.setProgress.run(sps, sopInstanceUid, now, linked);
+      }
+    });
   }
 
   stats(): OrderCacheStats {
@@ -328,6 +525,36 @@ export class OrderCache {
   }
 
   // --- internals ---
+
+  private readonly worklistStmts = new Map<string, Database.Statement>();
+
+  /**
+   * Store an imaging update over the stored one (fields the update carries win; the Study Instance UID
+   * is kept once given or generated: protocols.md §5.3). `restart`: the order was cancelled and is
+   * ordered again (SPS back to SCHEDULED). Returns whether anything changed.
+   */
+  private putImaging(orderId: number, u: ImagingOrder, old: ImagingRow | undefined, restart: boolean): boolean {
+    const prev = old ? (JSON.parse(old.imaging_json) as ImagingOrder) : undefined;
+    const merged = { ...(prev ?? {}), ...dropUndefined(u) } as ImagingOrder; // u.modality is always set
+    const studyUid = u.studyInstanceUid ?? old?.study_uid ?? newStudyUid();
+    delete merged.studyInstanceUid;
+    const status: SpsStatus = restart || !old ? 'SCHEDULED' : old.sps_status;
+    const json = JSON.stringify(merged);
+    if (old && old.imaging_json === json && old.study_uid === studyUid && old.sps_status === status) return false;
+    this.s.upsertImaging.run({
+      order_id: orderId,
+      accession: merged.accessionNumber ?? null,
+      modality: merged.modality,
+      sps_date: merged.spsStartDate ?? null,
+      station_aet: merged.stationAeTitle ?? null,
+      study_uid: studyUid,
+      sps_id: merged.spsId ?? null,
+      requested_procedure_id: merged.requestedProcedureId ?? null,
+      imaging_json: json,
+      sps_status: status,
+    });
+    return true;
+  }
 
   private applyOne(u: OrderUpdate, source: OrderSource, now: number): 'created' | 'updated' | 'cancelled' | 'ignored' {
     const control = u.control.toUpperCase();
@@ -351,6 +578,7 @@ export class OrderCache {
           }).lastInsertRowid,
         );
         this.addTests(id, u.tests, 0);
+        if (u.imaging) this.putImaging(id, u.imaging, undefined, false);
         return 'created';
       }
       const current = this.s.tests.all(row.id);
@@ -372,7 +600,8 @@ export class OrderCache {
         }
       }
       const fields = this.fieldsOf(u, row);
-      const fieldsChanged = differs(fields, row) || row.status !== 'pending';
+      const imagingChanged = u.imaging ? this.putImaging(row.id, u.imaging, this.s.imagingById.get(row.id), row.status === 'cancelled') : false;
+      const fieldsChanged = differs(fields, row) || row.status !== 'pending' || imagingChanged;
       if (!testsChanged && !fieldsChanged) return 'ignored';
       this.s.updateOrder.run({ ...fields, id: row.id, status: 'pending', updated_at: now, change_seq: this.nextSeq(), source_device: source.deviceId, source_message: source.messageControlId || null });
       return 'updated';
@@ -469,6 +698,12 @@ export class OrderCache {
       throw new StoreError(`order cache: ${typeof code === 'string' && code.startsWith('SQLITE_') ? code : 'database unavailable'}`, { cause: e });
     }
   }
+}
+
+function dropUndefined<T extends object>(o: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
 }
 
 function rowFields(r: OrderRow) {

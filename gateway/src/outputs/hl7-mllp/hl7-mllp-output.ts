@@ -13,6 +13,7 @@ import { parseAck } from '../../../../drivers/hl7-mllp/ack';
 import { peekHeader } from '../../../../drivers/hl7-mllp/hl7-message';
 import { MllpClient } from '../../../../drivers/hl7-mllp/mllp-client';
 import { buildOruR251 } from '../../../../drivers/hl7-mllp/oru-builder';
+import { buildOrmStatus, isMppsStatusObservation } from '../../../../drivers/hl7-mllp/orm-status-builder';
 import { resolveHl7MllpOutputConfig, type Hl7MllpOutputConfig, type Hl7MllpOutputOptions } from './config';
 
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
@@ -84,6 +85,11 @@ export class Hl7MllpOutput implements Output {
     // `now` from receivedAt: the same input rebuilds to the same bytes
     const now = new Date(observations[0].receivedAt);
     if (Number.isNaN(now.getTime())) throw new TypeError('hl7-mllp output: observation receivedAt is not a date');
+    if (observations.every(isMppsStatusObservation)) {
+      // issue 11 part 4: an MPPS state change goes to the RIS as ORM^O01 ORC-1 SC / ORC-5 IP|CM|DC (Table 0038)
+      const orm = buildOrmStatus(observations, { controlId: controlIdForKey(key), sendingApp: this.config.sendingApp, sendingFacility: this.config.sendingFacility, receivingApp: this.config.receivingApp, receivingFacility: this.config.receivingFacility, processingId: this.config.processingId, country: this.config.country, now });
+      return { payload: Buffer.from(orm, 'utf8'), contentType: 'application/hl7-v2' };
+    }
     const text = buildOruR251(observations, {
       controlId: controlIdForKey(key),
       sendingApp: this.config.sendingApp,
