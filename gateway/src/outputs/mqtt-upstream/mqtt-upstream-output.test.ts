@@ -1,0 +1,96 @@
+/**
+ * MQTT upstream through the real outbox (SQLite on disk) to a real mosquitto (own config, free port,
+ * allow_anonymous false, password file), read back with mosquitto_sub: an upstream outage, then a
+ * gateway restart (store closed and reopened) with the broker still down, then the broker back:
+ * every entry arrives once per PUBACK, none is lost, nothing is held in mqtt.js memory.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { Observation } from '../../contracts/observation';
+import { GatewayStore } from '../../store/gateway-store';
+import { OutboxWorker } from '../../pipeline/outbox-worker';
+import { parseHl7 } from '../../../../drivers/hl7-mllp/hl7-message';
+import { parseOru } from '../../../../drivers/hl7-mllp/oru-parser';
+import { tempDir, waitFor } from '../../../../test/helpers/env';
+import { MosquittoPeer } from './mosquitto-peer';
+import { MqttUpstreamOutput, mqttUpstreamProblems } from './mqtt-upstream-output';
+
+const CASE = join(__dirname, '../../../../test/golden/cases/pcd01-vitals-identified/input.hl7');
+function observations(uid: string): Observation[] {
+  const drafts = parseOru(parseHl7(readFileSync(CASE, 'utf8'), { lenient: true })).drafts;
+  return drafts.map((d, i) => ({ ...d, id: `${uid}-${i + 1}`, messageId: 1, messageUid: uid, seq: i + 1, deviceId: 'pcd-in', driver: 'hl7-mllp', receivedAt: '2026-11-30T03:15:00.000Z' }));
+}
+
+describe('mqtt-upstream output → mosquitto, through the durable outbox', () => {
+  const cleanups: Array<() => Promise<void> | void> = [];
+  afterEach(async () => {
+    for (const c of cleanups.reverse()) await c();
+    cleanups.length = 0;
+  });
+
+  it('config problems are listed', () => {
+    expect(mqttUpstreamProblems({ destination: 'u', url: 'http://x' })).toEqual(['url: scheme must be mqtt: or mqtts:, not http:']);
+    expect(mqttUpstreamProblems({ destination: 'u', url: 'mqtt://x:1', topicPrefix: 'a/#' })).toHaveLength(1);
+    expect(mqttUpstreamProblems({ destination: 'u', url: 'mqtts://broker:8883', topicPrefix: 'vn/bv' })).toEqual([]);
+  });
+
+  it('outage, restart, broker back: every entry is published once per PUBACK and read by mosquitto_sub', { timeout: 45_000 }, async () => {
+    const broker = new MosquittoPeer();
+    cleanups.push(() => broker.cleanup());
+    const port = await broker.start();
+    cleanups.push(() => broker.stop());
+    const t = tempDir();
+    cleanups.push(() => t.cleanup());
+    const mk = () => new MqttUpstreamOutput({ destination: 'upstream', url: `mqtt://127.0.0.1:${port}`, username: 'gateway', password: 'gw-secret', topicPrefix: 'vn/bv', gateway: 'gw1', pubackTimeoutMs: 3000, connectTimeoutMs: 2000 });
+
+    // 1. wrong password: refused by the broker, the entry stays pending (unavailable, not dead)
+    let store = GatewayStore.open({ dataDir: t.dir });
+    const bad = new MqttUpstreamOutput({ destination: 'upstream', url: `mqtt://127.0.0.1:${port}`, username: 'gateway', password: 'wrong', connectTimeoutMs: 2000 });
+    const probe = bad.prepare(observations('m0'), 'm0');
+    const [r0] = await bad.write([{ id: 1, destination: 'upstream', key: 'm0', payload: probe.payload, attempts: 0, createdAt: 0 }], new AbortController().signal);
+    expect(r0.outcome).toBe('unavailable');
+    await bad.close();
+
+    // 2. the broker goes away; three messages are queued and the worker cannot deliver them
+    await broker.stop();
+    let out = mk();
+    for (const uid of ['m1', 'm2', 'm3']) {
+      const p = out.prepare(observations(uid), uid);
+      await store.appendOutbox('upstream', [{ key: uid, payload: p.payload, contentType: p.contentType }]);
+    }
+    let worker = new OutboxWorker(store, out, { idlePollMs: 200, unavailableBackoffMs: { base: 100, max: 300 } });
+    worker.start();
+    await waitFor(() => worker.lastError !== undefined, 10_000);
+    expect(store.destinationStats('upstream')[0]).toMatchObject({ pending: 3 });
+
+    // 3. the gateway restarts while the broker is still down: the outbox survives (SQLite), not mqtt.js memory
+    await worker.stop();
+    await store.close();
+    store = GatewayStore.open({ dataDir: t.dir });
+    cleanups.push(() => store.close());
+    expect(store.destinationStats('upstream')[0]).toMatchObject({ pending: 3 });
+
+    // 4. the broker is back; a subscriber reads what the gateway publishes
+    await broker.start(port);
+    const sub = broker.subscribe('vn/bv/#', 'vn/bv/probe', 3);
+    cleanups.push(() => sub.stop());
+    await sub.ready;
+    out = mk();
+    worker = new OutboxWorker(store, out, { idlePollMs: 200, unavailableBackoffMs: { base: 100, max: 300 } });
+    cleanups.push(() => worker.stop());
+    worker.start();
+    worker.wake();
+    const lines = await Promise.race([sub.done, new Promise<string[]>((_, rej) => setTimeout(() => rej(new Error(`only ${sub.messages.length} of 3 arrived`)), 20_000))]);
+    expect(lines).toHaveLength(3);
+    const got = lines.map((l) => {
+      const sp = l.indexOf(' ');
+      return { topic: l.slice(0, sp), body: JSON.parse(l.slice(sp + 1)) as { key: string; observations: Observation[] } };
+    });
+    expect(got.map((g) => g.body.key).sort()).toEqual(['m1', 'm2', 'm3']);
+    expect(got[0].topic).toBe('vn/bv/gw1/vitals/FEDCBA9876543210');
+    const hr = got[0].body.observations.find((o) => o.code.code === '147842')!;
+    expect(hr).toMatchObject({ codings: [{ code: '8867-4' }], value: { value: 72, unit: '/min' }, equipment: { eui64: 'FEDCBA9876543210' }, location: { bed: 'BED05' } });
+    await waitFor(() => store.destinationStats('upstream')[0]?.pending === 0 && store.destinationStats('upstream')[0]?.delivered === 3, 5000);
+  });
+});
