@@ -1,0 +1,187 @@
+/**
+ * Small FHIR R4 (4.0.1) value mappings from the normalized observation (protocols.md §6.1).
+ */
+import type { Coding, ObservationStatus, ObservationValue } from '../contracts/observation';
+import { isValidUcum } from '../units/ucum';
+import type { FhirSiteConfig } from '../identifiers/site-config';
+
+export const UCUM = 'http://unitsofmeasure.org';
+export const LOINC = 'http://loinc.org';
+export const MDC = 'urn:iso:std:iso:11073:10101';
+export const V2_0203 = 'http://terminology.hl7.org/CodeSystem/v2-0203';
+export const V2_0074 = 'http://terminology.hl7.org/CodeSystem/v2-0074';
+export const V2_0487 = 'http://terminology.hl7.org/CodeSystem/v2-0487';
+export const OBS_CATEGORY = 'http://terminology.hl7.org/CodeSystem/observation-category';
+export const V3_INTERPRETATION = 'http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation';
+export const DATA_ABSENT = 'http://terminology.hl7.org/CodeSystem/data-absent-reason';
+
+export type Json = Record<string, unknown>;
+
+/** HL7 v2.5.1 Table 0085 (OBX-11) → Observation.status (protocols.md §6.1; HL7 v2-to-FHIR OBX-11 map). */
+const STATUS_FROM_0085: Record<string, ObservationStatus> = {
+  F: 'final',
+  U: 'final', // changed to final without retransmitting results
+  C: 'corrected',
+  P: 'preliminary',
+  R: 'preliminary', // entered, not verified
+  S: 'preliminary', // partial
+  I: 'registered', // specimen in lab, results pending
+  O: 'registered', // order detail only
+  X: 'cancelled', // could not be obtained
+  N: 'cancelled', // not asked
+  D: 'entered-in-error', // delete the result
+  W: 'entered-in-error', // post original as wrong
+};
+
+export function observationStatus(statusCode: string | undefined, status: ObservationStatus): ObservationStatus {
+  return (statusCode && STATUS_FROM_0085[statusCode]) || status || 'unknown';
+}
+
+/** A coding's system as a FHIR URI: known URIs pass, HL7 names (LN, 99MRC) and 'local' get one. */
+export function systemUri(system: string | undefined, cfg: FhirSiteConfig): string {
+  const s = (system ?? '').trim();
+  if (!s || s === 'local' || s === 'L') return `${cfg.systems.localCode}local`;
+  if (s === 'LN' || s === 'LOINC') return LOINC;
+  if (s === 'MDC') return MDC;
+  if (s === 'UCUM') return UCUM;
+  if (s === 'SCT' || s === 'SNM') return 'http://snomed.info/sct';
+  if (/^[a-z][a-z0-9+.-]*:/i.test(s)) return s;
+  return `${cfg.systems.localCode}${encodeURIComponent(s)}`;
+}
+
+export function coding(c: Coding, cfg: FhirSiteConfig): Json {
+  return { system: systemUri(c.system, cfg), code: c.code, ...(c.display ? { display: c.display } : {}) };
+}
+
+/** FHIR decimal from the device's text (kept when it is a valid decimal), else the number. */
+function decimalOf(text: string | undefined, n?: number): number | undefined {
+  if (text !== undefined && /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/.test(text.trim())) return Number(text.trim());
+  return n !== undefined && Number.isFinite(n) ? n : undefined;
+}
+
+/** A Quantity: UCUM system/code only when the unit is valid UCUM (else the unit as text only). */
+export function quantity(value: number | undefined, unit: string | undefined, comparator?: string): Json {
+  const q: Json = {};
+  if (value !== undefined) q.value = value;
+  if (comparator && ['<', '<=', '>', '>='].includes(comparator)) q.comparator = comparator;
+  if (unit) {
+    q.unit = unit;
+    if (isValidUcum(unit)) {
+      q.system = UCUM;
+      q.code = unit;
+    }
+  }
+  return q;
+}
+
+/**
+ * value[x] of an Observation (R4 allows Quantity, CodeableConcept, string, Range, Ratio ...). Returns the
+ * element name and value, and notes for what has no place in value[x] (a unit sent with a text value).
+ * ED/RP have no value[x] in R4: a string pointing to where the data went (DiagnosticReport.presentedForm).
+ */
+export function valueX(v: ObservationValue | undefined, cfg: FhirSiteConfig): { key?: string; value?: unknown; notes: string[] } {
+  if (!v) return { notes: [] };
+  switch (v.kind) {
+    case 'quantity':
+      return { key: 'valueQuantity', value: quantity(decimalOf(v.decimal, v.value), v.unit, v.comparator), notes: [] };
+    case 'text':
+      return { key: 'valueString', value: v.text, notes: v.unit ? [`unit sent with this text value: ${v.unit}`] : [] };
+    case 'coded': {
+      const codings = [coding({ system: v.system, code: v.code, display: v.display }, cfg)];
+      if (v.alternate) codings.push(coding(v.alternate, cfg));
+      const cc: Json = { coding: codings };
+      if (v.originalText) cc.text = v.originalText;
+      return { key: 'valueCodeableConcept', value: cc, notes: v.unit ? [`unit sent with this coded value: ${v.unit}`] : [] };
+    }
+    case 'structured-numeric': {
+      // HL7 v2.5.1 2.A.70 SN comparator^num1^separator/suffix^num2
+      const n1 = decimalOf(v.num1);
+      const n2 = decimalOf(v.num2);
+      const sep = v.separator ?? '';
+      if (sep === '-' && n1 !== undefined && n2 !== undefined && !v.comparator) {
+        return { key: 'valueRange', value: { low: quantity(n1, v.unit), high: quantity(n2, v.unit) }, notes: [] };
+      }
+      if ((sep === ':' || sep === '/') && n1 !== undefined && n2 !== undefined && !v.comparator) {
+        return { key: 'valueRatio', value: { numerator: quantity(n1, undefined), denominator: quantity(n2, undefined) }, notes: v.unit ? [`unit: ${v.unit}`] : [] };
+      }
+      if (!sep && !v.num2 && n1 !== undefined) return { key: 'valueQuantity', value: quantity(n1, v.unit, v.comparator || undefined), notes: [] };
+      // `^2^+` (suffix), `<>^...`: the SN as text, nothing lost
+      const text = `${v.comparator ?? ''}${v.num1 ?? ''}${sep}${v.num2 ?? ''}`;
+      return { key: 'valueString', value: text, notes: v.unit ? [`unit: ${v.unit}`] : [] };
+    }
+    case 'encapsulated':
+      return { key: 'valueString', value: `[${v.typeOfData}${v.dataSubtype ? `/${v.dataSubtype}` : ''} data, ${v.encoding}: see the DiagnosticReport presentedForm]`, notes: [] };
+    case 'reference':
+      return { key: 'valueString', value: v.pointer, notes: [`reference to data held by ${v.application ?? 'the sender'}${v.typeOfData ? ` (${v.typeOfData}${v.subtype ? `/${v.subtype}` : ''})` : ''}`] };
+  }
+}
+
+/** HL7 Table 0078 flags that are also v3-ObservationInterpretation codes (FHIR R4 binding). */
+const V3_CODES = new Set(['<', '>', 'A', 'AA', 'B', 'D', 'H', 'HH', 'I', 'L', 'LL', 'N', 'R', 'S', 'U', 'W', 'NEG', 'POS', 'IND', 'HU', 'LU', 'IE', 'NS', 'MS', 'VS']);
+
+export function interpretation(flags: string[] | undefined, cfg: FhirSiteConfig): Json[] {
+  return (flags ?? [])
+    .filter((f) => f)
+    .map((f) => (V3_CODES.has(f) ? { coding: [{ system: V3_INTERPRETATION, code: f }] } : { coding: [{ system: cfg.systems.deviceFlag, code: f }], text: f }));
+}
+
+/** Reference range text → ObservationReferenceRange: `a-b`, `<b`, `<=b`, `>a`; else as text. */
+export function referenceRange(text: string | undefined, unit: string | undefined): Json[] {
+  const t = text?.trim();
+  if (!t) return [];
+  const num = '([+-]?(?:\\d+(?:\\.\\d*)?|\\.\\d+))';
+  let m = new RegExp(`^${num}\\s*-\\s*${num}$`).exec(t);
+  if (m) return [{ low: quantity(Number(m[1]), unit), high: quantity(Number(m[2]), unit), text: t }];
+  m = new RegExp(`^<=?\\s*${num}$`).exec(t);
+  if (m) return [{ high: quantity(Number(m[1]), unit), text: t }];
+  m = new RegExp(`^>=?\\s*${num}$`).exec(t);
+  if (m) return [{ low: quantity(Number(m[1]), unit), text: t }];
+  return [{ text: t }];
+}
+
+const DATE_TIME = /^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?)?)?$/;
+
+/** A FHIR dateTime (a time needs its offset, R4 2.24.0.6), else undefined. */
+export function fhirDateTime(iso: string | undefined): string | undefined {
+  const s = iso?.trim();
+  if (!s) return undefined;
+  if (DATE_TIME.test(s)) return s;
+  return undefined;
+}
+
+/** HL7 date YYYY[MM[DD]] (or ISO) → FHIR date. */
+export function fhirDate(d: string | undefined): string | undefined {
+  const s = d?.trim() ?? '';
+  let m = /^(\d{4})(\d{2})?(\d{2})?/.exec(s);
+  if (m && !s.includes('-')) return [m[1], m[2], m[3]].filter(Boolean).join('-');
+  m = /^(\d{4})(-\d{2})?(-\d{2})?/.exec(s);
+  return m ? m[0] : undefined;
+}
+
+/** HL7 Table 0001 → AdministrativeGender. */
+export function gender(sex: string | undefined): string | undefined {
+  switch (sex?.trim().toUpperCase()) {
+    case 'M':
+      return 'male';
+    case 'F':
+      return 'female';
+    case 'O':
+    case 'A':
+    case 'N':
+      return 'other';
+    case 'U':
+      return 'unknown';
+    default:
+      return undefined;
+  }
+}
+
+/** FHIR search value escaping (R4 3.1.1.4.10: `\`, `,`, `$`, `|`). */
+export function searchEscape(v: string): string {
+  return v.replace(/[\\,$|]/g, (c) => `\\${c}`);
+}
+
+/** `identifier=system|value` for request.ifNoneExist / conditional update URLs. */
+export function identifierQuery(system: string, value: string): string {
+  return `identifier=${encodeURIComponent(`${searchEscape(system)}|${searchEscape(value)}`)}`;
+}
