@@ -31,4 +31,10 @@ export const DRIVERS: DriverDefinition[] = [
     nodeTypes: ['iomt-astm-device'],
     checkProfiles: checkProfileDir,
   },
+  {
+    name: 'mqtt',
+    description: 'Embedded MQTT 3.1.1 broker for bedside devices (iomt/<clientId>/vitals, /alarms), TLS optional, PUBACK after commit',
+    nodeRedDir: join(__dirname, 'mqtt', 'node-red'),
+    nodeTypes: ['iomt-mqtt-broker'],
+  },
 ];

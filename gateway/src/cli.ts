@@ -24,6 +24,7 @@ Commands:
   check-config [--flows FILE] [--settings FILE] [--profiles DIR]
                                           validate settings, flows and device profiles; report every problem
   user add|passwd|role|remove|list ...    manage user accounts (run 'iomt-gateway user --help')
+  mqtt-client add|list|revoke ...         MQTT device logins for the embedded broker (run 'iomt-gateway mqtt-client --help')
   backup FILE                             online, consistent backup of the data dir
   restore FILE                            put a backup back into the data dir of a stopped gateway
   fields [NODE-TYPE]                      reference of every node's fields (type, default, valid values), as Markdown
@@ -164,6 +165,7 @@ async function main(argv: string[]): Promise<number> {
   }
   // these parse their own options (and --help)
   if (cmd === 'user') return delegate('./accounts/cli-commands', 'runUserCommand', rest);
+  if (cmd === 'mqtt-client') return delegate('../../drivers/mqtt/cli-commands', 'runMqttClientCommand', rest);
   if (cmd === 'backup') return delegate('./backup/cli-commands', 'runBackupCommand', rest);
   if (cmd === 'restore') return delegate('./backup/cli-commands', 'runRestoreCommand', rest);
   if (!HELP[cmd]) {

@@ -6,6 +6,7 @@ import { AccountError, checkPassword, checkRole, checkUserName, generatePassword
 import { componentLogger } from '../log/logger';
 import { principalOf, type Authenticator, type RequestPrincipal } from './auth';
 import { ApiError, apiErrorHandler, badRequest, forbidden, notFound } from './errors';
+import { mqttClientsRouter } from './mqtt-clients';
 
 /** What the API needs besides the runtime: accounts, audit, authentication, message lookup by uid. */
 export interface ApiSecurity {
@@ -345,6 +346,7 @@ export function apiRouter(rt: GatewayRuntime, sec: ApiSecurity): Router {
     res.json(audit.verify());
   }));
 
+  r.use('/mqtt-clients', mqttClientsRouter(rt.settings.dataDir, audit)); // MQTT device logins (admin), gateway/src/http/mqtt-clients.ts
   r.use((_req, _res, next) => next(notFound('no such API route')));
   r.use(apiErrorHandler((err) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'API request failed')));
   return r;
