@@ -7,6 +7,7 @@ import { isValidUcum } from '../../gateway/src/units/ucum';
 import { escapeControls, escapeHl7, formatHl7Timestamp } from './hl7-message';
 import { LOINC, MDC, TABLE_0085 } from './oru-parser';
 import { inTable0396 } from './table-0396';
+import { table0203Type } from '../../gateway/src/identifiers/table-0203';
 
 export interface OruBuildOptions {
   controlId: string; // MSH-10
@@ -101,10 +102,11 @@ function pid(s: Subject, setId: number): string {
   // (a PID is sent when the device named the patient at all: an id, a name or a birth date)
   // PID-3 CX id^^^authority^type (Table 0203), PID-5 XPN, PID-7 DOB, PID-8 sex (HL7 v2.5.1 3.4.2)
   const ids: PatientIdentifier[] = s.patientIds?.length ? s.patientIds : s.patientId ? [{ id: s.patientId }] : [];
-  // CX-5 identifier type is a Table 0203 code; a device that did not say gets U (unspecified identifier)
+  // CX-5 identifier type is a Table 0203 code; a device that did not say gets U (unspecified identifier);
+  // a Vietnamese HIS's own type name (CCCD, BHYT, BHXH ...) becomes its Table 0203 code (NNVNM, SB, SS: issue 13)
   // PID-3 is required (3.4.2.3): a device that sent a name but no identifier gets the HL7 null "" (2.5.3), so
   // the name, birth date and sex still reach the HIS (to be matched by a person), never a made-up id
-  const pid3 = ids.length ? ids.map((p) => trimComps([e(p.id), '', '', e(p.authority ?? ''), e(p.type || 'U')])).join('~') : '""';
+  const pid3 = ids.length ? ids.map((p) => trimComps([e(p.id), '', '', e(p.authority ?? ''), e(table0203Type(p.type))])).join('~') : '""';
   // PID-5 is required (3.4.2.5): a device that sent no name gets the HL7 null "" (2.5.3: present, no value)
   const pid5 = s.patientName ? s.patientName.split('^').map((x) => e(x)).join('^') : '""';
   return trimFields(['PID', String(setId), '', pid3, '', pid5, '', s.birthDate ? e(s.birthDate) : '', s.sex ? e(s.sex) : '']);
@@ -192,6 +194,19 @@ function qualityNote(f: QualityFlag): string {
   if (f.text) parts.push(`- ${f.text}`);
   if (f.original !== undefined && f.original.length <= 200) parts.push(`(device sent: ${f.original})`);
   return parts.join(' ');
+}
+
+/**
+ * OBX-18 equipment instance identifier (HL7 v2.5.1 7.4.2.18, EI, repeating): the device's id^name; then
+ * the machine code the hospital registered with social insurance (MA_MAY, QĐ 130/QĐ-BYT) as a second
+ * repetition <code>^MA_MAY (EI-2 namespace id).
+ */
+function equipmentField(o: Observation): string {
+  const eq = o.equipment;
+  if (!eq) return '';
+  const reps = [trimComps([e(eq.id), e(eq.name ?? '')])];
+  if (eq.machineCode) reps.push(`${e(eq.machineCode)}^MA_MAY`);
+  return reps.join('~');
 }
 
 function trimFields(f: string[]): string {
@@ -298,7 +313,7 @@ export function buildOruR251(observations: Observation[], opts: OruBuildOptions)
         obx[11] = statusLetter(o);
         obx[14] = isoToHl7Time(o.effectiveAt);
         obx[16] = e(o.operator ?? '');
-        obx[18] = o.equipment ? trimComps([e(o.equipment.id), e(o.equipment.name ?? '')]) : '';
+        obx[18] = equipmentField(o);
         segs.push(trimFields(obx));
         let nte = 0;
         for (const c of o.comments ?? []) segs.push(`NTE|${++nte}|L|${e(c)}`);
