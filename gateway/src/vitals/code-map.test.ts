@@ -81,7 +81,7 @@ describe('code map (firmware-config/code-maps/mdc-loinc-ucum.json)', () => {
     ['262688', '%', 'MDC_DIM_PERCENT'],
     ['268192', 'Cel', 'MDC_DIM_DEGC'],
     ['mmHg', 'mm[Hg]', 'MDC_DIM_MMHG'],
-    ['bpm', '/min', 'MDC_DIM_BEAT_PER_MIN'],
+    ['bpm', '/min', undefined], // /min has two MDC units (beats, breaths): not mapped back without the metric
     ['mm[Hg]', 'mm[Hg]', 'MDC_DIM_MMHG'],
     ['kPa', 'kPa', 'MDC_DIM_KILO_PASCAL'],
     ['mg/dL', 'mg/dL', undefined],
@@ -91,6 +91,13 @@ describe('code map (firmware-config/code-maps/mdc-loinc-ucum.json)', () => {
     const u = normalizeUnit(input);
     expect(u?.ucum).toBe(ucum);
     expect(u?.mdcUnit).toBe(mdc);
+  });
+
+  it('a metric names its own MDC unit: /min is beats for a heart rate, breaths for a respiration rate', () => {
+    expect(lookupVital('MDC_ECG_HEART_RATE')?.mdcUnit).toEqual({ refid: 'MDC_DIM_BEAT_PER_MIN', code: '264864' });
+    expect(lookupVital('151578')?.mdcUnit).toEqual({ refid: 'MDC_DIM_RESP_PER_MIN', code: '264928' });
+    expect(lookupVital('MDC_PRESS_CUFF_SYS')?.mdcUnit).toEqual({ refid: 'MDC_DIM_MMHG', code: '266016' });
+    for (const t of shippedCodeMap().terms()) if (t.kind === 'metric') expect(lookupVital(t.refid)?.mdcUnit, t.refid).toBeDefined();
   });
 
   it('unknown codes and units are undefined, not guessed', () => {

@@ -30,6 +30,7 @@ interface TermRow {
   loincDisplay?: string;
   loincAlso?: string[];
   ucum?: string;
+  mdcUnit?: string;
   confidence: Confidence;
   loincConfidence?: Confidence;
 }
@@ -58,6 +59,8 @@ export interface VitalLookup {
   loincAlso?: Coding[];
   /** The UCUM unit the metric is normally reported in. */
   ucum?: string;
+  /** The MDC unit of the metric for that UCUM unit (e.g. MDC_DIM_RESP_PER_MIN for a respiration rate in /min). */
+  mdcUnit?: { refid: string; code: string };
   kind: TermKind;
   confidence: Confidence;
 }
@@ -96,6 +99,8 @@ export class CodeMap {
   private readonly unitByRef = new Map<string, UnitRow>();
   private readonly unitByNum = new Map<number, UnitRow>();
   private readonly unitByUcum = new Map<string, UnitRow>();
+  /** UCUM units with more than one MDC unit (/min: beats, breaths): never mapped back without the metric. */
+  private readonly ambiguousUcum = new Set<string>();
   private readonly synonyms = new Map<string, string>();
 
   /** @throws Error when a row is malformed or two rows share a reference id or numeric code. */
@@ -110,9 +115,12 @@ export class CodeMap {
       if (this.unitByRef.has(u.refid) || this.unitByNum.has(u.numeric)) throw new Error(`code map: duplicate unit ${u.refid} / ${u.numeric}`);
       this.unitByRef.set(u.refid, u);
       this.unitByNum.set(u.numeric, u);
-      if (!this.unitByUcum.has(u.ucum)) this.unitByUcum.set(u.ucum, u);
+      if (this.unitByUcum.has(u.ucum)) this.ambiguousUcum.add(u.ucum);
+      else this.unitByUcum.set(u.ucum, u);
     }
     for (const [k, v] of Object.entries(file.unitSynonyms ?? {})) if (!k.startsWith('$')) this.synonyms.set(k, v);
+    for (const u of this.ambiguousUcum) this.unitByUcum.delete(u);
+    for (const t of file.terms) if (t.mdcUnit && !this.unitByRef.has(t.mdcUnit)) throw new Error(`code map: ${t.refid} names unknown unit ${t.mdcUnit}`);
   }
 
   /** A vital by reference id, numeric code or `partition::term`; undefined when not in the table. */
@@ -131,6 +139,7 @@ export class CodeMap {
       loinc: row.loinc ? { system: LOINC_SYSTEM, code: row.loinc, display: row.loincDisplay } : undefined,
       loincAlso: row.loincAlso?.map((c) => ({ system: LOINC_SYSTEM, code: c })),
       ucum: row.ucum,
+      mdcUnit: this.metricUnit(row),
       kind: row.kind,
       confidence: row.loinc ? worse(row.confidence, row.loincConfidence) : row.confidence,
     };
@@ -154,6 +163,11 @@ export class CodeMap {
     if (!ucum) return undefined;
     const back = this.unitByUcum.get(ucum);
     return back ? { ucum, mdcUnit: back.refid, mdcUnitCode: String(back.numeric) } : { ucum };
+  }
+
+  private metricUnit(row: TermRow): { refid: string; code: string } | undefined {
+    const u = row.mdcUnit ? this.unitByRef.get(row.mdcUnit) : row.ucum ? this.unitByUcum.get(row.ucum) : undefined;
+    return u ? { refid: u.refid, code: String(u.numeric) } : undefined;
   }
 
   /** Every term row (for tests and docs). */

@@ -11,7 +11,7 @@
 import type { AlarmInfo, Observation, QualityFlag } from '../../contracts/observation';
 import { escapeHl7, formatHl7Timestamp } from '../../../../drivers/hl7-mllp/hl7-message';
 import { isValidUcum } from '../../units/ucum';
-import { LOINC_SYSTEM, MDC_SYSTEM, normalizeUnit } from '../../vitals/code-map';
+import { LOINC_SYSTEM, MDC_SYSTEM, lookupVital, normalizeUnit } from '../../vitals/code-map';
 
 export interface PcdBuildOptions {
   controlId: string; // MSH-10
@@ -67,8 +67,11 @@ function codeField(c: { system: string; code: string; display?: string }): strin
   return `${e(c.code)}^${e(c.display)}^${sys}`;
 }
 
-function unitField(unit: string | undefined): string {
+function unitField(unit: string | undefined, code?: { system: string; code: string }): string {
   if (!unit) return '';
+  // the metric's own MDC unit first: /min is beats for a heart rate and breaths for a respiration rate
+  const metric = code?.system === MDC_SYSTEM ? lookupVital(code.code) : undefined;
+  if (metric?.mdcUnit && metric.ucum === unit) return `${metric.mdcUnit.code}^${metric.mdcUnit.refid}^MDC`;
   const u = normalizeUnit(unit);
   if (u?.mdcUnit && u.mdcUnitCode) return `${u.mdcUnitCode}^${u.mdcUnit}^MDC`;
   if (isValidUcum(unit)) return `${e(unit)}^${e(unit)}^UCUM`;
@@ -81,14 +84,14 @@ function valueFields(o: Observation): [string, string, string] {
   if (!v) return ['', '', ''];
   switch (v.kind) {
     case 'quantity':
-      if (v.comparator) return ['SN', `${e(v.comparator)}^${v.decimal ?? String(v.value)}`, unitField(v.unit)];
-      return ['NM', v.decimal ?? String(v.value), unitField(v.unit)];
+      if (v.comparator) return ['SN', `${e(v.comparator)}^${v.decimal ?? String(v.value)}`, unitField(v.unit, o.code)];
+      return ['NM', v.decimal ?? String(v.value), unitField(v.unit, o.code)];
     case 'text':
-      return ['ST', e(v.text), unitField(v.unit)];
+      return ['ST', e(v.text), unitField(v.unit, o.code)];
     case 'coded':
-      return ['CWE', `${e(v.code)}^${e(v.display)}^${e(v.system === MDC_SYSTEM ? 'MDC' : v.system)}`, unitField(v.unit)];
+      return ['CWE', `${e(v.code)}^${e(v.display)}^${e(v.system === MDC_SYSTEM ? 'MDC' : v.system)}`, unitField(v.unit, o.code)];
     case 'structured-numeric':
-      return ['SN', [v.comparator, v.num1, v.separator, v.num2].map(e).join('^'), unitField(v.unit)];
+      return ['SN', [v.comparator, v.num1, v.separator, v.num2].map(e).join('^'), unitField(v.unit, o.code)];
     default:
       return ['ST', '', ''];
   }
