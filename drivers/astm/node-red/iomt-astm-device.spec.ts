@@ -12,6 +12,7 @@ export const ASTM_DEVICE_SPEC: NodeSpec = {
   fields: [
     { name: 'name', type: 'string', default: '', description: 'label on the canvas' },
     { name: 'deviceId', type: 'string', default: '', unique: 'device', pattern: '^[^/\\x00-\\x1f]{1,64}$', description: 'unique device id in the store and API; empty = the name, else the node id' },
+    { name: 'machineCode', type: 'string', default: '', pattern: '^[^|^~\\\\&\\x00-\\x1f]{0,50}$', description: 'MA_MAY: the code of this instrument registered with social insurance (QĐ 130/QĐ-BYT XML3), put on every result (HL7 OBX-18, FHIR Device.identifier, claims export); empty = none' },
     { name: 'profile', type: 'profile', profileDriver: 'astm', default: 'generic-lis2-a2', required: true, description: 'analyzer profile (firmware-config/profiles/astm, or IOMT_PROFILES_DIR/astm)' },
     { name: 'transport', type: 'enum', default: 'serial', options: ['serial', 'tcp-server', 'tcp-client'], required: true, description: 'serial port, TCP with the analyzer connecting (tcp-server), or the gateway connecting (tcp-client)' },
     { name: 'serialPath', type: 'string', default: '', required: true, when: { field: 'transport', equals: ['serial'] }, description: 'serial device (prefer /dev/serial/by-id/...); a missing port is retried' },

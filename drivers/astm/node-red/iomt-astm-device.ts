@@ -3,6 +3,7 @@
  * over a serial port or TCP (either role), commits each result message before the final ACK, sends
  * the normalized observations into the flow, and answers host queries from the order cache.
  */
+import { withDeviceSettings } from '../../../gateway/src/identifiers/device-sink';
 import { join } from 'node:path';
 import { existsSync, readdirSync } from 'node:fs';
 import { AstmDriver, type AstmTransportOptions } from '../astm-driver';
@@ -22,6 +23,8 @@ interface AstmDeviceConfig {
   id: string;
   name?: string;
   deviceId?: string;
+  /** MA_MAY (issue 13): set on every result by withDeviceSettings. */
+  machineCode?: string;
   profile?: string;
   transport?: 'serial' | 'tcp-server' | 'tcp-client' | string;
   serialPath?: string;
@@ -165,7 +168,8 @@ export = function register(RED: any): void {
     }
     const rt = getRuntime();
     const emitter = new DeviceEmitter(node, deviceId, 'astm');
-    const driver = new AstmDriver({ deviceId, profile, transport }, rt.store, {
+    const sink = withDeviceSettings(rt.store, deviceId, { machineCode: resolveEnvTemplate(config.machineCode).trim() || undefined });
+    const driver = new AstmDriver({ deviceId, profile, transport }, sink, {
       onCommitted: (r, inbound) => {
         emitter.committed(r, inbound.messageType);
         showStatus(node, driver.status());

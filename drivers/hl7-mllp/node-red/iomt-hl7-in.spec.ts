@@ -15,6 +15,7 @@ export const HL7_IN_SPEC: NodeSpec = {
   fields: [
     { name: 'name', type: 'string', default: '', description: 'label on the canvas' },
     { name: 'deviceId', type: 'string', default: '', unique: 'device', pattern: '^[^/\\x00-\\x1f]{1,64}$', description: 'unique device id in the store and API; empty = the name, else the node id' },
+    { name: 'machineCode', type: 'string', default: '', pattern: '^[^|^~\\\\&\\x00-\\x1f]{0,50}$', description: 'MA_MAY: the code of this instrument registered with social insurance (QĐ 130/QĐ-BYT XML3), put on every result (HL7 OBX-18, FHIR Device.identifier, claims export); empty = none' },
     { name: 'host', type: 'host', default: '0.0.0.0', runtimeDefault: '0.0.0.0', description: 'address to listen on' },
     { name: 'port', type: 'port', default: '2575', required: true, description: 'TCP port to listen on (MLLP)' },
     { name: 'tls', type: 'bool', default: false, description: 'MLLP over TLS' },

@@ -3,6 +3,7 @@
  * over MLLP, commits every message before it acknowledges, then sends the normalized observations
  * into the flow.
  */
+import { withDeviceSettings } from '../../../gateway/src/identifiers/device-sink';
 import { readFileSync } from 'node:fs';
 import { Hl7Receiver } from '../hl7-receiver';
 import { getRuntime } from '../../../gateway/src/runtime';
@@ -15,6 +16,8 @@ interface Hl7InConfig {
   id: string;
   name?: string;
   deviceId?: string;
+  /** MA_MAY (issue 13): set on every result by withDeviceSettings. */
+  machineCode?: string;
   host?: string;
   port?: string;
   tls?: boolean | string;
@@ -128,7 +131,7 @@ export = function register(RED: any): void {
         strict,
         orders,
       },
-      rt.store,
+      withDeviceSettings(rt.store, deviceId, { machineCode: resolveEnvTemplate(config.machineCode).trim() || undefined }),
       (r, inbound) => {
         emitter.committed(r, inbound.messageType);
         showStatus(node, receiver.status());

@@ -105,7 +105,7 @@ export class TokenSource {
       const key = await jose.importPKCS8(a.privateKeyPem, alg);
       // SMART Backend Services: the assertion's aud is the token URL (openid-client's default is the issuer)
       clientAuth = client.PrivateKeyJwt(
-        { key: key as CryptoKey, kid: a.keyId },
+        { key, kid: a.keyId } as unknown as Parameters<typeof client.PrivateKeyJwt>[0], // jose gives a WebCrypto CryptoKey
         {
           [client.modifyAssertion]: (_header, payload) => {
             payload.aud = a.tokenUrl;
