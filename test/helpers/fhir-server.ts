@@ -11,7 +11,8 @@
  *
  * Test controls: `requireToken` (a function deciding whether a Bearer token is good: 401 otherwise),
  * `intercept` (answer a request yourself: 429, 503, an OperationOutcome ...), `reject` (a predicate on
- * a resource: 422 with an OperationOutcome naming it, before anything is stored).
+ * a resource: 422 with an OperationOutcome naming it, before anything is stored), `holdResponse`
+ * (store, then never answer: the sender dies waiting).
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -33,6 +34,8 @@ export interface ReceivedRequest {
   method: string;
   url: string;
   headers: http.IncomingHttpHeaders;
+  /** The body as received (the parsed `body` is changed by the router: it assigns ids). */
+  raw: string;
   body: any;
   status?: number;
 }
@@ -49,6 +52,8 @@ export interface FhirTestServer {
   requireToken?: (token: string) => boolean | Promise<boolean>;
   intercept?: (req: ReceivedRequest) => Answer | undefined;
   reject?: (resource: any) => string | undefined;
+  /** After the request was processed (resources stored), keep the answer back (a client that crashes waiting). */
+  holdResponse?: (req: ReceivedRequest) => boolean;
   /** Search the repository: e.g. search('Observation', { identifier: 'sys|v' }). */
   search(resourceType: string, query?: Record<string, string>): Promise<any[]>;
   close(): Promise<void>;
@@ -71,7 +76,7 @@ export async function startFhirServer(opts: { tls?: { key: Buffer | string; cert
     } catch {
       body = undefined;
     }
-    const rec: ReceivedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, body };
+    const rec: ReceivedRequest = { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers, raw, body };
     received.push(rec);
     const send = (a: Answer) => {
       rec.status = a.status;
@@ -112,6 +117,10 @@ export async function startFhirServer(opts: { tls?: { key: Buffer | string; cert
         { method: (req.method ?? 'GET') as any, url: path, pathname: '', body, params: {}, query, headers: req.headers },
         repo,
       );
+      if (server.holdResponse?.(rec)) {
+        rec.status = 0; // processed, never answered
+        return;
+      }
       send({ status: getStatus(outcome), body: resource ?? outcome });
     } catch (e) {
       send({ status: 500, body: oo('exception', (e as Error).message) });
