@@ -342,8 +342,6 @@ export class DicomStorageScp {
       if (ts) context.setResult(PCR.Accept, ts);
       else context.setResult(PCR.RejectTransferSyntaxesNotSupported);
     }
-    // a proposed maximum of 0 means "unlimited" (PS3.8 D.1): we still advertise our own bound
-    if (!assoc.getMaxPduLength() || assoc.getMaxPduLength() > this.maxPduBytes) assoc.setMaxPduLength(this.maxPduBytes);
     return undefined;
   }
 
@@ -528,11 +526,15 @@ class GatewayScp extends Scp {
   ) {
     super(socket, libOpts);
     this.log = componentLogger('dicom-scp', { deviceId: owner.opts.deviceId, conn: info.id });
-    this.framer = new PduFramer({ maxPDataBytes: owner.maxPduBytes });
-    // the library's own 'data' listener gets only bytes the framer let through
-    const libData = socket.listeners('data') as Array<(d: Buffer) => void>;
+    // the framer checks and assembles PDUs and hands each to the library's PDU handler (Network
+    // _processPdu, dcmjs-dimse 0.3.3, pinned; checked by storage-scp-lib.test.ts); the library's own
+    // 'data' listener (its accumulator) is removed
+    this.framer = new PduFramer({ maxPDataBytes: owner.maxPduBytes }, (pdu) => {
+      this.touch();
+      void (this as unknown as { _processPdu(b: Buffer): Promise<void> })._processPdu(pdu);
+    });
     socket.removeAllListeners('data');
-    socket.on('data', (d: Buffer) => this.onData(d, libData));
+    socket.on('data', (d: Buffer) => this.onData(d));
     socket.on('error', (e) => this.log.debug({ err: e.message }, 'socket error'));
     this.on('networkError', (e: Error) => {
       if (this.refused) return;
@@ -543,7 +545,7 @@ class GatewayScp extends Scp {
     this.on('close', () => this.onClose());
   }
 
-  private onData(d: Buffer, libData: Array<(d: Buffer) => void>): void {
+  private onData(d: Buffer): void {
     const v = this.framer.push(d);
     if (!v.ok) {
       if (this.refused) return;
@@ -560,7 +562,6 @@ class GatewayScp extends Scp {
       return;
     }
     this.info.guard.progress(d.length);
-    for (const f of libData) f(d);
     // backpressure: the file stream is over its high-water mark → stop reading until it drains
     const w = this.writer;
     if (w && w.writableNeedDrain && !this.socket.isPaused()) {
@@ -621,7 +622,13 @@ class GatewayScp extends Scp {
     this.associated = true;
     this.owner.associationOpened();
     this.log.info({ remote: this.info.remote, calling: this.calling }, 'association accepted');
+    // PS3.8 D.1: each side announces the largest P-DATA-TF it can *receive*. dcmtk-dimse uses one value
+    // for both directions (min of the two); we announce our own receive limit in the A-ASSOCIATE-AC and
+    // then send with the SCU's limit (big PDUs from the SCU: far fewer PDUs and copies per object)
+    const theirs = assoc.getMaxPduLength();
+    assoc.setMaxPduLength(this.owner.maxPduBytes);
     this.sendAssociationAccept();
+    if (theirs > 0) assoc.setMaxPduLength(theirs);
   }
 
   override associationReleaseRequested(): void {
