@@ -177,7 +177,7 @@ describe('MQTT broker: publish', () => {
 describe('MQTT broker: device status', () => {
   it('a will marks the device offline (reason will); a clean disconnect as disconnect', async () => {
     const c = await connect('bed-02', pw['bed-02'], { will: { topic: 'iomt/bed-02/status', payload: Buffer.from('offline'), qos: 1, retain: false } });
-    expect(broker.clientStatus('bed-02').state).toBe('connected');
+    await waitFor(() => broker.clientStatus('bed-02').state === 'connected', 3000).catch(() => { throw new Error(JSON.stringify(broker.clientStates())); });
     (c as unknown as { stream: { destroy(): void } }).stream.destroy(); // connection lost: the broker publishes the will
     await waitFor(() => broker.clientStatus('bed-02').state === 'disconnected', 3000);
     expect(broker.clientStates().find((s) => s.clientId === 'bed-02')?.offlineReason).toBe('will');

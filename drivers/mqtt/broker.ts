@@ -86,6 +86,8 @@ export interface ClientState {
 
 type Kind = 'vitals' | 'alarms' | 'status';
 
+const WARM_UP = JSON.stringify({ time: new Date(0).toISOString(), observations: [{ code: 'MDC_ECG_HEART_RATE', value: 1, unit: '/min' }, { code: 'MDC_PRESS_BLD_NONINV_SYS', value: 1, unit: 'mm[Hg]' }] });
+
 /** An error the broker hands aedes to close a connection on purpose (already logged with the reason). */
 class Refusal extends Error {}
 
@@ -157,6 +159,8 @@ export class MqttBroker {
     this.state = 'starting';
     try {
       await this.broker.listen(); // aedes 1.x: persistence and heartbeat start here
+      // load the code map and the UCUM tables now, not inside the first device's PUBACK time
+      normalizeVitals(Buffer.from(WARM_UP), { clientId: 'warm-up', receivedAt: new Date() });
       this.loadKnownClients();
       if (this.opts.port !== undefined) {
         const s = net.createServer((sock) => this.accept(sock, sock));
@@ -344,6 +348,8 @@ export class MqttBroker {
     if (username !== client.id) return refuse(4, 'user name must equal the client id'); // 4 bad user name or password
     const peer = (client.conn as tls.TLSSocket).getPeerCertificate?.();
     if (peer && peer.subject?.CN && peer.subject.CN !== client.id) return refuse(5, 'client certificate CN does not match the client id');
+    // a client that gave up (connect timeout) while its CONNECT waited costs no hashing
+    if ((client as unknown as { closed?: boolean }).closed || (client.conn as net.Socket).destroyed) return done(Object.assign(new Refusal('connection closed before authentication'), { returnCode: 3 }), false);
     const ok = await this.credentials.verify(client.id, password?.toString('utf8') ?? '');
     if (!ok) return refuse(4, 'wrong password, unknown or revoked client');
     done(null, true);

@@ -125,10 +125,12 @@ function envelope(o: Obj, listKey: string): Envelope {
   return { time: t, ...(bed ? { bed } : {}), ...(subject ? { subject } : {}), ...(eui ? { eui64: eui.toUpperCase() } : {}) };
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
+
 function parseJson(raw: Buffer): Obj {
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(raw);
+    text = UTF8.decode(raw);
   } catch {
     throw new PayloadError('', 'payload is not valid UTF-8');
   }

@@ -42,6 +42,10 @@ export interface MonitorOptions {
   seed?: number;
   /** Spread the first publish of each bed over one period (default true). */
   stagger?: boolean;
+  /** Called once every bed is connected, right before the first publish (benchmarks start measuring here). */
+  onStart?: () => void;
+  /** Called when the publishing time is over, before waiting for the last PUBACKs. */
+  onPublishingDone?: () => void;
 }
 
 export interface MonitorReport {
@@ -176,15 +180,17 @@ export async function runMonitors(opts: MonitorOptions): Promise<MonitorReport> 
     });
   };
 
+  opts.onStart?.();
+  const pubStart = Date.now();
   await new Promise<void>((done) => {
     const periodMs = 1000 / rate;
     opts.beds.forEach((bed, i) => {
       const c = clients[i];
       const topic = `iomt/${bed.clientId}/vitals`;
-      let nextAlarm = opts.alarmEveryS ? start + (opts.alarmEveryS * 1000 * (i + 1)) / opts.beds.length : Infinity;
+      let nextAlarm = opts.alarmEveryS ? pubStart + (opts.alarmEveryS * 1000 * (i + 1)) / opts.beds.length : Infinity;
       let alarmNo = 0;
       const tick = () => {
-        if (Date.now() - start >= durationMs) return;
+        if (Date.now() - pubStart >= durationMs) return;
         const at = new Date(Date.now() + skewMs);
         if (!c.connected) return; // mqtt.js reconnects; nothing is sent meanwhile (a monitor buffers, we skip)
         if (faults.badPayload && rand() < faults.badPayload) {
@@ -229,6 +235,7 @@ export async function runMonitors(opts: MonitorOptions): Promise<MonitorReport> 
     timers.push(setTimeout(done, durationMs));
   });
   for (const t of timers) clearTimeout(t);
+  opts.onPublishingDone?.();
   // wait for the last PUBACKs (mqtt.js re-sends unacknowledged messages after a reconnect)
   const deadline = Date.now() + 15_000;
   while (pending > 0 && Date.now() < deadline) await new Promise((res) => setTimeout(res, 50));
