@@ -8,6 +8,7 @@ import { principalOf, type Authenticator, type RequestPrincipal } from './auth';
 import { ApiError, apiErrorHandler, badRequest, forbidden, notFound } from './errors';
 import { exportsRouter } from './exports';
 import { mqttClientsRouter } from './mqtt-clients';
+import { registerStudyRoutes } from './studies';
 
 /** What the API needs besides the runtime: accounts, audit, authentication, message lookup by uid. */
 export interface ApiSecurity {
@@ -349,6 +350,8 @@ export function apiRouter(rt: GatewayRuntime, sec: ApiSecurity): Router {
 
   r.use('/mqtt-clients', mqttClientsRouter(rt.settings.dataDir, audit)); // MQTT device logins (admin), gateway/src/http/mqtt-clients.ts
   r.use('/exports', exportsRouter(rt, { audit })); // GET /exports/bhyt: claims XML4 rows + MA_MAY (issue 13)
+  registerStudyRoutes(r, rt, audit); // GET /studies: did the images arrive, did each PACS take them (issue 11 §5)
+
   r.use((_req, _res, next) => next(notFound('no such API route')));
   r.use(apiErrorHandler((err) => log.error({ err: err instanceof Error ? err.message : String(err) }, 'API request failed')));
   return r;
