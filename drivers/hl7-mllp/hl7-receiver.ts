@@ -11,12 +11,14 @@ import { normalizeProcessingId } from '../../gateway/src/pipeline/processing-id'
 import { reportCommitted } from '../../gateway/src/pipeline/committed';
 import { buildAck, type AckCode } from './ack';
 import type { OrderUpdate } from '../../gateway/src/orders/order-types';
-import { createHash } from 'node:crypto';
-import { CharsetError, decodeHl7Message, encodeFor, type CharsetName } from '../../gateway/src/charset/charset';
-import { parseHl7, peekHeader, readHeader, type Hl7Header, type Hl7Limits } from './hl7-message';
+import { CharsetError, encodeFor, type CharsetName } from '../../gateway/src/charset/charset';
+import type { Hl7Header, Hl7Limits } from './hl7-message';
 import { MllpServer, nextAckId, type MllpConnectionInfo, type MllpServerOptions } from './mllp-server';
-import { isOrderMessage, parseOrders, type OrderParseResult } from './order-parser';
-import { parseOru, type OruParseResult } from './oru-parser';
+import type { OrderParseResult } from './order-parser';
+import type { OruParseResult } from './oru-parser';
+import { DEFAULT_HL7_WORKER_THRESHOLD, isLargeHl7, prepareHl7, type Hl7Prepared, type Hl7PrepareOptions, type Hl7WorkerThreshold } from './hl7-worker-parse';
+import { sharedHl7WorkerPool, type Hl7WorkerPool } from './hl7-worker-pool';
+import { WORK_EXPANSION_FACTOR } from '../../gateway/src/pipeline/memory-budget';
 
 /**
  * Where ORM^O01 / OML^O21 orders go (the order cache). Called after the raw message is committed to
@@ -48,6 +50,13 @@ export interface Hl7ReceiverOptions extends Omit<MllpServerOptions, 'logBindings
   orders?: Hl7OrderAcceptor;
   /** Structural limits per message (segments, fields, repetitions, components); over one: AE + quarantine. Default DEFAULT_HL7_LIMITS. */
   limits?: Partial<Hl7Limits>;
+  /**
+   * Messages at least this big are decoded and parsed in the worker pool, off the main thread (issue 10
+   * §1); smaller ones inline. Default DEFAULT_HL7_WORKER_THRESHOLD (64 KiB or 1000 segments); false = always inline.
+   */
+  parseInWorker?: Partial<Hl7WorkerThreshold> | false;
+  /** The pool for large messages (default: the process-wide one, IOMT_HL7_PARSE_WORKERS threads). */
+  workerPool?: Hl7WorkerPool;
 }
 
 export const DRIVER_NAME = 'hl7-mllp';
@@ -71,7 +80,7 @@ export class Hl7Receiver {
   ) {
     if (!opts.deviceId) throw new TypeError('Hl7Receiver: deviceId is required');
     this.log = componentLogger('hl7-receiver', { deviceId: opts.deviceId });
-    const { deviceId: _d, charset: _c, orders: _o, fallbackCharset: _f, strict: _s, defaultResultStatus: _r, limits: _l, ...serverOpts } = opts;
+    const { deviceId: _d, charset: _c, orders: _o, fallbackCharset: _f, strict: _s, defaultResultStatus: _r, limits: _l, parseInWorker: _w, workerPool: _p, ...serverOpts } = opts;
     this.server = new MllpServer(
       {
         ...serverOpts,
@@ -95,6 +104,7 @@ export class Hl7Receiver {
   async start(signal?: AbortSignal): Promise<{ port: number }> {
     this.state = 'starting';
     try {
+      if (this.opts.parseInWorker !== false) (this.opts.workerPool ?? sharedHl7WorkerPool()).warm();
       const r = await this.server.start(signal);
       this.port = r.port;
       this.state = 'listening';
@@ -143,36 +153,36 @@ export class Hl7Receiver {
     const device = this.opts.deviceId;
     metrics.received.inc({ device });
     this.lastMessageAt = new Date().toISOString();
+    // a large message's processing costs several times its bytes (issue 10 §7): charged to the in-flight
+    // budget before it starts, given back after the answer; large messages then run one or a few at a time
+    const large = this.isLarge(raw);
+    const release = large ? await this.server.budget.acquireWork(raw.length * WORK_EXPANSION_FACTOR) : undefined;
+    try {
+      return await this.process(raw, conn, large);
+    } finally {
+      release?.();
+    }
+  }
+
+  private async process(raw: Buffer, conn: MllpConnectionInfo, large: boolean): Promise<Buffer> {
+    const device = this.opts.deviceId;
     let header: Hl7Header | undefined;
     try {
-      let decoded: ReturnType<typeof decodeHl7Message>;
-      try {
-        // MSH-18 (HL7 v2.5.1 2.15.9.18, Table 0211) first, the listener charset when empty; invalid
-        // bytes never become U+FFFD silently: the fallback charset, or quarantine + AE
-        decoded = decodeHl7Message(raw, { listenerCharset: this.opts.charset ?? 'utf8', fallback: this.opts.fallbackCharset });
-      } catch (e) {
-        header = peekHeader(raw.toString('latin1'));
-        throw e;
+      // decode + parse: inline for small messages, in the worker pool for large ones (issue 10 §1);
+      // both run prepareHl7, so the observations, flags and errors are the same
+      const prep = await this.prepare(raw, large);
+      if (!prep.ok) {
+        header = prep.header;
+        throw prep.error;
       }
-      const text = decoded.text;
-      let parsed: OruParseResult | OrderParseResult;
-      try {
-        const msg = parseHl7(text, { lenient: !this.opts.strict, ...(this.opts.limits ? { limits: this.opts.limits } : {}) });
-        // ORM^O01 / OML^O21 only when an order acceptor is configured; otherwise parseOru answers AR 200
-        parsed =
-          this.opts.orders && isOrderMessage(readHeader(msg))
-            ? parseOrders(msg)
-            : parseOru(msg, { strict: this.opts.strict, defaultResultStatus: this.opts.defaultResultStatus });
-      } catch (e) {
-        header = peekHeader(text);
-        throw e;
-      }
+      const decoded = prep;
+      const parsed: OruParseResult | OrderParseResult = 'orders' in prep ? prep.orders : prep.oru;
       header = parsed.header;
       const flags: string[] = decoded.usedFallback ? ['charset-fallback'] : [];
-      if ('orders' in parsed) return await this.handleOrders(parsed, raw, conn, this.opts.orders as Hl7OrderAcceptor, text, flags);
+      if ('orders' in parsed) return await this.handleOrders(parsed, raw, conn, this.opts.orders as Hl7OrderAcceptor, decoded.hash, flags);
       for (const f of parsed.messageFlags) if (!flags.includes(f.code)) flags.push(f.code);
       if (parsed.withheld.length) flags.push('parts-withheld');
-      const inbound = this.inbound(parsed.header, raw, conn, parsed.drafts, text, flags, { charset: decoded.charset, ...(parsed.messageFlags.length ? { quality: parsed.messageFlags.map(({ original: _o, ...f }) => f) } : {}) });
+      const inbound = this.inbound(parsed.header, raw, conn, parsed.drafts, decoded.hash, flags, { charset: decoded.charset, ...(parsed.messageFlags.length ? { quality: parsed.messageFlags.map(({ original: _o, ...f }) => f) } : {}) });
       const result = await this.commit(inbound, parsed.header);
       if (Buffer.isBuffer(result)) return result;
       if (!result.duplicate) {
@@ -221,10 +231,10 @@ export class Hl7Receiver {
    * general acknowledgement ACK^O01^ACK / ACK^O21^ACK (HL7 v2.5.1 2.9.2 original mode, 4.4 order
    * messages: the application-level ORR^O02 / ORL^O22 is not sent).
    */
-  private async handleOrders(parsed: OrderParseResult, raw: Buffer, conn: MllpConnectionInfo, orders: Hl7OrderAcceptor, text: string, flags: string[]): Promise<Buffer> {
+  private async handleOrders(parsed: OrderParseResult, raw: Buffer, conn: MllpConnectionInfo, orders: Hl7OrderAcceptor, hash: string, flags: string[]): Promise<Buffer> {
     const device = this.opts.deviceId;
     const h = parsed.header;
-    const inbound = this.inbound(h, raw, conn, [], text, flags, { orders: parsed.orders.length });
+    const inbound = this.inbound(h, raw, conn, [], hash, flags, { orders: parsed.orders.length });
     const result = await this.commit(inbound, h);
     if (Buffer.isBuffer(result)) return result;
     try {
@@ -245,7 +255,7 @@ export class Hl7Receiver {
    * different message that reuses the control id (analyzers that restart their counter) is stored,
    * delivered and flagged `control-id-reused` (docs/result-fidelity.md "Duplicates").
    */
-  private inbound(h: Hl7Header, raw: Buffer, conn: MllpConnectionInfo, drafts: InboundMessage['drafts'], text: string, flags: string[], meta: Record<string, unknown> = {}): InboundMessage {
+  private inbound(h: Hl7Header, raw: Buffer, conn: MllpConnectionInfo, drafts: InboundMessage['drafts'], hash: string, flags: string[], meta: Record<string, unknown> = {}): InboundMessage {
     const sender = `${h.sendingApp}^${h.sendingFacility}`;
     const m: InboundMessage = {
       deviceId: this.opts.deviceId,
@@ -254,7 +264,7 @@ export class Hl7Receiver {
       receivedAt: new Date(),
       sourceMessageId: h.controlId,
       sender,
-      dedupeKey: `${sender}|${h.controlId}|${contentHash(text)}`,
+      dedupeKey: `${sender}|${h.controlId}|${hash}`, // contentHash of the decoded text
       controlKey: `${sender}|${h.controlId}`,
       messageType: `${h.messageType}^${h.trigger}`,
       drafts,
@@ -266,6 +276,20 @@ export class Hl7Receiver {
     if (pid && !['P', 'T', 'D'].includes(pid) && !flags.includes('processing-id-unknown')) flags.push('processing-id-unknown');
     if (flags.length) m.flags = flags;
     return m;
+  }
+
+  /** Decode + parse (prepareHl7): inline below the worker threshold, else in the worker pool (same function, same result). */
+  private prepare(raw: Buffer, large: boolean): Promise<Hl7Prepared> | Hl7Prepared {
+    const o = this.opts;
+    const p: Hl7PrepareOptions = { charset: o.charset, fallbackCharset: o.fallbackCharset, strict: o.strict, defaultResultStatus: o.defaultResultStatus, orders: !!o.orders, ...(o.limits ? { limits: o.limits } : {}) };
+    if (o.parseInWorker === false || !large) return prepareHl7(raw, p);
+    return (o.workerPool ?? sharedHl7WorkerPool()).prepare(raw, p);
+  }
+
+  /** At least the worker threshold (DEFAULT_HL7_WORKER_THRESHOLD or parseInWorker). */
+  private isLarge(raw: Buffer): boolean {
+    const t = this.opts.parseInWorker;
+    return isLargeHl7(raw, { ...DEFAULT_HL7_WORKER_THRESHOLD, ...(t || {}) });
   }
 
   /** Commit before any AA (architecture §3): the result, or the AE to answer when the store cannot commit. */
@@ -306,23 +330,5 @@ export class Hl7Receiver {
   }
 }
 
-/**
- * "Same content" for de-duplication (docs/result-fidelity.md): SHA-256 of the decoded message with
- * MSH-7 (date/time of message, HL7 v2.5.1 2.15.9.7) blanked and trailing segment terminators removed.
- * A device that re-sends after a lost ACK may restamp MSH-7 and MLLP senders differ on the final CR;
- * neither makes it another message. Everything else counts, results and MSH-10 included.
- */
-export function contentHash(text: string): string {
-  let end = text.length;
-  while (end > 0 && (text.charCodeAt(end - 1) === 13 || text.charCodeAt(end - 1) === 10)) end--; // not /[\r\n]+$/: quadratic on a run of CRs (issue 10)
-  let t = text.slice(0, end);
-  const fs = t[3];
-  const eol = t.search(/[\r\n]/);
-  const first = eol === -1 ? t : t.slice(0, eol);
-  if (first.startsWith('MSH') && fs) {
-    const parts = first.split(fs);
-    if (parts.length > 6) parts[6] = ''; // parts[0] MSH, [1] MSH-2, … [6] MSH-7
-    t = parts.join(fs) + (eol === -1 ? '' : t.slice(eol));
-  }
-  return createHash('sha256').update(t, 'utf8').digest('hex');
-}
+/** Re-exported: the de-duplication hash lives beside the parse step it belongs to (hl7-worker-parse.ts). */
+export { contentHash } from './hl7-worker-parse';

@@ -14,14 +14,21 @@
  * stay ≤ maxBytes as long as no listener accepts messages larger than headroomBytes (default
  * 8 MiB, the MLLP default maxBytes); a larger message can overshoot the budget by its excess.
  *
- * Counts payload bytes, not the JavaScript heap the parsers then use; with the default 64 MiB the
- * gateway stays well inside a 1 GB Raspberry Pi.
+ * Work (issue 10 §7): decoding, parsing and storing a large message costs several times its size
+ * (decoded text, results, the store's JSON and copies: measured ~6× for an 8 MB message, bench/memory-
+ * flood.ts). The receiver charges that expansion with `acquireWork` before it processes a large message
+ * and releases it after the answer. Work is granted when it fits beside the bytes held and the other
+ * work, and always when no other work runs (so work never waits for readers: no deadlock); while work
+ * is charged, readers get correspondingly less. Large messages are thus processed one or a few at a
+ * time while the others wait with their sockets paused.
  */
 import { componentLogger } from '../log/logger';
 import { metrics } from '../metrics/registry';
 
 export const DEFAULT_INFLIGHT_MAX_BYTES = 64 * 1024 * 1024;
 export const DEFAULT_INFLIGHT_HEADROOM_BYTES = 8 * 1024 * 1024;
+/** Bytes of work charged per byte of a large message being processed (see acquireWork). */
+export const WORK_EXPANSION_FACTOR = 6;
 
 export interface MemoryBudgetOptions {
   /** Budget in bytes (> 0). */
@@ -38,9 +45,13 @@ export class MemoryBudget {
   readonly headroomBytes: number;
   private usedBytes = 0;
   private peak = 0;
+  private peakAll = 0;
   private readonly held = new Map<BudgetHolder, number>();
   private lender: BudgetHolder | undefined; // holder currently using the headroom
   private waiters: Array<{ holder: BudgetHolder; cb: () => void }> = [];
+  private workBytes = 0;
+  private workCount = 0;
+  private workWaiters: Array<{ n: number; grant: () => void }> = [];
 
   constructor(opts: MemoryBudgetOptions) {
     if (!(opts.maxBytes > 0)) throw new RangeError('memory budget maxBytes must be > 0');
@@ -53,9 +64,24 @@ export class MemoryBudget {
     return this.usedBytes;
   }
 
+  /** Bytes charged for work in progress (acquireWork). */
+  get work(): number {
+    return this.workBytes;
+  }
+
+  /** Work charges waiting (acquireWork). */
+  get workWaiting(): number {
+    return this.workWaiters.length;
+  }
+
   /** Highest `used` seen (tests, diagnostics). */
   get peakUsed(): number {
     return this.peak;
+  }
+
+  /** Highest `used + work` seen. */
+  get peakWithWork(): number {
+    return this.peakAll;
   }
 
   /** Bytes `holder` holds. */
@@ -75,7 +101,7 @@ export class MemoryBudget {
   tryReserve(holder: BudgetHolder, n: number): boolean {
     if (n <= 0) return true;
     const regular = this.maxBytes - this.headroomBytes;
-    let ok = this.usedBytes + n <= regular;
+    let ok = this.usedBytes + this.workBytes + n <= regular;
     if (!ok && (this.lender === undefined || this.lender === holder)) {
       // the headroom: one holder at a time, so that one can always finish its message (a message
       // larger than the headroom overshoots by its excess rather than wait for ever)
@@ -84,9 +110,42 @@ export class MemoryBudget {
     }
     if (!ok) return false;
     this.usedBytes += n;
-    if (this.usedBytes > this.peak) this.peak = this.usedBytes;
+    this.notePeak();
     this.held.set(holder, this.heldBy(holder) + n);
     return true;
+  }
+
+  /**
+   * Charge `n` bytes of work (the expansion of a message while it is decoded, parsed and stored);
+   * resolves with the function that gives them back (call it once, after the answer). Granted at once
+   * when no other work runs, else when `used + work + n ≤ maxBytes`; waiters are served in order.
+   */
+  acquireWork(n: number): Promise<() => void> {
+    const grant = (): (() => void) => {
+      this.workBytes += n;
+      this.workCount++;
+      this.notePeak();
+      let done = false;
+      return () => {
+        if (done) return;
+        done = true;
+        this.workBytes -= n;
+        this.workCount--;
+        this.wake();
+      };
+    };
+    if (!this.workWaiters.length && this.workFits(n)) return Promise.resolve(grant());
+    metrics.inflightPauses.inc();
+    return new Promise((resolve) => this.workWaiters.push({ n, grant: () => resolve(grant()) }));
+  }
+
+  private workFits(n: number): boolean {
+    return this.workCount === 0 || this.usedBytes + this.workBytes + n <= this.maxBytes;
+  }
+
+  private notePeak(): void {
+    if (this.usedBytes > this.peak) this.peak = this.usedBytes;
+    if (this.usedBytes + this.workBytes > this.peakAll) this.peakAll = this.usedBytes + this.workBytes;
   }
 
   /** Give back `n` bytes of `holder` (at most what it holds). Wakes waiters. */
@@ -122,6 +181,8 @@ export class MemoryBudget {
   }
 
   private wake(): void {
+    // work first (FIFO): it finishes and frees memory; readers get what is left
+    while (this.workWaiters.length && this.workFits(this.workWaiters[0].n)) (this.workWaiters.shift() as { grant: () => void }).grant();
     if (!this.waiters.length) return;
     const ws = this.waiters;
     this.waiters = [];

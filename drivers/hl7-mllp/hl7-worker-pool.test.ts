@@ -1,0 +1,178 @@
+/**
+ * Issue 10 §1: large HL7 messages are decoded and parsed in a worker thread (hl7-worker-pool.ts), small
+ * ones inline; both run prepareHl7. Proved here: (1) the pool's result equals the inline one for every
+ * outcome (results, orders, charset fallback, parse/charset/unsupported errors with their fields);
+ * (2) over TCP, a 10,000-segment and an 8 MB message are answered AA while the main thread's event
+ * loop is never held for 100 ms, and the committed observations equal the inline path's.
+ */
+import { createHash } from 'node:crypto';
+import net from 'node:net';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { CommitResult, InboundMessage, ObservationSink, QuarantineInput } from '../../gateway/src/contracts/driver';
+import { createRootLogger } from '../../gateway/src/log/logger';
+import { GatewayStore } from '../../gateway/src/store/gateway-store';
+import { tempDir } from '../../test/helpers/env';
+import { parseAck } from './ack';
+import { Hl7Receiver } from './hl7-receiver';
+import { DEFAULT_HL7_WORKER_THRESHOLD, isLargeHl7, prepareHl7, type Hl7Prepared, type Hl7PrepareOptions } from './hl7-worker-parse';
+import { Hl7WorkerPool } from './hl7-worker-pool';
+import { encodeMllp, MllpDecoder } from './mllp-decoder';
+
+class MemorySink implements ObservationSink {
+  readonly messages: InboundMessage[] = [];
+  readonly quarantined: QuarantineInput[] = [];
+  async submit(msg: InboundMessage): Promise<CommitResult> {
+    this.messages.push(msg);
+    return { messageId: this.messages.length, messageUid: `u${this.messages.length}`, duplicate: false, observations: [] };
+  }
+  async quarantine(q: QuarantineInput): Promise<number> {
+    this.quarantined.push(q);
+    return this.quarantined.length;
+  }
+}
+
+const MSH = (id: string, type = 'ORU^R01', extra = '') => `MSH|^~\\&|ANALYZER|LAB|GW|HOSP|20240101120000||${type}|${id}|P|2.5.1${extra}`;
+const obx = (i: number) => `OBX|${i}|NM|2093-3^Cholesterol^LN||${(i % 300) / 10}|mg/dL|<200|${i % 7 ? 'N' : 'H'}|||F`;
+/** ~560 KB: 10,000 segments (the default segment limit). */
+const tenK = (id: string) => [MSH(id), 'PID|1||P1^^^HOSP^MR||DOE^JOHN||19800101|M', 'OBR|1|PL1|FL1|24331-1^Lipid panel^LN', ...Array.from({ length: 9_997 }, (_, i) => obx(i + 1))].join('\r');
+/** 8 MB: one text value of ~8 MB. */
+const eightMB = (id: string) => [MSH(id), 'PID|1||P1', 'OBR|1||S1|T1', `OBX|1|TX|T1||${'A'.repeat(8 * 1024 * 1024 - 200)}||||||F`].join('\r');
+const orm = (id: string) => [MSH(id, 'ORM^O01', '|||||'), 'PID|1||P9^^^HOSP^MR||ROE^ANN||19700101|F', 'ORC|NW|PL9||||||||||', 'OBR|1|PL9|FL9|24331-1^Lipid panel^LN|||20240101110000||||||||SER', ...Array.from({ length: 1500 }, () => 'NTE|1||padding')].join('\r');
+
+const CASES: Array<{ name: string; raw: Buffer; opts?: Hl7PrepareOptions }> = [
+  { name: '10,000 segments', raw: Buffer.from(tenK('T1'), 'utf8') },
+  { name: '8 MB text value', raw: Buffer.from(eightMB('T2'), 'utf8') },
+  { name: 'latin1 bytes in a UTF-8 listener, fallback windows-1258', raw: Buffer.from(tenK('T3').replace('DOE^JOHN', 'NGUY\xcaN^AN'), 'latin1'), opts: { fallbackCharset: 'windows-1258' } },
+  { name: 'invalid UTF-8 without fallback (CharsetError)', raw: Buffer.from(tenK('T4').replace('DOE^JOHN', 'NGUY\xcaN^AN'), 'latin1') },
+  { name: 'over the segment limit (ParseError 100)', raw: Buffer.from(tenK('T5'), 'utf8'), opts: { limits: { maxSegments: 5000 } } },
+  { name: 'unsupported message type (AR 200)', raw: Buffer.from(tenK('T6').replace('ORU^R01', 'ADT^A01'), 'utf8') },
+  { name: 'order message with orders enabled', raw: Buffer.from(orm('T7'), 'utf8'), opts: { orders: true } },
+  { name: 'strict mode: a line that is not a segment', raw: Buffer.from(tenK('T8') + '\rnot a segment', 'utf8'), opts: { strict: true } },
+];
+
+/** Errors compared by class and fields (an Error's own fields are not enumerable for toEqual). */
+function comparable(p: Hl7Prepared): unknown {
+  if (p.ok) return p;
+  const e = p.error as Error & Record<string, unknown>;
+  return { header: p.header, cls: e.constructor.name, message: e.message, code: e.code, location: e.location, hl7ErrorCode: e.hl7ErrorCode, charset: e.charset, offset: e.offset, reason: e.reason };
+}
+
+describe('HL7 parse worker pool (issue 10 §1)', () => {
+  const pool = new Hl7WorkerPool(1);
+  beforeAll(() => createRootLogger('silent'));
+  afterAll(() => pool.close());
+
+  it('every case is above the worker threshold, and so are 20,000 repetitions in 40 KB; an ordinary message is not', () => {
+    const t = DEFAULT_HL7_WORKER_THRESHOLD;
+    for (const c of CASES) expect(isLargeHl7(c.raw, t), c.name).toBe(true);
+    const reps = Buffer.from([MSH('R'), `PID|1||${Array.from({ length: 20_000 }, () => '1').join('~')}`, obx(1)].join('\r'));
+    expect(reps.length).toBeLessThan(t.minBytes);
+    expect(isLargeHl7(reps, t)).toBe(true);
+    const ordinary = Buffer.from([MSH('S'), 'PID|1||P1^^^HOSP^MR||DOE^JOHN||19800101|M', 'OBR|1|PL1|FL1|24331-1^Lipid panel^LN', ...Array.from({ length: 40 }, (_, i) => obx(i + 1))].join('\r'));
+    expect(isLargeHl7(ordinary, t)).toBe(false);
+  });
+
+  it('the worker gives exactly the inline result: results, flags, orders and errors with their fields', { timeout: 60_000 }, async () => {
+    const outcomes: string[] = [];
+    for (const c of CASES) {
+      const inline = prepareHl7(c.raw, c.opts ?? {});
+      const worker = await pool.prepare(c.raw, c.opts ?? {});
+      expect(comparable(worker), c.name).toEqual(comparable(inline));
+      outcomes.push(inline.ok ? ('orders' in inline ? 'orders' : `oru:${inline.oru.drafts.length}`) : (inline.error as Error).constructor.name);
+    }
+    // the cases cover each outcome (the test is not comparing two identical failures)
+    expect(outcomes).toEqual(['oru:9997', 'oru:1', 'oru:9997', 'CharsetError', 'ParseError', 'UnsupportedMessageError', 'orders', 'ParseError']);
+    expect(pool.done).toBe(CASES.length);
+  });
+
+  it('a queue beyond its bound is refused, not grown; a closed pool refuses', async () => {
+    const p = new Hl7WorkerPool(1);
+    await p.close();
+    await expect(p.prepare(Buffer.from(MSH('X')), {})).rejects.toThrow(/closed/);
+  });
+});
+
+function exchange(port: number, payload: Buffer): Promise<{ ack: string; ms: number }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const s = net.connect(port, '127.0.0.1');
+    const dec = new MllpDecoder();
+    s.on('connect', () => s.write(encodeMllp(payload)));
+    s.on('data', (d) => {
+      for (const ev of dec.push(d)) {
+        if (ev.type !== 'frame') continue;
+        s.destroy();
+        resolve({ ack: ev.payload.toString('utf8'), ms: performance.now() - t0 });
+      }
+    });
+    s.on('error', reject);
+  });
+}
+
+describe('Hl7Receiver: large messages off the main thread (issue 10 §1)', () => {
+  const big = [Buffer.from(tenK('BIG10K'), 'utf8'), Buffer.from(eightMB('BIG8MB'), 'utf8')];
+
+  async function run(sink: ObservationSink, parseInWorker: boolean, pool?: Hl7WorkerPool) {
+    const rx = new Hl7Receiver({ deviceId: 'worker-test', host: '127.0.0.1', port: 0, parseInWorker: parseInWorker ? {} : false, ...(pool ? { workerPool: pool } : {}) }, sink);
+    const { port } = await rx.start();
+    // warm up (module load, worker start, JIT): not measured
+    await exchange(port, Buffer.from([MSH('WARM'), 'PID|1||P1', 'OBR|1||S1|T1', ...Array.from({ length: 1200 }, (_, i) => obx(i + 1))].join('\r')));
+    const h = monitorEventLoopDelay({ resolution: 5 });
+    h.enable();
+    const small: number[] = [];
+    let stop = false;
+    // a second analyzer keeps sending small messages meanwhile
+    const other = (async () => {
+      for (let i = 0; !stop; i++) small.push((await exchange(port, Buffer.from([MSH(`S${i}`), 'PID|1||P1', obx(1)].join('\r')))).ms);
+    })();
+    const acks = [];
+    for (const b of big) acks.push(await exchange(port, b));
+    stop = true;
+    await other;
+    h.disable();
+    await rx.close();
+    return { acks: acks.map((a) => parseAck(a.ack)), maxDelayMs: h.max / 1e6, smallMaxMs: Math.max(...small) };
+  }
+
+  it('a 10,000-segment and an 8 MB message: AA, the event loop never held 100 ms, the same observations as inline', { timeout: 60_000, retry: 2 }, async () => {
+    const pool = new Hl7WorkerPool(1);
+    try {
+      const viaWorker = new MemorySink();
+      const w = await run(viaWorker, true, pool);
+      const inlineSink = new MemorySink();
+      const i = await run(inlineSink, false);
+      expect(w.acks.map((a) => [a.code, a.controlId])).toEqual([['AA', 'BIG10K'], ['AA', 'BIG8MB']]);
+      expect(i.acks.map((a) => [a.code, a.controlId])).toEqual([['AA', 'BIG10K'], ['AA', 'BIG8MB']]);
+      expect(pool.done).toBeGreaterThanOrEqual(3); // warm-up + both large ones went to the worker
+      // the committed messages without what differs by connection/time (remote port, receivedAt); raw by hash
+      const bigOnes = (s: MemorySink) =>
+        s.messages
+          .filter((m) => m.sourceMessageId?.startsWith('BIG'))
+          .map(({ receivedAt: _r, raw, meta, ...m }) => ({ ...m, raw: createHash('sha256').update(raw).digest('hex'), meta: { ...meta, remote: undefined } }));
+      const [a, b] = [bigOnes(viaWorker), bigOnes(inlineSink)];
+      expect(a).toHaveLength(2);
+      expect(a.map((m) => m.drafts.length)).toEqual([9997, 1]);
+      expect(JSON.stringify(a) === JSON.stringify(b), 'worker and inline commits are identical').toBe(true);
+      console.log(`event-loop max delay: worker ${w.maxDelayMs.toFixed(1)} ms (small messages meanwhile: max ${w.smallMaxMs.toFixed(0)} ms), inline ${i.maxDelayMs.toFixed(1)} ms`);
+      expect(w.maxDelayMs).toBeLessThan(100);
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('with the real store on disk: AA after commit, observations stored; event-loop delay reported', { timeout: 60_000 }, async () => {
+    const tmp = tempDir('iomt-worker-');
+    const store = GatewayStore.open({ dataDir: tmp.dir });
+    const pool = new Hl7WorkerPool(1);
+    try {
+      const w = await run(store, true, pool);
+      expect(w.acks.map((a) => [a.code, a.controlId])).toEqual([['AA', 'BIG10K'], ['AA', 'BIG8MB']]);
+      console.log(`real store: event-loop max delay ${w.maxDelayMs.toFixed(1)} ms`);
+    } finally {
+      await pool.close();
+      await store.close();
+      tmp.cleanup();
+    }
+  });
+});
