@@ -21,6 +21,7 @@ import { revokeEditorTokens, startNodeRed } from './node-red/embed';
 import { resolveSiteFlows } from './node-red/flow-files';
 import { planHttpTls } from './tls/http-tls';
 import { securityHeaders } from './http/security-headers';
+import { guardHttpServer, httpGuardEnv } from './http/server-guard';
 import { DeployHistory } from './node-red/deploy-history';
 import { auditDeploy, deploysRouter } from './http/deploys';
 import { undeliveredSink } from './pipeline/undelivered';
@@ -88,6 +89,7 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
     server = createHttpServer(app);
     if (tlsPlan.plainReason === 'insecure') log.warn({ host: settings.http.host }, 'plain HTTP beyond loopback (IOMT_HTTP_INSECURE=true): passwords and patient data cross the network unencrypted');
   }
+  guardHttpServer(server, { ...httpGuardEnv(), log: componentLogger('http') }); // per-address limit, head timeout, idle-longest eviction, counted refusals and TLS failures (issue 10 §2)
 
   let ready = false;
   const auth = new Authenticator({ users: accounts.users, audit: accounts.audit });
