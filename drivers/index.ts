@@ -37,4 +37,10 @@ export const DRIVERS: DriverDefinition[] = [
     nodeRedDir: join(__dirname, 'mqtt', 'node-red'),
     nodeTypes: ['iomt-mqtt-broker'],
   },
+  {
+    name: 'dicom',
+    description: 'DICOM storage SCP for modalities (C-ECHO, C-STORE streamed to disk, success after commit), optional worklist C-FIND and MPPS, DICOM TLS',
+    nodeRedDir: join(__dirname, 'dicom', 'node-red'),
+    nodeTypes: ['iomt-dicom-in'],
+  },
 ];
