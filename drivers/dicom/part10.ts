@@ -241,6 +241,7 @@ export function readHeader(buf: Buffer, transferSyntaxUid: string, complete: boo
   const r = new Reader(data, transferSyntaxUid !== TS.implicitLE, transferSyntaxUid === TS.explicitBE, done);
   const raw: Partial<Record<keyof DatasetHeader, Buffer>> = {};
   let last = -1;
+  let past = false; // reached a group after 0020: everything needed has been seen
   while (r.pos < data.length) {
     const start = r.pos;
     let h: { tag: number; vr: string; length: number };
@@ -255,7 +256,10 @@ export function readHeader(buf: Buffer, transferSyntaxUid: string, complete: boo
     if (h.tag === ITEM || h.tag === ITEM_DELIM || h.tag === SEQ_DELIM) throw new DatasetError(`item tag at top level (byte ${start})`, 0xc000);
     if (h.tag < last) throw new DatasetError(`attributes out of order at byte ${start} (PS3.5 7.1)`, 0xc000);
     last = h.tag;
-    if (h.tag >>> 16 > 0x0020) break;
+    if (h.tag >>> 16 > 0x0020) {
+      past = true;
+      break;
+    }
     const key = WANTED[h.tag];
     if (h.length === UNDEFINED) {
       if (key) throw new DatasetError(`undefined length on a text attribute at byte ${start}`, 0xc000);
@@ -269,6 +273,8 @@ export function readHeader(buf: Buffer, transferSyntaxUid: string, complete: boo
     }
     r.skip(h.length);
   }
+  // a prefix that ended before the index groups did: the rest may still hold them
+  if (!past && !done) throw new NeedMoreBytes();
   const out: DatasetHeader = {};
   const text = (b: Buffer, enc: string) => iconv.decode(b, enc).replace(/[\0 ]+$/, '').replace(/^ +/, '');
   const cs = raw.specificCharacterSet ? text(raw.specificCharacterSet, 'latin1') : undefined;
