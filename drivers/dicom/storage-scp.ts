@@ -527,7 +527,7 @@ class GatewayScp extends Scp {
     super(socket, libOpts);
     this.log = componentLogger('dicom-scp', { deviceId: owner.opts.deviceId, conn: info.id });
     // the framer checks and assembles PDUs and hands each to the library's PDU handler (Network
-    // _processPdu, dcmjs-dimse 0.3.3, pinned; checked by storage-scp-lib.test.ts); the library's own
+    // _processPdu, dcmjs-dimse 0.3.3; checked by dcmjs-dimse.test.ts); the library's own
     // 'data' listener (its accumulator) is removed
     this.framer = new PduFramer({ maxPDataBytes: owner.maxPduBytes }, (pdu) => {
       this.touch();
