@@ -18,7 +18,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSyn
 import { connect } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, machineInfo, parseArgs, rssSampler, runMain, scriptArgs, sleep, spawnReady, writeDocSection, type ChildTarget } from './bench-lib';
+import { RUNNING_TS, freePort, machineInfo, parseArgs, rssSampler, runMain, scriptArgs, sleep, spawnReady, writeDocSection, type ChildTarget } from './bench-lib';
 import { MqttCredentials } from '../drivers/mqtt/credentials';
 import { normalizeVitals } from '../drivers/mqtt/payload';
 import { GatewayStore } from '../gateway/src/store/gateway-store';
@@ -246,7 +246,7 @@ Machine: ${m.nproc} CPUs (nproc), ${m.cpu}, ${m.os}, Node ${m.node}, data dir on
 Command:
 
 \`\`\`
-npm run bench:vitals -- --beds ${beds} --sustained-s ${sustainedS} --burst-rate ${burstRate} --burst-s ${burstS}
+${RUNNING_TS ? 'node --import tsx bench/vitals-bench.ts' : 'npm run bench:vitals --'} --beds ${beds} --sustained-s ${sustainedS} --burst-rate ${burstRate} --burst-s ${burstS}
 \`\`\`
 
 Load generator: simulator/monitor/mqtt-monitor.ts (mqtt.js 5, MQTT 3.1.1, QoS 1, one process beside the target; both share the machine's ${m.nproc} cores). Sustained: ${beds} monitors, one publish per second each, 10 observations (~1 KB JSON). Burst: ${burstClients} clients × ${burstRate / burstClients}/s, 1 observation each. PUBACK latency = publish call → PUBACK callback; for the gateway the durable commit (SQLite WAL, synchronous=FULL, group commit in the writer worker) is inside it. CPU = utime+stime of the target process over the publishing window, in % of one core; µs/msg = that CPU ÷ PUBACKs. RSS = peak VmRSS sampled every 200 ms.

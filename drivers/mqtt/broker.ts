@@ -86,6 +86,29 @@ export interface ClientState {
 
 type Kind = 'vitals' | 'alarms' | 'status';
 
+/** Topic, ids and lengths around a payload: a packet larger than maxPayloadBytes + this is refused. */
+const PACKET_OVERHEAD = 64 * 1024;
+
+/**
+ * Close a connection whose next packet announces more than `max` bytes (MQTT 3.1.1 2.2.3 remaining length
+ * goes up to 256 MB, and mqtt-packet would buffer all of it, before authentication too). aedes creates
+ * its parser without options, so the check wraps that parser's length step (aedes 1.2 / mqtt-packet 9:
+ * `client._parser._parseLength`, `_emitError`; tests fail if they change).
+ */
+function limitPacketSize(client: Client, max: number): void {
+  const parser = (client as unknown as { _parser?: { _parseLength(): boolean; _emitError(e: Error): void; packet: { length: number } } })._parser;
+  if (!parser || typeof parser._parseLength !== 'function') throw new Error('aedes internals changed: cannot bound the MQTT packet size');
+  const parseLength = parser._parseLength.bind(parser);
+  parser._parseLength = () => {
+    const ok = parseLength();
+    if (ok && parser.packet.length > max) {
+      parser._emitError(new Error(`packet of ${parser.packet.length} bytes is over the limit of ${max}`));
+      return false;
+    }
+    return ok;
+  };
+}
+
 const WARM_UP = JSON.stringify({ time: new Date(0).toISOString(), observations: [{ code: 'MDC_ECG_HEART_RATE', value: 1, unit: '/min' }, { code: 'MDC_PRESS_BLD_NONINV_SYS', value: 1, unit: 'mm[Hg]' }] });
 
 /** An error the broker hands aedes to close a connection on purpose (already logged with the reason). */
@@ -260,7 +283,7 @@ export class MqttBroker {
     if (!g) return;
     this.guarded.set(stream, g);
     raw.once('close', () => g.release());
-    this.broker.handle(stream);
+    limitPacketSize(this.broker.handle(stream), (this.opts.maxPayloadBytes ?? 262_144) + PACKET_OVERHEAD);
   }
 
   private clientState(clientId: string): ClientState {
@@ -368,6 +391,8 @@ export class MqttBroker {
       return done(new Refusal('not authorized: topic outside iomt/<clientId>/'));
     }
     this.guarded.get(client.conn)?.frame();
+    // retained messages would be kept in the broker's memory for any topic a device invents: not kept
+    packet.retain = false;
     const isWill = packet === (client as unknown as { will?: unknown }).will;
     const kind = packet.topic.slice(prefix.length) as Kind;
     if (kind === 'status' || isWill) {
@@ -391,7 +416,11 @@ export class MqttBroker {
       else if (kind === 'alarms') norm = normalizeAlarms(raw, { clientId: id, receivedAt, maxSkewMs: this.opts.maxSkewMs });
       else throw new PayloadError('', `unknown topic '${packet.topic.slice(prefix.length).slice(0, 64)}' (use vitals, alarms or status)`);
     } catch (e) {
-      if (!(e instanceof PayloadError)) throw e;
+      if (!(e instanceof PayloadError)) {
+        // a bug, not the device's fault: nothing is acknowledged, the device keeps the message
+        this.error(id, `internal error while reading a payload (${(e as Error).message}): connection closed without PUBACK`);
+        return done(new Refusal('internal error'));
+      }
       return this.quarantined(client, packet, raw, e, done);
     }
     const hash = createHash('sha256').update(packet.topic).update('\n').update(raw).digest('hex');
