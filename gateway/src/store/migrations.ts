@@ -154,6 +154,21 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX messages_uid ON messages (uid);
     `,
   },
+  {
+    version: 4,
+    name: 'DICOM instances by accession number and by study (issue 11)',
+    // A stored DICOM instance is a message of driver 'dicom', type 'C-STORE', whose meta is its
+    // DicomInstanceRecord (drivers/dicom/contracts.ts). Partial expression indexes: only those rows
+    // are indexed (json_extract is deterministic; other messages cost one WHERE test on insert), and
+    // a query with the same WHERE terms and expression (GET /api/v1/studies) uses them instead of
+    // scanning every message's JSON. Creating them reads the existing dicom rows once.
+    up: `
+      CREATE INDEX messages_dicom_accession ON messages (json_extract(meta, '$.accessionNumber'))
+        WHERE driver = 'dicom' AND message_type = 'C-STORE';
+      CREATE INDEX messages_dicom_study ON messages (json_extract(meta, '$.studyInstanceUid'))
+        WHERE driver = 'dicom' AND message_type = 'C-STORE';
+    `,
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1].version;
