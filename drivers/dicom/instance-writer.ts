@@ -70,8 +70,8 @@ export class InstanceWriter extends Writable {
 
   /** Chunks queued while a write was in flight go to disk as one write (fewer syscalls per object). */
   override _writev(chunks: Array<{ chunk: Buffer }>, cb: (e?: Error | null) => void): void {
-    if (chunks.length === 1) return this._write(chunks[0].chunk, 'buffer', cb);
-    this._write(Buffer.concat(chunks.map((c) => c.chunk)), 'buffer', cb);
+    if (chunks.length === 1) return this._write(chunks[0].chunk, 'binary', cb);
+    this._write(Buffer.concat(chunks.map((c) => c.chunk)), 'binary', cb);
   }
 
   private writeAll(chunk: Buffer, off: number, cb: (e?: Error | null) => void): void {

@@ -361,12 +361,25 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     const c = makeCerts(dir.dir);
     const x = await startScp({ tls: { key: c.key, cert: c.cert, ca: c.ca, requestCert: true } });
     try {
-      const ok = await storescu(x.port, join(FIX, 'MR_small.dcm'), ['+tls', c.keyFile, c.certFile, '-ic', '+cf', c.caFile]);
+      // storescu verifies our certificate against the CA (+cf) and presents its own (+tls key cert)
+      const ok = await storescu(x.port, join(FIX, 'MR_small.dcm'), ['+tls', c.keyFile, c.certFile, '+cf', c.caFile]);
       expect(ok.rc, ok.out).toBe(0);
-      const no = await storescu(x.port, join(FIX, 'MR_small.dcm'), ['+tls', '--no-tls-key', '?', '+cf', c.caFile].filter((a) => a !== '?'));
+      expect(ok.out).toContain('Received Store Response (Success)');
+      // anonymous TLS (no client certificate): the handshake is refused
+      const no = await storescu(x.port, join(FIX, 'MR_small.dcm'), ['+tla', '+cf', c.caFile]);
       expect(no.rc).not.toBe(0);
+      expect(no.out).toMatch(/TLS|handshake|Association Request Failed/i);
+      expect(no.out).not.toContain('Store Response');
       const plain = await storescu(x.port, join(FIX, 'MR_small.dcm'));
       expect(plain.rc).not.toBe(0);
+      // the same anonymous client is accepted when client certificates are optional
+      const y = await startScp({ tls: { key: c.key, cert: c.cert } });
+      try {
+        const anon = await storescu(y.port, join(FIX, 'MR_small.dcm'), ['+tla', '+cf', c.caFile]);
+        expect(anon.rc, anon.out).toBe(0);
+      } finally {
+        await y.scp.close();
+      }
     } finally {
       await x.scp.close();
       dir.cleanup();
