@@ -25,6 +25,7 @@ import { guardHttpServer, httpGuardEnv } from './http/server-guard';
 import { DeployHistory } from './node-red/deploy-history';
 import { auditDeploy, deploysRouter } from './http/deploys';
 import { undeliveredSink } from './pipeline/undelivered';
+import { pruneDicomFiles } from './outputs/dicom-store/file-retention';
 
 export interface RunningGateway {
   port: number;
@@ -182,7 +183,8 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
         }
         store
           .applyRetention(settings.retention)
-          
+          // issue 11 §2: a stored DICOM file goes only when retention deleted its message (dicom-store/file-retention.ts)
+          .then(async (r: unknown) => ({ ...(r as object), dicomFiles: await pruneDicomFiles(settings.dataDir).catch((e: unknown) => ({ error: String(e) })) }))
           .then((r: unknown) => log.info({ ...(r as object) }, 'retention applied'))
           .catch((e: unknown) => log.error({ err: String(e) }, 'retention failed'));
       }, settings.retention.intervalMinutes * 60_000)
