@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import dimse from 'dcmjs-dimse';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { CommitResult } from '../../gateway/src/contracts/driver';
+import type { CommitResult, ObservationSink } from '../../gateway/src/contracts/driver';
 import { GatewayStore } from '../../gateway/src/store/gateway-store';
 import { freePort, requirePeer, tempDir, waitFor } from '../../test/helpers/env';
 import { makeCerts } from '../../test/helpers/tls';
@@ -70,7 +70,7 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
   const committed: Array<{ r: CommitResult; record: DicomInstanceRecord }> = [];
   const fixtures: string[] = [];
 
-  async function startScp(opts: Partial<DicomScpOptions> = {}, dataDir = tmp.dir, s: GatewayStore = store): Promise<{ scp: DicomStorageScp; port: number }> {
+  async function startScp(opts: Partial<DicomScpOptions> = {}, dataDir = tmp.dir, s: ObservationSink = store): Promise<{ scp: DicomStorageScp; port: number }> {
     const x = new DicomStorageScp({ deviceId: `modalities-${Math.random().toString(36).slice(2, 7)}`, aeTitle: AET, host: '127.0.0.1', port: 0, dataDir, ...opts }, s, (r, inbound) => committed.push({ r, record: inbound.meta as unknown as DicomInstanceRecord }));
     const { port: p } = await x.start();
     return { scp: x, port: p };
@@ -351,6 +351,23 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
       await waitFor(() => held.closed, 5000);
       expect(Date.now() - t0).toBeLessThan(5000);
       expect((await storescu(x.port, join(FIX, 'MR_small.dcm'))).rc).toBe(0);
+    } finally {
+      await x.scp.close();
+    }
+  }, 30_000);
+
+  it('a commit slower than the idle timeout still gets its success: the SCU is waiting for us, not idle', async () => {
+    const slow: ObservationSink = {
+      submit: async (m) => {
+        await new Promise((r) => setTimeout(r, 2500));
+        return store.submit(m);
+      },
+      quarantine: (q) => store.quarantine(q),
+    };
+    const x = await startScp({ idleTimeoutMs: 1000 }, tmp.dir, slow);
+    try {
+      const r = await storescu(x.port, join(FIX, 'reportsi.dcm'));
+      expect(r.out).toContain('Received Store Response (Success)');
     } finally {
       await x.scp.close();
     }

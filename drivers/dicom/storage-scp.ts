@@ -515,6 +515,7 @@ class GatewayScp extends Scp {
   private associated = false;
   private writer: InstanceWriter | undefined;
   private refused = false;
+  private busyTimer: NodeJS.Timeout | undefined;
   private calling = '';
   private called = '';
 
@@ -535,6 +536,9 @@ class GatewayScp extends Scp {
     });
     socket.removeAllListeners('data');
     socket.on('data', (d: Buffer) => this.onData(d));
+    // idleness is the library's PDU timeout (which our own work refreshes, see touch()); the socket
+    // inactivity timeout it also sets would fire during a long fsync of our own
+    socket.setTimeout(0);
     socket.on('error', (e) => this.log.debug({ err: e.message }, 'socket error'));
     this.on('networkError', (e: Error) => {
       if (this.refused) return;
@@ -586,6 +590,8 @@ class GatewayScp extends Scp {
   }
 
   private onClose(): void {
+    if (this.busyTimer) clearInterval(this.busyTimer);
+    this.busyTimer = undefined;
     const end = this.framer.end();
     if (this.writer && !this.writer.writableFinished) {
       // the association ended inside a C-STORE: no status was sent, nothing is kept
@@ -656,6 +662,8 @@ class GatewayScp extends Scp {
   override createDatasetFromStoreWritableStream(writable: InstanceWriter, pc: PresentationContext, callback: (dataset: InstanceType<typeof Dataset>) => void): void {
     // the library called end(): wait until every byte is written and fsynced, then hand on an empty
     // Dataset (the object is the file; cStoreRequest reads what it needs from there)
+    // from here until the answer the SCU waits for us: that is not idleness (PS3.8 ARTIM is not running)
+    if (!this.busyTimer) this.busyTimer = setInterval(() => this.touch(), 1000);
     const done = () => callback(new Dataset({}, pc.getAcceptedTransferSyntaxUid()));
     if (writable.writableFinished) done();
     else writable.once('finish', done);
@@ -666,6 +674,8 @@ class GatewayScp extends Scp {
     const w = slot?.writer;
     const answer = (status: number) => {
       this.info.guard.busy = false;
+      if (this.busyTimer) clearInterval(this.busyTimer);
+      this.busyTimer = undefined;
       this.touch();
       const rsp = responses.CStoreResponse.fromRequest(request);
       rsp.setStatus(status);
