@@ -335,6 +335,38 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     }
   }, 30_000);
 
+  it('a store that cannot commit the row (database quota: StoreFullError) gives 0xA700; after space is freed the re-send is stored', async () => {
+    const dir = tempDir('iomt-dicom-dbfull-');
+    const s2 = GatewayStore.open({ dataDir: dir.dir, maxDbBytes: 512 * 1024 });
+    const x = await startScp({}, dir.dir, s2);
+    try {
+      // fill the database: big rows until one is refused, then smaller ones, so no instance row fits
+      let k = 0;
+      for (const size of [20_000, 2_000, 200, 20])
+        for (let i = 0; i < 500; i++) {
+          const full = await s2.submit({ deviceId: 'filler', driver: 'test', raw: Buffer.alloc(size, i), drafts: [], dedupeKey: `f${k++}` }).then(
+            () => false,
+            () => true,
+          );
+          if (full) break;
+        }
+      const n = committed.length;
+      const refused = await storescu(x.port, join(FIX, 'MR_small.dcm'));
+      expect(refused.out).toMatch(/Store Response \(Refused: OutOfResources|Status: A700|0xa700/i);
+      expect(refused.out).not.toContain('Store Response (Success)');
+      expect(committed.length).toBe(n);
+      s2.setMaxDbBytes(8 * 1024 * 1024);
+      const ok = await storescu(x.port, join(FIX, 'MR_small.dcm'));
+      expect(ok.out).toContain('Store Response (Success)');
+      expect(committed.length).toBe(n + 1);
+      expect(existsSync(join(dir.dir, committed[n].record.relPath))).toBe(true);
+    } finally {
+      await x.scp.close();
+      await s2.close();
+      dir.cleanup();
+    }
+  }, 30_000);
+
   it('association limit: a surplus association gets A-ASSOCIATE-RJ transient "local limit exceeded"; the idle one is aborted after the idle timeout', async () => {
     const x = await startScp({ maxAssociations: 1, idleTimeoutMs: 1500 });
     try {
