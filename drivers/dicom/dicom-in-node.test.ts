@@ -13,7 +13,7 @@ import { specProblems } from '../../gateway/src/node-red/device-node';
 import { GatewayRuntime, setRuntime } from '../../gateway/src/runtime';
 import { GatewayStore } from '../../gateway/src/store/gateway-store';
 import { freePort, requirePeer, tempDir, waitFor } from '../../test/helpers/env';
-import { dicomInOptions, dicomInServices, parseCallers } from './dicom-in-node';
+import { dicomInOptions, dicomInServices, parseCallers, providerRuntime } from './dicom-in-node';
 import { DICOM_IN_SPEC } from './node-red/iomt-dicom-in.spec';
 
 const run = promisify(execFile);
@@ -56,6 +56,18 @@ describe('iomt-dicom-in configuration', () => {
     }
     const literal = Object.fromEntries(DICOM_IN_SPEC.fields.filter((f) => f.type !== 'file').map((f) => [f.name, f.default]));
     expect(specProblems(DICOM_IN_SPEC, { ...literal, id: 'n' }, {})).toBeUndefined();
+  });
+
+  it('the providers\' runtime hands each MPPS commit on (to be emitted) and reads the order cache when used', async () => {
+    const seen: string[] = [];
+    const rt: { orders: unknown; store: { submit(m: any): Promise<any> } } = { orders: undefined, store: { submit: async (m) => ({ messageId: 7, messageUid: 'u7', duplicate: false, observations: [], type: m.messageType }) } };
+    const p = providerRuntime(rt, (r, m) => seen.push(`${r.messageId} ${m.messageType}`));
+    const r = await p.store.submit({ deviceId: 'd', driver: 'dicom', raw: Buffer.from('{}'), drafts: [], messageType: 'N-CREATE' });
+    expect(r.messageId).toBe(7);
+    expect(seen).toEqual(['7 N-CREATE']);
+    expect(p.orders).toBeUndefined();
+    rt.orders = { marker: 1 };
+    expect(p.orders).toEqual({ marker: 1 });
   });
 
   it('worklist and MPPS providers are wired only when switched on', () => {

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../gateway/src/config/env-template';
 import { parseAllowList } from '../../gateway/src/net/listener-guard';
+import type { CommitResult, InboundMessage } from '../../gateway/src/contracts/driver';
 import type { DicomScpServices } from './contracts';
 import { createMppsHandler } from './mpps';
 import type { AllowedCaller, DicomScpOptions } from './storage-scp';
@@ -91,6 +92,29 @@ export function dicomInOptions(config: DicomInConfig, dataDir: string): DicomScp
     o.tls = { cert: file(config.tlsCert, 'certificate'), key: file(config.tlsKey, 'key'), ...(ca ? { ca: file(ca, 'CA') } : {}), requestCert: resolveBool(config.requestCert, false) };
   }
   return o;
+}
+
+/**
+ * The runtime as the providers see it, with MPPS commits handed to `onCommitted` (the node emits
+ * them into the flow at once, as C-STORE instances: the RIS gets IP/CM/DC without waiting for the
+ * device node's replay sweep). The order cache is read when used (it may be attached after the node).
+ */
+export function providerRuntime(
+  rt: { orders: unknown; store: { submit(m: InboundMessage): Promise<CommitResult> } },
+  onCommitted: (r: CommitResult, m: InboundMessage) => void,
+): { readonly orders: never; store: { submit(m: InboundMessage): Promise<CommitResult> } } {
+  return {
+    get orders() {
+      return rt.orders as never;
+    },
+    store: {
+      submit: async (m) => {
+        const r = await rt.store.submit(m);
+        onCommitted(r, m);
+        return r;
+      },
+    },
+  };
 }
 
 /** Worklist / MPPS providers for the switched-on services (worklist.ts / mpps.ts: the order cache). */

@@ -5,7 +5,7 @@
  */
 import { getRuntime } from '../../../gateway/src/runtime';
 import { DeviceEmitter, reportStartFailure, showStatus, specProblems, whenFlowsStarted, type RedNode } from '../../../gateway/src/node-red/device-node';
-import { deviceIdOf, dicomInOptions, dicomInServices, type DicomInConfig } from '../dicom-in-node';
+import { deviceIdOf, dicomInOptions, dicomInServices, providerRuntime, type DicomInConfig } from '../dicom-in-node';
 import { DicomStorageScp, DRIVER_NAME } from '../storage-scp';
 import { DICOM_IN_SPEC } from './iomt-dicom-in.spec';
 
@@ -19,8 +19,10 @@ export = function register(RED: any): void {
       const invalid = specProblems(DICOM_IN_SPEC, config);
       if (invalid) return void fail(invalid, 'invalid configuration');
       const rt = getRuntime();
-      const opts = { ...dicomInOptions(config, rt.settings.dataDir), services: dicomInServices(config, rt) };
       const emitter = new DeviceEmitter(node, deviceId, DRIVER_NAME);
+      // MPPS state changes go into the flow as they are committed (to the RIS through an hl7 out)
+      const services = dicomInServices(config, providerRuntime(rt, (r, m) => emitter.committed(r, m.messageType)));
+      const opts = { ...dicomInOptions(config, rt.settings.dataDir), services };
       const scp = new DicomStorageScp(opts, rt.store, (r, inbound) => {
         emitter.committed(r, inbound.messageType);
         showStatus(node, scp.status());
