@@ -71,6 +71,8 @@ const STREAM = Symbol('iomt.datasetSource');
 const PCID = Symbol('iomt.pcId');
 /** Largest PDV value we send even if the peer takes more: bounds memory per write. */
 const MAX_FRAGMENT = 256 * 1024;
+/** File read size: the PDUs cut from one read go to the socket in one writev. */
+const READ_CHUNK = 256 * 1024;
 
 type AnyNetwork = {
   association: { getMaxPduLength(): number };
@@ -127,7 +129,9 @@ class StreamingNetwork extends (NetworkBase as unknown as new (socket: net.Socke
     const s = this.socket;
     if (s.destroyed) throw new AssociationError('closed', 'connection closed while sending');
     let ok = true;
+    s.cork(); // one writev for the PDUs of a read chunk
     for (const c of chunks) ok = s.write(c) && ok;
+    s.uncork();
     this.lastPduTime = Date.now(); // sending is progress: the library's PDU timeout only counts received PDUs
     if (!ok) {
       await new Promise<void>((resolve, reject) => {
@@ -153,7 +157,7 @@ class StreamingNetwork extends (NetworkBase as unknown as new (socket: net.Socke
     // whole-file check: SHA-256 and size of every byte (meta included), as in the index row
     const hash = createHash('sha256');
     let size = 0;
-    const file = createReadStream(src.path, { highWaterMark: fragment });
+    const file = createReadStream(src.path, { highWaterMark: READ_CHUNK });
     let body: Readable;
     if (src.kind === 'inflate') {
       const inflate = createInflateRaw();
@@ -191,13 +195,16 @@ class StreamingNetwork extends (NetworkBase as unknown as new (socket: net.Socke
       if (!c.length) continue;
       buffered.push(c);
       bufferedLen += c.length;
+      // every full fragment but the newest goes out now (the newest may be the last: held back)
+      const pdus: Buffer[] = [];
       while (bufferedLen >= fragment) {
         const all = buffered.length === 1 ? buffered[0] : Buffer.concat(buffered, bufferedLen);
-        if (pending) await this.write(pdataPdu(pcId, pending, false, false));
+        if (pending) pdus.push(...pdataPdu(pcId, pending, false, false));
         pending = all.subarray(0, fragment);
         buffered = all.length > fragment ? [all.subarray(fragment)] : [];
         bufferedLen = all.length - fragment;
       }
+      if (pdus.length) await this.write(pdus);
     }
     if (bufferedLen) {
       if (pending) await this.write(pdataPdu(pcId, pending, false, false));
