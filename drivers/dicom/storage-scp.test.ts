@@ -236,6 +236,23 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     expect(mismatches).toBe(1);
   }, 60_000);
 
+  it('a C-STORE on a presentation context of another SOP class (here: verification) is refused 0x0122, nothing kept', async () => {
+    const a = await RawAssociation.connect(port);
+    try {
+      a.write(associateRq({ calling: 'MOD1', called: AET, contexts: [{ abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: [TS.explicitLE] }] }));
+      expect((await a.read())?.type).toBe(0x02);
+      const file = readFileSync(join(FIX, 'MR_small.dcm'));
+      const n = committed.length;
+      for (const p of pData(1, cStoreCommand(metaUid(file, 0x0002), metaUid(file, 0x0003)), true)) a.write(p);
+      for (const p of pData(1, datasetOf(file), false)) a.write(p);
+      expect(await a.readStatus()).toBe(0x0122);
+      expect(committed.length).toBe(n);
+      expect(readdirSync(scp.tmpDir)).toEqual([]);
+    } finally {
+      a.close();
+    }
+  });
+
   it('a wrong called AE title gets A-ASSOCIATE-RJ "called AE title not recognized" (PS3.8 9.3.4 reason 7)', async () => {
     const r = await storescu(port, join(FIX, 'CT_small.dcm'), [], 'MOD1', 'NOT_US');
     expect(r.rc).not.toBe(0);

@@ -79,6 +79,7 @@ export const STORE_STATUS = {
   datasetMismatch: 0xa900, // Error: data set does not match SOP class (missing Type 1 key, UID mismatch)
   cannotUnderstand: 0xc000, // Error: cannot understand (unreadable dataset)
   processingFailure: 0x0110, // PS3.7 C.4.2: processing failure (an internal error)
+  sopClassNotSupported: 0x0122, // PS3.7 C.5.6: refused, SOP class not supported (not the context's)
 } as const;
 
 /** A calling AE allowed to associate; `host`: address or CIDR network (listener-guard syntax), absent = any. */
@@ -654,7 +655,7 @@ class GatewayScp extends Scp {
     const meta = buildFileMeta({ sopClassUid: request.getAffectedSopClassUid(), sopInstanceUid: request.getAffectedSopInstanceUid(), transferSyntaxUid: pc.getAcceptedTransferSyntaxUid() as string });
     const w = new InstanceWriter(this.owner.tmpDir, meta, this.owner.allowance);
     w.on('drain', () => this.touch());
-    (request as unknown as Record<symbol, unknown>)[WRITER] = { writer: w, ts: pc.getAcceptedTransferSyntaxUid() as string };
+    (request as unknown as Record<symbol, unknown>)[WRITER] = { writer: w, ts: pc.getAcceptedTransferSyntaxUid() as string, abstractSyntax: pc.getAbstractSyntaxUid() };
     this.writer = w;
     return w;
   }
@@ -670,7 +671,7 @@ class GatewayScp extends Scp {
   }
 
   override cStoreRequest(request: CStoreRequest, callback: (response: InstanceType<typeof responses.CStoreResponse>) => void): void {
-    const slot = (request as unknown as Record<symbol, { writer: InstanceWriter; ts: string } | undefined>)[WRITER];
+    const slot = (request as unknown as Record<symbol, { writer: InstanceWriter; ts: string; abstractSyntax: string } | undefined>)[WRITER];
     const w = slot?.writer;
     const answer = (status: number) => {
       this.info.guard.busy = false;
@@ -684,6 +685,15 @@ class GatewayScp extends Scp {
     };
     if (!slot || !w) {
       answer(STORE_STATUS.cannotUnderstand);
+      return;
+    }
+    const sopClass = request.getAffectedSopClassUid();
+    if (sopClass !== slot.abstractSyntax || !isStorageSopClass(sopClass)) {
+      // PS3.7 9.1.1.1 / PS3.4 B.2.3: the SOP class must be the context's (a storage one): 0x0122 refused
+      w.discard();
+      metrics.rejected.inc({ device: this.owner.opts.deviceId, reason: 'sop-class' });
+      this.log.warn({ calling: this.calling, sopClass, context: slot.abstractSyntax }, 'C-STORE on a context of another SOP class: refused 0x0122');
+      answer(STORE_STATUS.sopClassNotSupported);
       return;
     }
     this.owner
