@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { writeFileSync, statSync, readFileSync, existsSync } from 'node:fs';
+import { writeFileSync, statSync, readFileSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import bcrypt from 'bcryptjs';
 import { loadSettings } from './settings';
@@ -143,11 +143,15 @@ describe('bool properties (checkboxes) with ${VAR:-default}', () => {
 
 describe('field specs', () => {
   const root = join(__dirname, '..', '..', '..');
-  const html: Record<string, string> = {
-    'iomt-hl7-in': join(root, 'drivers/hl7-mllp/node-red/iomt-hl7-in.html'),
-    'iomt-hl7-out': join(root, 'gateway/src/outputs/hl7-mllp/node-red/iomt-hl7-out.html'),
-    'iomt-astm-device': join(root, 'drivers/astm/node-red/iomt-astm-device.html'),
-  };
+  // every node-red/<type>.html of the drivers and outputs: each has a spec, each spec has its editor
+  const html: Record<string, string> = {};
+  for (const base of ['drivers', 'gateway/src/outputs']) {
+    for (const d of readdirSync(join(root, base))) {
+      const dir = join(root, base, d, 'node-red');
+      if (!existsSync(dir)) continue;
+      for (const f of readdirSync(dir)) if (f.endsWith('.html')) html[f.slice(0, -5)] = join(dir, f);
+    }
+  }
   it('cover every node type, and every field has an editor input (bool fields a checkbox/template widget)', () => {
     expect(NODE_SPECS.map((s) => s.type).sort()).toEqual(Object.keys(html).sort());
     for (const spec of NODE_SPECS) {
@@ -170,7 +174,7 @@ describe('field specs', () => {
       }
     }
     const structural = new Set(['id', 'type', 'z', 'x', 'y', 'wires', 'g', 'd']);
-    for (const file of ['hl7-relay.json', 'lab-astm-to-his.json']) {
+    for (const file of readdirSync(join(root, 'flows')).filter((f) => f.endsWith('.json'))) {
       const nodes = JSON.parse(readFileSync(join(root, 'flows', file), 'utf8')) as Array<Record<string, unknown>>;
       for (const n of nodes) {
         const spec = NODE_SPECS.find((s) => s.type === n.type);
