@@ -182,6 +182,7 @@ runMain(async () => {
   let cost: Awaited<ReturnType<typeof commitPathCost>> | undefined;
   let load0: number[] = [];
   const warmupAcked: Record<string, number> = {};
+  let gwStats: { commitMs?: { p50: number; p99: number; max: number }; eventLoopDelayMs?: { p50: number; p99: number; max: number } } | undefined;
   try {
     // one login per simulated monitor, in the gateway's credentials file (scrypt) and mosquitto's ($7$)
     const store = new MqttCredentials(join(dir, 'gw'));
@@ -212,6 +213,7 @@ runMain(async () => {
         await t.stop(10_000);
         if (name === 'gateway') {
           const stats = t.lastJson('STATS');
+          gwStats = stats;
           const total = stats?.committed as number | undefined;
           // committed over both phases: split by what each phase acknowledged
           for (const r of results.filter((x) => x.target === 'gateway')) r.committed = total;
@@ -261,7 +263,9 @@ Machine load average (1, 5, 15 min) when the target runs started: ${load0.map((x
 
 Commit path per message, measured in the bench process without MQTT (${'2000'} messages of 10 observations, 200 submitted at a time): normalization ${cost ? f1(cost.normalizeUs) : '-'} µs; store.submit ${cost ? f1(cost.mainUs) : '-'} µs CPU on the main thread + ${cost ? f1(cost.otherThreadsUs) : '-'} µs on other threads (writer worker, fsync); ${cost ? f1(cost.wallMsPerBatch) : '-'} ms wall per 200-message group.
 
-Gateway CPU by thread (% of one core; main = event loop: MQTT parsing, validation, normalization, submit; the store writer is a worker thread; libuv threads do fsync):
+${gwStats?.commitMs ? `Inside the gateway (both phases): commit latency (store.submit → durable, which the PUBACK waits for) p50 ${f1(gwStats.commitMs.p50)} ms, p99 ${f1(gwStats.commitMs.p99)} ms, max ${f1(gwStats.commitMs.max)} ms; event-loop delay p50 ${f1(gwStats.eventLoopDelayMs!.p50)} ms, p99 ${f1(gwStats.eventLoopDelayMs!.p99)} ms, max ${f1(gwStats.eventLoopDelayMs!.max)} ms.
+
+` : ''}Gateway CPU by thread (% of one core; main = event loop: MQTT parsing, validation, normalization, submit; the store writer is a worker thread; libuv threads do fsync):
 ${threads.join('\n')}
 
 mosquitto ${(() => {

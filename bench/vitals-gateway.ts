@@ -2,25 +2,38 @@
  * Benchmark target for bench:vitals: the gateway's MQTT device path alone — the real store (writer worker,
  * group commit, fsync) and the embedded broker (validation, normalization, commit before PUBACK) — in
  * its own process, so its CPU and RSS are measured apart from the load generator.
- * argv: --data DIR. Protocol: bench-lib serveAsTarget (READY {port,pid}; STATS on SIGTERM).
+ * argv: --data DIR. Protocol: bench-lib serveAsTarget (READY {port,pid}; STATS on SIGTERM, with the
+ * commit latency (submit → durable, as the broker waits for it) and the event-loop delay, in ms).
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import type { InboundMessage, QuarantineInput } from '../gateway/src/contracts/driver';
 import { GatewayStore } from '../gateway/src/store/gateway-store';
 import { MqttBroker } from '../drivers/mqtt/broker';
 import { parseArgs, runMain, serveAsTarget } from './bench-lib';
+
+function pct(sorted: number[], p: number): number {
+  return sorted.length ? sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] : 0;
+}
 
 runMain(async () => {
   const a = parseArgs(process.argv.slice(2));
   const store = GatewayStore.open({ dataDir: a.data });
   let committed = 0;
-  let duplicates = 0;
-  const broker = new MqttBroker(
-    { deviceId: 'icu-mqtt', dataDir: a.data, host: '127.0.0.1', port: 0, maxConnections: 10_000, maxPerAddress: 10_000 },
-    store,
-    (r) => {
-      if (r.duplicate) duplicates++;
-      else committed++;
+  const commitMs: number[] = [];
+  const loop = monitorEventLoopDelay({ resolution: 10 });
+  loop.enable();
+  const sink = {
+    submit: async (m: InboundMessage) => {
+      const t0 = performance.now();
+      const r = await store.submit(m);
+      if (commitMs.length < 2_000_000) commitMs.push(performance.now() - t0);
+      return r;
     },
-  );
+    quarantine: (q: QuarantineInput) => store.quarantine(q),
+  };
+  const broker = new MqttBroker({ deviceId: 'icu-mqtt', dataDir: a.data, host: '127.0.0.1', port: 0, maxConnections: 10_000, maxPerAddress: 10_000 }, sink, (r) => {
+    if (!r.duplicate) committed++;
+  });
   const { port } = await broker.start();
   serveAsTarget(
     port!,
@@ -28,6 +41,16 @@ runMain(async () => {
       await broker.close();
       await store.close();
     },
-    () => ({ committed, duplicates, quarantined: broker.clientStates().reduce((n, c) => n + c.quarantined, 0), cpu: process.cpuUsage(), rss: process.memoryUsage().rss }),
+    () => {
+      const s = [...commitMs].sort((x, y) => x - y);
+      return {
+        committed,
+        quarantined: broker.clientStates().reduce((n, c) => n + c.quarantined, 0),
+        commitMs: { p50: pct(s, 50), p99: pct(s, 99), max: s[s.length - 1] ?? 0 },
+        eventLoopDelayMs: { p50: loop.percentile(50) / 1e6, p99: loop.percentile(99) / 1e6, max: loop.max / 1e6 },
+        cpu: process.cpuUsage(),
+        rss: process.memoryUsage().rss,
+      };
+    },
   );
 });

@@ -144,13 +144,21 @@ function parseJson(raw: Buffer): Obj {
   return v;
 }
 
+/** Code-map answers per code as sent (a monitor sends the same few codes all day); fresh objects per draft. */
+const mapped = new Map<string, { code: ObservationDraft['code']; codings?: ObservationDraft['codings']; ucum?: string } | null>();
+const MAX_MAPPED = 4096;
+
 /** The MDC coding of a code as sent: mapped when the code map knows it, else kept as sent and flagged. */
 function mdcCode(code: string, location: string, quality: QualityFlag[]): { code: ObservationDraft['code']; codings?: ObservationDraft['codings']; ucum?: string } {
-  const hit = lookupVital(code);
-  if (hit) {
-    const codings = [...(hit.loinc ? [hit.loinc] : []), ...(hit.loincAlso ?? [])];
-    return { code: hit.mdc, codings: codings.length ? codings : undefined, ucum: hit.ucum };
+  let m = mapped.get(code);
+  if (m === undefined) {
+    const hit = lookupVital(code);
+    const codings = hit ? [...(hit.loinc ? [hit.loinc] : []), ...(hit.loincAlso ?? [])] : [];
+    m = hit ? { code: hit.mdc, codings: codings.length ? codings : undefined, ucum: hit.ucum } : null;
+    if (mapped.size >= MAX_MAPPED) mapped.clear();
+    mapped.set(code, m);
   }
+  if (m) return { code: { ...m.code }, codings: m.codings?.map((c) => ({ ...c })), ucum: m.ucum };
   // unknown: kept as the device sent it (MDC system when it is written as an MDC code), flagged
   quality.push({ code: 'unmapped-code', location, original: code, text: 'code not in the MDC/LOINC/UCUM code map: kept as sent' });
   const looksMdc = /^MDCX?_[A-Z0-9_]+$/.test(code) || /^\d{1,10}$/.test(code) || /^\d{1,5}::\d{1,5}$/.test(code);
