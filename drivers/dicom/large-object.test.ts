@@ -73,4 +73,28 @@ describe(`a ${SIZE_MB} MiB object through storescu`, () => {
       await store.close();
     }
   }, 180_000);
+
+  it('several large objects in one association all get Success (reading paused and resumed between them)', async () => {
+    const uid = '2.25.99887766';
+    const files: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const f = join(tmp.dir, `multi${i}.dcm`);
+      await writeSyntheticFile(f, { sopInstanceUid: `${uid}.3.${i}`, studyInstanceUid: `${uid}.1`, seriesInstanceUid: `${uid}.2`, frames: 32 });
+      files.push(f);
+    }
+    const dir = join(tmp.dir, 'multi');
+    const store = GatewayStore.open({ dataDir: dir });
+    let n = 0;
+    const scp = new DicomStorageScp({ deviceId: 'multi', aeTitle: 'IOMT_GW', host: '127.0.0.1', port: 0, dataDir: dir, idleTimeoutMs: 5000 }, store, () => n++);
+    const { port } = await scp.start();
+    try {
+      const r = await run('storescu', ['-v', '-to', '20', '-aet', 'MOD1', '-aec', 'IOMT_GW', '-xe', '127.0.0.1', String(port), ...files], { encoding: 'utf8', timeout: 90_000 });
+      expect(r.stderr.match(/Received Store Response \(Success\)/g)).toHaveLength(3);
+      expect(r.stderr).not.toMatch(/Abort|timeout/i);
+      expect(n).toBe(3);
+    } finally {
+      await scp.close();
+      await store.close();
+    }
+  }, 120_000);
 });

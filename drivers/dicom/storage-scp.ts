@@ -517,6 +517,7 @@ class GatewayScp extends Scp {
   private writer: InstanceWriter | undefined;
   private refused = false;
   private busyTimer: NodeJS.Timeout | undefined;
+  private paused = false;
   private calling = '';
   private called = '';
 
@@ -569,15 +570,28 @@ class GatewayScp extends Scp {
     this.info.guard.progress(d.length);
     // backpressure: the file stream is over its high-water mark → stop reading until it drains
     const w = this.writer;
-    if (w && w.writableNeedDrain && !this.socket.isPaused()) {
+    if (w && w.writableNeedDrain && !this.paused) {
+      this.paused = true;
       this.socket.pause();
-      this.info.guard.busy = true;
-      w.once('drain', () => {
-        this.touch(); // time spent waiting for our disk is not the peer's idleness
-        this.info.guard.busy = false;
-        this.socket.resume();
-      });
+      // 'drain' does not come once the stream is ending (the last fragment was in this chunk):
+      // 'finish' (or 'close' on a discard) resumes then
+      const resume = () => {
+        w.off('drain', resume);
+        w.off('finish', resume);
+        w.off('close', resume);
+        this.resumeReading();
+      };
+      w.on('drain', resume);
+      w.on('finish', resume);
+      w.on('close', resume);
     }
+  }
+
+  private resumeReading(): void {
+    if (!this.paused) return;
+    this.paused = false;
+    this.touch(); // time spent waiting for our disk is not the peer's idleness
+    this.socket.resume();
   }
 
   /** dcmjs-dimse's PDU timeout counts from `lastPduTime` (Network.js): our own work does not count as the peer idling. */
@@ -677,6 +691,7 @@ class GatewayScp extends Scp {
       this.info.guard.busy = false;
       if (this.busyTimer) clearInterval(this.busyTimer);
       this.busyTimer = undefined;
+      this.resumeReading(); // never leave the next command unread
       this.touch();
       const rsp = responses.CStoreResponse.fromRequest(request);
       rsp.setStatus(status);
