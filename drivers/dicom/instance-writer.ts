@@ -9,7 +9,7 @@
  * status for this instance only (PS3.4 B.2.3: 0xA700 out of resources).
  */
 import { createHash, randomBytes, type Hash } from 'node:crypto';
-import { closeSync, fsync, openSync, unlink, write } from 'node:fs';
+import { closeSync, fsync, openSync, unlinkSync, write } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 
@@ -115,7 +115,11 @@ export class InstanceWriter extends Writable {
       this.settled = true;
       this.allowance.release(this.bytes);
     }
-    unlink(this.tmpPath, () => undefined);
+    try {
+      unlinkSync(this.tmpPath); // before the failure status goes out: nothing of a refused object remains
+    } catch {
+      /* renamed already, or never created */
+    }
   }
 
   /** The object was kept: its reservation now counts as stored bytes. */
