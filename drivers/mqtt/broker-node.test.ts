@@ -27,6 +27,12 @@ describe('iomt-mqtt-broker configuration', () => {
     expect(brokerOptions({ id: 'n1', port: '${H12A_TEST_PORT}' }, '/data')).toMatchObject({ deviceId: 'n1', port: 18883, host: '0.0.0.0', dataDir: '/data', allowAnonymous: false, maxConnections: 1024, maxPerAddress: 8, maxPayloadBytes: 262144, maxSkewMs: 300_000 });
     expect(brokerOptions({ id: 'n1', port: '${MQTT_PORT_UNSET:-1883}', name: 'icu', maxSkewS: '60', allowFrom: '10.0.0.0/8' }, '/d')).toMatchObject({ deviceId: 'icu', port: 1883, maxSkewMs: 60_000, allowFrom: '10.0.0.0/8' });
     expect(brokerOptions({ id: 'n1', port: '1883' }, '/d').tls).toBeUndefined();
+    // tls auto (the default): on only when certificate and key resolve to file names
+    expect(brokerOptions({ id: 'n1', port: '1883', tlsCert: '${MQTT_TLS_CERT_UNSET}', tlsKey: '${MQTT_TLS_KEY_UNSET}' }, '/d').tls).toBeUndefined();
+    expect(() => brokerOptions({ id: 'n1', port: '1883', tls: 'auto', tlsCert: '/etc/cert.pem' }, '/d')).toThrow(/needs a key/);
+    expect(() => brokerOptions({ id: 'n1', port: '1883', tls: 'auto', tlsCert: '/nonexistent.crt', tlsKey: '/nonexistent.key' }, '/d')).toThrow(/TLS certificate file/);
+    expect(() => brokerOptions({ id: 'n1', port: '1883', tls: 'maybe' }, '/d')).toThrow(/auto, on or off/);
+    expect(brokerOptions({ id: 'n1', port: '1883', tls: 'off', tlsCert: '/x', tlsKey: '/y' }, '/d').tls).toBeUndefined();
     expect(() => brokerOptions({ id: 'n1', port: '70000' }, '/d')).toThrow(/invalid port/);
     expect(() => brokerOptions({ id: 'n1', port: '1883', tls: true, tlsCert: '/nonexistent.crt', tlsKey: '/nonexistent.key' }, '/d')).toThrow(/TLS certificate file/);
   });
@@ -37,6 +43,8 @@ describe('iomt-mqtt-broker configuration', () => {
     expect(specProblems(MQTT_BROKER_SPEC, { ...ok, port: '99999' }, {})).toMatch(/port/);
     expect(specProblems(MQTT_BROKER_SPEC, { ...ok, deviceId: 'a/b' }, {})).toMatch(/deviceId/);
     expect(specProblems(MQTT_BROKER_SPEC, { ...ok, allowFrom: 'everyone' }, {})).toMatch(/allowFrom/);
+    expect(specProblems(MQTT_BROKER_SPEC, { ...ok, tls: 'on' }, {})).toMatch(/tlsCert/);
+    expect(specProblems(MQTT_BROKER_SPEC, { ...ok, tls: 'maybe' }, {})).toMatch(/tls/);
     const html = readFileSync(join(__dirname, 'node-red', 'iomt-mqtt-broker.html'), 'utf8');
     expect(html).toContain("iomtFields.defaults('iomt-mqtt-broker')");
     for (const f of MQTT_BROKER_SPEC.fields) {

@@ -12,6 +12,7 @@ export interface MqttBrokerConfig {
   deviceId?: string;
   host?: string;
   port?: string;
+  /** 'auto' | 'on' | 'off' (booleans accepted) */
   tls?: boolean | string;
   tlsPort?: string;
   tlsCert?: string;
@@ -36,8 +37,24 @@ function port(v: string | undefined, dflt: number, what: string): number {
   return p;
 }
 
+/**
+ * `tls`: 'on' (or true), 'off' (or false, empty), 'auto' (default): on when the certificate and the key
+ * both resolve to a file name (the shipped flow: `${MQTT_TLS_CERT}` and `${MQTT_TLS_KEY}`). A certificate
+ * without a key (or the reverse) in auto mode is an error, not a silent plain-only broker.
+ */
+export function tlsMode(config: MqttBrokerConfig): boolean {
+  const raw = config.tls === undefined ? 'auto' : typeof config.tls === 'boolean' ? String(config.tls) : resolveEnvTemplate(config.tls).trim() || 'auto';
+  if (raw === 'on' || raw === 'true') return true;
+  if (raw === 'off' || raw === 'false') return false;
+  if (raw !== 'auto') throw new Error(`tls must be auto, on or off (got '${raw}')`);
+  const cert = resolveEnvTemplate(config.tlsCert).trim();
+  const key = resolveEnvTemplate(config.tlsKey).trim();
+  if (!!cert !== !!key) throw new Error('tls auto: a certificate file needs a key file and the reverse');
+  return !!cert && !!key;
+}
+
 export function brokerOptions(config: MqttBrokerConfig, dataDir: string): MqttBrokerOptions {
-  const useTls = resolveBool(config.tls, false);
+  const useTls = tlsMode(config);
   const o: MqttBrokerOptions = {
     deviceId: deviceIdOf(config),
     dataDir,
