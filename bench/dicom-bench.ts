@@ -164,7 +164,7 @@ async function main(): Promise<void> {
     const small = join(work, 'small');
     mkdirSync(small);
     const smallFiles = Array.from({ length: nObjects }, (_, i) => writeSyntheticDicom(join(small, `o${String(i).padStart(4, '0')}.dcm`), objectKb * 1024, { seed: i + 1 }).path);
-    const bigFile = writeSyntheticDicom(join(work, 'big.dcm'), bigMb * MB, { cols: 16384 }).path;
+    const bigFile = writeSyntheticDicom(join(work, 'big.dcm'), bigMb * MB, { cols: 32768 }).path;
     const ingestResults: IngestResult[] = [];
 
     // one receiver at a time: the 2 cores are not shared between them
@@ -212,7 +212,7 @@ async function main(): Promise<void> {
       '## DICOM: ingest from modalities and forward to a PACS (bench:dicom)',
       '',
       `Machine: ${info.cpu}, ${info.nproc} cores, ${info.os}, Node ${info.node}, ${info.fs ?? '?'} file system; ${info.date}. Shared with other jobs while it ran: treat as indicative.`,
-      `Command: \`npm run bench:dicom${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}\` (bench/dicom-bench.ts). Objects: synthetic Secondary Capture, explicit VR LE, 8-bit (bench/dicom-synth.ts). Sender: dcmtk storescu, one association per load, receivers one at a time.`,
+      `Command: \`${RUNNING_TS ? 'node --expose-gc --import tsx bench/dicom-bench.ts' : 'npm run bench:dicom --'}${process.argv.length > 2 ? ` ${process.argv.slice(2).join(' ')}` : ''}\` (bench/dicom-bench.ts). Objects: synthetic Secondary Capture, explicit VR LE, 8-bit (bench/dicom-synth.ts). Sender: dcmtk storescu, one association per load, receivers one at a time.`,
       '',
       '### Ingest (storescu → receiver)',
       '',

@@ -277,9 +277,10 @@ describe('storescp --bit-preserving as the PACS', () => {
 });
 
 describe('C-STORE statuses over the wire (a stub PACS answering each instance with a chosen status)', () => {
-  it('success and warnings → delivered; failures → dead for that instance only; 0xA7xx → retry when configured', async () => {
+  it('success and warnings → delivered; failures → dead for that instance only; 0xA7xx → retry when configured; slow answers', async () => {
     const { Scp, constants, responses } = dimse;
     const statusOf = new Map<string, number>();
+    let answerDelayMs = 0;
     class StatusScp extends Scp {
       associationRequested(a: InstanceType<typeof dimse.association.Association>) {
         for (const { context } of a.getPresentationContexts()) context.setResult(constants.PresentationContextResult.Accept, context.getTransferSyntaxUids()[0]);
@@ -288,7 +289,7 @@ describe('C-STORE statuses over the wire (a stub PACS answering each instance wi
       cStoreRequest(req: InstanceType<typeof dimse.requests.CStoreRequest>, cb: (r: InstanceType<typeof dimse.responses.CStoreResponse>) => void) {
         const rsp = responses.CStoreResponse.fromRequest(req);
         rsp.setStatus(statusOf.get(req.getAffectedSopInstanceUid()) ?? 0);
-        cb(rsp);
+        setTimeout(() => cb(rsp), answerDelayMs);
       }
       associationReleaseRequested() {
         this.sendAssociationReleaseResponse();
@@ -328,10 +329,22 @@ describe('C-STORE statuses over the wire (a stub PACS answering each instance wi
       const [r] = await lenient.write([entry(1, Buffer.from(JSON.stringify(items[4].d)))], never);
       expect(r).toEqual({ id: 1, outcome: 'retry', error: 'out of resources 0xA700' });
       await lenient.close();
+      // a PACS slower to answer than the connect timeout (a large object being stored) is not dead:
+      // after the association only dimseTimeoutMs counts
+      answerDelayMs = 1500;
+      const patient = new DicomStoreOutput({ destination: 'stub', host: '127.0.0.1', port, calledAeTitle: 'STUB', dataDir, connectTimeoutMs: 300, dimseTimeoutMs: 5000 });
+      const [slow] = await patient.write([entry(1, Buffer.from(JSON.stringify(items[0].d)))], never);
+      expect(slow).toEqual({ id: 1, outcome: 'delivered' });
+      await patient.close();
+      // ... and one slower than dimseTimeoutMs is a retry (the association aborted)
+      const impatient = new DicomStoreOutput({ destination: 'stub', host: '127.0.0.1', port, calledAeTitle: 'STUB', dataDir, connectTimeoutMs: 300, dimseTimeoutMs: 700 });
+      const [late] = await impatient.write([entry(1, Buffer.from(JSON.stringify(items[0].d))), entry(2, Buffer.from(JSON.stringify(items[1].d)))], never);
+      expect(late).toMatchObject({ id: 1, outcome: 'retry', error: expect.stringMatching(/timeout/i) });
+      await impatient.close();
     } finally {
       server.close();
     }
-  }, 30_000);
+  }, 40_000);
 });
 
 describe('through the outbox worker: a PACS outage', () => {

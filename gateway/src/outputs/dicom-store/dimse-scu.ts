@@ -290,7 +290,13 @@ export class StoreAssociation {
         } else resolve(this);
       };
       this.socket.once('error', (e: NodeJS.ErrnoException) => done(new AssociationError('refused', `${e.code ?? ''} ${e.message}`.trim())));
-      this.network.on('connect', () => this.network.sendAssociationRequest(assoc));
+      this.network.on('connect', () => {
+        // the library's socket timeout is its connect timeout, also as idle timeout for ever after: a PACS
+        // that takes longer than that to store a large object (or to read it) would look dead. From here
+        // on: no progress for dimseTimeoutMs (PS3.7 "DIMSE timeout") is the limit.
+        this.socket.setTimeout(o.dimseTimeoutMs);
+        this.network.sendAssociationRequest(assoc);
+      });
       this.network.on('associationRejected', (r: { result: number; source: number; reason: number }) =>
         // PS3.8 9.3.4: result 1 permanent, 2 transient; source 1 user (reason 3 calling AE, 7 called AE not recognised)
         done(new AssociationError('rejected', `A-ASSOCIATE-RJ result ${r.result} source ${r.source} reason ${r.reason}${r.source === 1 && r.reason === 7 ? ' (called AE title not recognised)' : r.source === 1 && r.reason === 3 ? ' (calling AE title not recognised)' : ''}`)),
