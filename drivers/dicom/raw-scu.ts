@@ -26,7 +26,7 @@ function pdu(type: number, body: Buffer): Buffer {
 }
 
 /** A-ASSOCIATE-RQ (PS3.8 9.3.2) with one presentation context per entry (ids 1, 3, 5 …). */
-export function associateRq(opts: { calling: string; called: string; contexts: Array<{ abstractSyntax: string; transferSyntaxes: string[] }>; maxPdu?: number }): Buffer {
+export function associateRq(opts: { calling: string; called: string; contexts: Array<{ abstractSyntax: string; transferSyntaxes: string[] }>; maxPdu?: number; asyncOps?: [number, number] }): Buffer {
   const head = Buffer.alloc(68);
   head.writeUInt16BE(1, 0); // protocol version
   ae(opts.called).copy(head, 4);
@@ -38,7 +38,14 @@ export function associateRq(opts: { calling: string; called: string; contexts: A
   });
   const max = Buffer.alloc(4);
   max.writeUInt32BE(opts.maxPdu ?? 16384, 0);
-  items.push(item(0x50, Buffer.concat([item(0x51, max), item(0x52, Buffer.from('1.2.3.4.5', 'latin1'))])));
+  const user = [item(0x51, max), item(0x52, Buffer.from('1.2.3.4.5', 'latin1'))];
+  if (opts.asyncOps) {
+    const w = Buffer.alloc(4);
+    w.writeUInt16BE(opts.asyncOps[0], 0);
+    w.writeUInt16BE(opts.asyncOps[1], 2);
+    user.push(item(0x53, w)); // PS3.7 D.3.3.3 Asynchronous Operations Window
+  }
+  items.push(item(0x50, Buffer.concat(user)));
   return pdu(0x01, Buffer.concat([head, ...items]));
 }
 
@@ -184,6 +191,20 @@ export function commandStatus(cmd: Buffer): number | undefined {
     off += 8 + len;
   }
   return undefined;
+}
+
+/** User-information sub-item types present in an A-ASSOCIATE-AC (0x51 max length, 0x53 async window …). */
+export function userInfoItems(ac: Buffer): number[] {
+  for (let off = 68; off + 4 <= ac.length; ) {
+    const len = ac.readUInt16BE(off + 2);
+    if (ac[off] === 0x50) {
+      const out: number[] = [];
+      for (let s = off + 4; s + 4 <= off + 4 + len; s += 4 + ac.readUInt16BE(s + 2)) out.push(ac[s]);
+      return out;
+    }
+    off += 4 + len;
+  }
+  return [];
 }
 
 /** A-ASSOCIATE-AC: result per presentation context id (0 accepted) (PS3.8 9.3.3.2). */

@@ -15,7 +15,7 @@ import { freePort, requirePeer, tempDir, waitFor } from '../../test/helpers/env'
 import { makeCerts } from '../../test/helpers/tls';
 import type { DicomDataset, DicomInstanceRecord } from './contracts';
 import { fileMetaLength, TS } from './part10';
-import { associateRq, contextResults, cStoreCommand, pData, RawAssociation, RELEASE_RQ } from './raw-scu';
+import { associateRq, contextResults, cStoreCommand, pData, RawAssociation, RELEASE_RQ, userInfoItems } from './raw-scu';
 import { DicomStorageScp, MPPS_SOP_CLASS, type DicomScpOptions } from './storage-scp';
 
 const run = promisify(execFile);
@@ -248,6 +248,20 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
       expect(await a.readStatus()).toBe(0x0122);
       expect(committed.length).toBe(n);
       expect(readdirSync(scp.tmpDir)).toEqual([]);
+    } finally {
+      a.close();
+    }
+  });
+
+  it('an asynchronous operations window proposed by the SCU is not granted: the A-ASSOCIATE-AC has no 0x53 item (PS3.7 D.3.3.3)', async () => {
+    const a = await RawAssociation.connect(port);
+    try {
+      a.write(associateRq({ calling: 'MOD1', called: AET, contexts: [{ abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: [TS.implicitLE] }], asyncOps: [4, 4] }));
+      const ac = await a.read();
+      expect(ac?.type).toBe(0x02);
+      const items = userInfoItems(ac!.body);
+      expect(items).toContain(0x51);
+      expect(items).not.toContain(0x53);
     } finally {
       a.close();
     }

@@ -325,6 +325,9 @@ export class DicomStorageScp {
       // PS3.8 9.3.4: source 3 (service provider, presentation related), reason 2 local limit exceeded
       return { result: RejectResult.Transient, source: RejectSource.ServiceProviderPresentation, reason: RejectReason.LocalLimitExceeded, why: 'association limit reached' };
     }
+    // PS3.7 D.3.3.3: no Asynchronous Operations Window item in our A-ASSOCIATE-AC = one operation at a
+    // time (the library would echo the SCU's window, and its C-STORE state machine is synchronous)
+    assoc.setNegotiateAsyncOps(false);
     const services = this.opts.services ?? {};
     for (const { context } of assoc.getPresentationContexts() as Array<{ context: PresentationContext }>) {
       const as = context.getAbstractSyntaxUid();
