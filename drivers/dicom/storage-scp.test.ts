@@ -267,6 +267,26 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     }
   });
 
+  it('a C-STORE on a presentation context id that was never proposed: A-ABORT and close, nothing kept, the listener keeps serving', async () => {
+    const a = await RawAssociation.connect(port);
+    try {
+      a.write(associateRq({ calling: 'MOD1', called: AET, contexts: [{ abstractSyntax: '1.2.840.10008.5.1.4.1.1.4', transferSyntaxes: [TS.explicitLE] }] }));
+      expect((await a.read())?.type).toBe(0x02);
+      const file = readFileSync(join(FIX, 'MR_small.dcm'));
+      const n = committed.length;
+      for (const p of pData(7, cStoreCommand(metaUid(file, 0x0002), metaUid(file, 0x0003)), true)) a.write(p);
+      for (const p of pData(7, datasetOf(file), false)) a.write(p);
+      const p = await a.read(5000);
+      expect(p?.type).toBe(0x07);
+      await waitFor(() => a.closed, 5000);
+      expect(committed.length).toBe(n);
+    } finally {
+      a.close();
+    }
+    await waitFor(() => readdirSync(scp.tmpDir).length === 0, 5000);
+    expect((await storescu(port, join(FIX, 'MR_small.dcm'))).rc).toBe(0);
+  });
+
   it('a wrong called AE title gets A-ASSOCIATE-RJ "called AE title not recognized" (PS3.8 9.3.4 reason 7)', async () => {
     const r = await storescu(port, join(FIX, 'CT_small.dcm'), [], 'MOD1', 'NOT_US');
     expect(r.rc).not.toBe(0);

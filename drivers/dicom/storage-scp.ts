@@ -549,6 +549,9 @@ class GatewayScp extends Scp {
       if (this.refused) return;
       this.log.info({ remote: info.remote, err: e.message }, 'DICOM connection error: closing');
       this.owner.noteError(e.message);
+      // a PDU or DIMSE the library could not handle (e.g. P-DATA on a context that was not accepted):
+      // A-ABORT (PS3.8 9.3.8, service provider, reason not specified); timeouts were aborted by the library
+      if (!/timeout|Connection error/i.test(e.message) && this.socket.writable) this.socket.write(abortPdu(AbortSource.ServiceProvider, AbortReason.NotSpecified));
       this.closeSoon();
     });
     this.on('close', () => this.onClose());
