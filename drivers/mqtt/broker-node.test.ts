@@ -45,6 +45,9 @@ describe('iomt-mqtt-broker configuration', () => {
     expect(specProblems(MQTT_BROKER_SPEC, { ...ok, allowFrom: 'everyone' }, {})).toMatch(/allowFrom/);
     expect(specProblems(MQTT_BROKER_SPEC, { ...ok, tls: 'on' }, {})).toMatch(/tlsCert/);
     expect(specProblems(MQTT_BROKER_SPEC, { ...ok, tls: 'maybe' }, {})).toMatch(/tls/);
+    // the shipped icu-vitals flow writes ${MQTT_TLS:-false}: accepted, and `true` needs the files
+    expect(specProblems(MQTT_BROKER_SPEC, { ...ok, tls: '${MQTT_TLS:-false}' }, {})).toBeUndefined();
+    expect(specProblems(MQTT_BROKER_SPEC, { ...ok, tls: '${MQTT_TLS:-true}' }, {})).toMatch(/tlsCert/);
     const html = readFileSync(join(__dirname, 'node-red', 'iomt-mqtt-broker.html'), 'utf8');
     expect(html).toContain("iomtFields.defaults('iomt-mqtt-broker')");
     for (const f of MQTT_BROKER_SPEC.fields) {
