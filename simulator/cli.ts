@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 import { formatReport, runAnalyzer } from './hl7/analyzer';
 import { SimulatedHis, type HisMode } from './his/his';
 import { simulateAstm } from './astm/cli';
+import { simulateModality } from './dicom/cli';
 import { parseOpts, stdio, UsageError, type Out } from './options';
 
 export const SIMULATE_USAGE = `usage: iomt-gateway simulate <device> [options]
@@ -22,6 +23,11 @@ export const SIMULATE_USAGE = `usage: iomt-gateway simulate <device> [options]
         (time, MSH-10, OBX count).
 
   astm  ...   simulated ASTM analyzer (see 'simulate astm --help')
+
+  monitor --mode mqtt|pcd ...  bedside monitors over MQTT or a PCD-01 central station (see 'simulate monitor --help')
+
+  modality --host H --port P ...   simulated imaging modality: C-ECHO, worklist query, MPPS,
+        streamed C-STORE of any size, faults (see 'simulate modality --help')
 `;
 
 
@@ -140,6 +146,10 @@ export async function simulateCli(argv: string[], out: Out = stdio): Promise<num
         return await hisCmd(rest, out);
       case 'astm':
         return await astmCmd(rest, out);
+      case 'monitor':
+        return await (await import('./monitor/cli')).simulateMonitor(rest, out); // --mode mqtt|pcd (issue 12 §7)
+      case 'modality':
+        return await simulateModality(rest, out);
       case '--help':
       case '-h':
       case 'help':
