@@ -79,6 +79,14 @@ export function cStoreCommand(sopClass: string, sopInstance: string, messageId =
   return Buffer.concat([el(0x0000, 0x0000, len), body]);
 }
 
+/** C-ECHO-RQ command set (PS3.7 9.3.5.1): no dataset. */
+export function cEchoCommand(messageId = 1): Buffer {
+  const body = Buffer.concat([el(0x0000, 0x0002, ui('1.2.840.10008.1.1')), el(0x0000, 0x0100, us(0x0030)), el(0x0000, 0x0110, us(messageId)), el(0x0000, 0x0800, us(0x0101))]);
+  const len = Buffer.alloc(4);
+  len.writeUInt32LE(body.length, 0);
+  return Buffer.concat([el(0x0000, 0x0000, len), body]);
+}
+
 /** P-DATA-TF PDUs carrying `data` as PDVs of at most `maxPdv` bytes (PS3.8 9.3.5, E.2). */
 export function pData(pcId: number, data: Buffer, command: boolean, maxPdv = 16000): Buffer[] {
   const out: Buffer[] = [];

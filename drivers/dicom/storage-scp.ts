@@ -40,6 +40,11 @@ const { Status, PresentationContextResult: PCR, RejectResult, RejectSource, Reje
 // the library logs every association and PDU at info on the console (its own loglevel instance);
 // the gateway logs what matters itself (no PHI above debug)
 dimse.log.setLevel((process.env.IOMT_DICOM_LIB_LOG as 'trace' | 'debug' | 'info' | 'warn' | 'error' | undefined) ?? 'silent');
+// dcmjs (under dcmjs-dimse's Dataset) prints a console warning per malformed command or identifier it
+// reads leniently; the SCP answers and logs those itself
+// (require: the CommonJS build dcmjs-dimse itself loads, not an ES build a bundler might pick)
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+(require('dcmjs') as { log: { setLevel(l: string): void } }).log.setLevel((process.env.IOMT_DICOM_LIB_LOG as 'trace' | 'debug' | 'info' | 'warn' | 'error' | undefined) ?? 'error');
 
 export const DRIVER_NAME = 'dicom';
 export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1'; // PS3.4 A

@@ -14,9 +14,13 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { deflateRawSync } from 'node:zlib';
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { DatasetError, fileMetaLength, NeedMoreBytes, readHeader, TS } from '../../drivers/dicom/part10';
 import { PduFramer } from '../../drivers/dicom/pdu-framer';
+import { associateRq, cEchoCommand, cStoreCommand, pData, RawAssociation } from '../../drivers/dicom/raw-scu';
+import { DicomStorageScp } from '../../drivers/dicom/storage-scp';
+import type { CommitResult, InboundMessage, QuarantineInput } from '../../gateway/src/contracts/driver';
+import { tempDir } from '../helpers/env';
 import { FUZZ_RUNS, FUZZ_SEED, FUZZ_TIME_LIMIT_MS } from './fuzz-config';
 
 const params = (runs = FUZZ_RUNS) => ({ seed: FUZZ_SEED, numRuns: runs, interruptAfterTimeLimit: FUZZ_TIME_LIMIT_MS, markInterruptAsFailure: false });
@@ -182,4 +186,63 @@ describe('DICOM dataset header walker (fuzz)', () => {
       params(),
     );
   });
+});
+
+describe('DICOM storage SCP under random input after an association (fuzz)', () => {
+  const tmp = tempDir('iomt-dicom-fuzz-');
+  afterAll(() => tmp.cleanup());
+
+  it('random PDUs, PDVs and datasets never crash it; it answers C-ECHO after each', async () => {
+    const stored: InboundMessage[] = [];
+    const quarantined: QuarantineInput[] = [];
+    const sink = {
+      submit: async (m: InboundMessage): Promise<CommitResult> => (stored.push(m), { messageId: stored.length, messageUid: `u${stored.length}`, duplicate: false, observations: [] }),
+      quarantine: async (q: QuarantineInput) => quarantined.push(q),
+    };
+    const scp = new DicomStorageScp({ deviceId: 'fuzz', aeTitle: 'IOMT_GW', host: '127.0.0.1', port: 0, dataDir: tmp.dir, idleTimeoutMs: 2000 }, sink);
+    const { port } = await scp.start();
+    const contexts = [
+      { abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: [TS.implicitLE] },
+      { abstractSyntax: '1.2.840.10008.5.1.4.1.1.2', transferSyntaxes: [TS.explicitLE, TS.implicitLE] },
+      { abstractSyntax: '1.2.840.10008.5.1.4.1.1.7', transferSyntaxes: [TS.deflatedLE] },
+    ];
+    const echo = async (): Promise<number | undefined> => {
+      const a = await RawAssociation.connect(port);
+      try {
+        a.write(associateRq({ calling: 'FUZZ', called: 'IOMT_GW', contexts }));
+        if ((await a.read(5000))?.type !== 0x02) return undefined;
+        for (const p of pData(1, cEchoCommand(), true)) a.write(p);
+        return await a.readStatus(5000);
+      } finally {
+        a.close();
+      }
+    };
+    // after a valid association: one of random bytes, a random PDU, a C-STORE with a random dataset
+    // (any context id), or a C-STORE whose command is random bytes
+    const action = fc.oneof(
+      fc.uint8Array({ minLength: 1, maxLength: 600 }).map((b) => ({ kind: 'bytes', parts: [Buffer.from(b)] })),
+      pduArb.map((p) => ({ kind: 'pdu', parts: [p] })),
+      fc.record({ pc: fc.constantFrom(1, 3, 5, 9), ds: fc.uint8Array({ maxLength: 3000 }) }).map(({ pc, ds }) => ({ kind: 'store', parts: [...pData(pc, cStoreCommand('1.2.840.10008.5.1.4.1.1.2', '2.25.77'), true), ...pData(pc, Buffer.from(ds), false, 700)] })),
+      fc.record({ pc: fc.constantFrom(1, 3), cmd: fc.uint8Array({ maxLength: 200 }) }).map(({ pc, cmd }) => ({ kind: 'command', parts: pData(pc, Buffer.from(cmd), true) })),
+    );
+    try {
+      await fc.assert(
+        fc.asyncProperty(action, async (act) => {
+          const a = await RawAssociation.connect(port);
+          try {
+            a.write(associateRq({ calling: 'FUZZ', called: 'IOMT_GW', contexts }));
+            await a.read(5000);
+            for (const p of act.parts) a.write(p);
+            await a.read(300); // an answer, an A-ABORT, or nothing
+          } finally {
+            a.close();
+          }
+          expect(await echo()).toBe(0);
+        }),
+        { ...params(Math.min(FUZZ_RUNS, 60)) },
+      );
+    } finally {
+      await scp.close();
+    }
+  }, 120_000);
 });
