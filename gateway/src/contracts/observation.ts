@@ -69,7 +69,8 @@ export interface QualityFlag {
     | 'validity-doubtful' // ASTM R.9 W: warning, validity doubtful (sent as not verified)
     | 'raw-signal' // an instrument's raw signal (RLU, OD, ...), forwarded only because the profile says so
     | 'charset-fallback' // bytes invalid in the declared charset: decoded with the profile's fallback charset
-    | 'unmapped-code'; // code or unit not in the profile's maps: sent as the device's local code
+    | 'unmapped-code' // code or unit not in the profile's maps: sent as the device's local code
+    | 'invalid-identifier'; // a patient identifier that fails its own rule (CCCD/BHXH/BHYT, protocols.md §7.1): kept as sent
   /** Where: HL7 `OBX^3^5` (segment^seq^field), ASTM `R^4^4` (record^position^field). */
   location?: string;
   /** The device's own text when it was not used as is. */
@@ -105,6 +106,8 @@ export interface OrderInfo {
   service?: Coding; // OBR-4
   collectedAt?: string; // OBR-7, ISO 8601
   section?: string; // OBR-24
+  /** PV1-19 visit number (HL7 v2.5.1 3.4.3.19): the HIS's visit key, exported as MA_LK (QĐ 130 XML4). PHI-adjacent. */
+  visitNumber?: string;
   /** Specimen type, HL7 Table 0487 (BLD, SER, PLAS, UR ...): SPM-4; from the order, the device or the profile. */
   specimenType?: Coding;
 }
@@ -136,6 +139,8 @@ export interface AlarmInfo {
   /** IHE PCD ACM alarm state. */
   state?: 'inactive' | 'active' | 'latched' | 'acknowledged' | 'silenced';
   kind?: 'physiological' | 'technical';
+  /** IHE PCD ACM alarm inactivation state (MDC attribute 68483: enabled, audio-paused, audio-off, alarm-paused, alarm-off, acknowledged), as sent. */
+  inactivationState?: string;
   /** Alarm identifier from the source, stable across the phases of one alarm. */
   id?: string;
   source?: string;
@@ -174,6 +179,8 @@ export interface ObservationDraft {
   operator?: string; // OBX-16 / R.11
   comments?: string[]; // NTE / ASTM C records attached to this result
   subId?: string; // OBX-4
+  /** OBX-17 observation method (HL7 v2.5.1 7.4.2.17; IHE PCD: AMEAS, MMEAS, ...), as sent. */
+  method?: Coding;
 }
 
 export interface Observation extends ObservationDraft {
