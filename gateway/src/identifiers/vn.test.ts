@@ -65,8 +65,8 @@ describe('classification and typing', () => {
     ]);
     const flags = identifierQuality(s, cfg);
     expect(flags.map((f) => [f.code, f.location, f.original])).toEqual([
-      ['invalid-value', 'patientIds[1]', '079185000123'],
-      ['invalid-value', 'patientIds[2]', 'X1'],
+      ['invalid-identifier', 'patientIds[1]', '079185000123'],
+      ['invalid-identifier', 'patientIds[2]', 'X1'],
     ]);
     expect(flags[0].text).toMatch(/^invalid-identifier cccd: /);
     expect(classifyIdentifier({ id: '7912345678', type: 'bhxh' }, {}, cfg)).toMatchObject({ kind: 'bhxh', hl7Type: 'SS', problems: [] });
@@ -98,7 +98,7 @@ describe('device settings on every draft (machine code, identifier flags)', () =
     const [a, b] = applyDeviceSettings('dev', [d1, draft()], { machineCode: ' MM-01 ', model: 'other', serial: 'S1' });
     expect(a.equipment).toEqual({ id: 'XN1', name: 'Sysmex', model: 'XN-1000', serial: 'S1', machineCode: 'MM-01' });
     expect(b.equipment).toEqual({ id: 'dev', model: 'other', serial: 'S1', machineCode: 'MM-01' });
-    expect(a.quality!.map((q) => q.code)).toEqual(['charset-fallback', 'invalid-value']);
+    expect(a.quality!.map((q) => q.code)).toEqual(['charset-fallback', 'invalid-identifier']);
     expect(d1.equipment).toEqual({ id: 'XN1', name: 'Sysmex', model: 'XN-1000' }); // input untouched
     expect(applyDeviceSettings('dev', [a], { machineCode: 'MM-01' })[0].quality).toHaveLength(2); // not flagged twice
     expect(a.value).toEqual(d1.value);
@@ -127,7 +127,7 @@ describe('device settings on every draft (machine code, identifier flags)', () =
     expect(msg.segment('PID')!.get(3, 5, 2)).toBe('NNVNM');
     expect(text).toContain('PID|1||BN1^^^^MR~12345^^^^NNVNM||Nguyễn^An^Văn');
     expect(text).toMatch(/\|XN1\^Sysmex~MM-01\^MA_MAY(\r|$)/);
-    expect(text).toContain('IOMT-GW data quality: invalid-value at patientIds[1] - invalid-identifier cccd: CCCD must be 12 digits');
+    expect(text).toContain('IOMT-GW data quality: invalid-identifier at patientIds[1] - invalid-identifier cccd: CCCD must be 12 digits');
     expect(validateOruR01v251(text)).toEqual([]);
   });
 });

@@ -102,14 +102,14 @@ export function classifySubject(s: Subject | undefined, cfg: FhirSiteConfig = lo
 }
 
 /**
- * Data-quality flags for the bad identifiers of a subject: code 'invalid-value' (the contract has no
- * identifier code yet), location the repetition (`PID^1^3` style is the driver's; here `patientIds[i]`),
+ * Data-quality flags for the bad identifiers of a subject: code 'invalid-identifier' (protocols.md §7.1),
+ * location the repetition (`PID^1^3` style is the driver's; here `patientIds[i]`),
  * text without the value (no PHI), original = the identifier as sent.
  */
 export function identifierQuality(s: Subject | undefined, cfg: FhirSiteConfig = loadSiteConfig()): QualityFlag[] {
   const out: QualityFlag[] = [];
   classifySubject(s, cfg).forEach((c, i) => {
-    if (c.problems.length) out.push({ code: 'invalid-value', location: `patientIds[${i}]`, original: c.value, text: `invalid-identifier ${c.kind}: ${c.problems.join('; ')}` });
+    if (c.problems.length) out.push({ code: 'invalid-identifier', location: `patientIds[${i}]`, original: c.value, text: `invalid-identifier ${c.kind}: ${c.problems.join('; ')}` });
   });
   return out;
 }
