@@ -456,6 +456,23 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     }
   }, 30_000);
 
+  it('connections per source address are limited (listener guard): the surplus one is closed at once', async () => {
+    const x = await startScp({ maxPerAddress: 1 });
+    try {
+      const held = await RawAssociation.connect(x.port);
+      held.write(associateRq({ calling: 'MOD1', called: AET, contexts: [{ abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: [TS.implicitLE] }] }));
+      expect((await held.read())?.type).toBe(0x02);
+      const r = await storescu(x.port, join(FIX, 'MR_small.dcm'));
+      expect(r.rc).not.toBe(0);
+      expect(r.out).not.toContain('Association Accepted');
+      held.close();
+      await waitFor(() => x.scp.status().connections === 0, 5000);
+      expect((await storescu(x.port, join(FIX, 'MR_small.dcm'))).rc).toBe(0);
+    } finally {
+      await x.scp.close();
+    }
+  }, 30_000);
+
   it('DICOM TLS (PS3.15 B.1) with a required client certificate: storescu with a certificate stores, without one fails', async () => {
     const dir = tempDir('iomt-dicom-tls-');
     const c = makeCerts(dir.dir);
