@@ -51,10 +51,14 @@ export interface DicomStoreDescriptor {
 
 export const DICOM_STORE_CONTENT_TYPE = 'application/vnd.iomt.dicom-store+json';
 
-/** C-STORE response status → outcome class (PS3.4 B.2.3, PS3.7 C). */
+/**
+ * C-STORE response status → outcome class. PS3.4 B.2.3: warnings 0xB000 coercion, 0xB007 data set does
+ * not match SOP class, 0xB006 elements discarded; PS3.7 C.1.3 warning class: 0x0001, 0xBxxx, 0x0107
+ * attribute list error, 0x0116 attribute value out of range. Everything else but 0xFE00 cancel is a failure.
+ */
 export function classifyStoreStatus(status: number): 'success' | 'warning' | 'failure' | 'out-of-resources' | 'cancel' {
   if (status === 0x0000) return 'success';
-  if (status === 0xb000 || status === 0xb007 || status === 0xb006 || (status & 0xf000) === 0xb000) return 'warning';
+  if ((status & 0xf000) === 0xb000 || status === 0x0001 || status === 0x0107 || status === 0x0116) return 'warning';
   if (status === 0xfe00) return 'cancel';
   if ((status & 0xff00) === 0xa700) return 'out-of-resources';
   return 'failure';
