@@ -64,9 +64,9 @@ describe('MemoryBudget', () => {
     expect(calls).toEqual([1, 2]);
   });
 
-  it('IOMT_INFLIGHT_MAX_BYTES: default 64 MiB, a number of bytes ≥ 1 MiB, else an error naming it', () => {
+  it('IOMT_INFLIGHT_MAX_BYTES: default 32 MiB, a number of bytes ≥ 1 MiB, else an error naming it', () => {
     expect(inflightBudgetBytes({})).toBe(DEFAULT_INFLIGHT_MAX_BYTES);
-    expect(DEFAULT_INFLIGHT_MAX_BYTES).toBe(64 * 1024 * 1024);
+    expect(DEFAULT_INFLIGHT_MAX_BYTES).toBe(32 * 1024 * 1024);
     expect(inflightBudgetBytes({ IOMT_INFLIGHT_MAX_BYTES: ' 16777216 ' })).toBe(16777216);
     for (const bad of ['64M', '-1', '1000', '1.5e7']) expect(() => inflightBudgetBytes({ IOMT_INFLIGHT_MAX_BYTES: bad })).toThrow(bad);
   });

@@ -25,7 +25,11 @@
 import { componentLogger } from '../log/logger';
 import { metrics } from '../metrics/registry';
 
-export const DEFAULT_INFLIGHT_MAX_BYTES = 64 * 1024 * 1024;
+/**
+ * 32 MiB: 32 concurrent 8 MB messages peaked at ~330 MiB RSS with it and ~420 MiB with 64 MiB
+ * (bench/memory-flood.ts, docs/BENCHMARKS.md); still thousands of ordinary messages in flight.
+ */
+export const DEFAULT_INFLIGHT_MAX_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_INFLIGHT_HEADROOM_BYTES = 8 * 1024 * 1024;
 /** Bytes of work charged per byte of a large message being processed (see acquireWork). */
 export const WORK_EXPANSION_FACTOR = 6;
@@ -196,7 +200,7 @@ export class MemoryBudget {
 let shared: MemoryBudget | undefined;
 
 /**
- * The process-wide budget: IOMT_INFLIGHT_MAX_BYTES (bytes, default 64 MiB). Throws RangeError on a
+ * The process-wide budget: IOMT_INFLIGHT_MAX_BYTES (bytes, default 32 MiB). Throws RangeError on a
  * value that is not a positive whole number.
  */
 export function sharedMemoryBudget(env: NodeJS.ProcessEnv = process.env): MemoryBudget {
@@ -212,7 +216,7 @@ export function sharedMemoryBudget(env: NodeJS.ProcessEnv = process.env): Memory
   return shared;
 }
 
-/** IOMT_INFLIGHT_MAX_BYTES in bytes (default 64 MiB, at least 1 MiB). Throws RangeError naming the bad value. */
+/** IOMT_INFLIGHT_MAX_BYTES in bytes (default 32 MiB, at least 1 MiB). Throws RangeError naming the bad value. */
 export function inflightBudgetBytes(env: NodeJS.ProcessEnv = process.env): number {
   const raw = (env.IOMT_INFLIGHT_MAX_BYTES ?? '').trim();
   if (raw === '') return DEFAULT_INFLIGHT_MAX_BYTES;
