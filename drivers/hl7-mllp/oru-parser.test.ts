@@ -87,6 +87,48 @@ describe('parseOru rules', () => {
     expect(c.order?.fillerOrderNumber).toBe('S2');
   });
 
+  it('PV1-19 visit number (CX-1) goes on every order of its patient group; a later PID without PV1 has none', () => {
+    const msg = [
+      H(),
+      'PID|1||P1^^^HIS^MR',
+      'PV1|1|O|KB^^^BV||||||||||||||||LK-2025-001^^^BV^VN',
+      'OBR|1||S1|58410-2^CBC^LN',
+      'OBX|1|NM|6690-2^WBC^LN||5.1|10*3/uL|||||F',
+      'OBR|2||S2|24323-8^CMP^LN',
+      'OBX|1|NM|2345-7^GLU^LN||5.5|mmol/L|||||F',
+      'PID|2||P2^^^HIS^MR',
+      'OBR|3||S3|24323-8^CMP^LN',
+      'OBX|1|NM|2345-7^GLU^LN||6.1|mmol/L|||||F',
+    ].join('\r');
+    const d = parseOru(parseHl7(msg)).drafts;
+    expect(d.map((x) => x.order?.visitNumber)).toEqual(['LK-2025-001', 'LK-2025-001', undefined]);
+    expect(parseOru(parseHl7(`${H()}\rPID|1||P1\rPV1|1|O\rOBR|1||S1\rOBX|1|NM|x^^LN||1`)).drafts[0].order).toEqual({ fillerOrderNumber: 'S1' });
+    // OBX before any OBR still carries the visit of its patient
+    expect(parseOru(parseHl7(`${H()}\rPID|1||P1\rPV1|1|O|||||||||||||||||V9\rOBX|1|NM|x^^LN||1`)).drafts[0].order).toEqual({ visitNumber: 'V9' });
+  });
+
+  it('OBX-17 method kept as sent (CE components; text only kept with an empty code); absent → no method', () => {
+    const one = (obx17: string) => parseOru(parseHl7(`${H()}\rOBR|1||S1\rOBX|1|NM|x^^LN||1||||||||||||${obx17}`)).drafts[0].method;
+    expect(one('AMEAS^auto-measurement^MDC')).toEqual({ system: 'urn:iso:std:iso:11073:10101', code: 'AMEAS', display: 'auto-measurement' });
+    expect(one('MMEAS')).toEqual({ system: 'local', code: 'MMEAS' });
+    expect(one('^APERIODIC')).toEqual({ system: 'local', code: '', display: 'APERIODIC' });
+    expect(one('AMEAS^auto~MMEAS^manual')).toEqual({ system: 'local', code: 'AMEAS', display: 'auto' });
+    expect(one('')).toBeUndefined();
+  });
+
+  it.each([
+    ['265987^MDC_DIM_KILO_PASCAL^MDC', 'kPa'], // IEEE 11073-10101 partition 4: 4::3843
+    ['^MDC_DIM_KILO_PASCAL^MDC', 'kPa'],
+    ['266016^MDC_DIM_MMHG^MDC', 'mm[Hg]'],
+    ['264864^MDC_DIM_BEAT_PER_MIN^MDC', '/min'],
+    ['266048^MDC_DIM_CM_H2O^MDC', 'MDC_DIM_CM_H2O'], // 4::3904 is cmH2O, never kPa: not in the map → its REFID as sent
+    ['4::3843^^MDC', 'kPa'],
+    ['mmol/L^^UCUM', 'mmol/L'],
+  ])('lab OBX-6 %s → unit %s (MDC units from the shipped code map)', (obx6, unit) => {
+    const d = parseOru(parseHl7(`${H()}\rOBR|1||S1\rOBX|1|NM|x^^LN||1|${obx6}`)).drafts[0];
+    expect(d.value).toMatchObject({ kind: 'quantity', unit });
+  });
+
   it('zero OBX is valid', () => {
     expect(parseOru(parseHl7(`${H()}\rPID|1||X\rOBR|1||S1`)).drafts).toEqual([]);
   });

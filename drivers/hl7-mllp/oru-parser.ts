@@ -6,6 +6,7 @@ import { ParseError, UnsupportedMessageError } from '../../gateway/src/contracts
 import type { Coding, Comparator, ObservationDraft, ObservationStatus, ObservationValue, OrderInfo, PatientIdentifier, QualityFlag, Subject } from '../../gateway/src/contracts/observation';
 import { readHeader, type Hl7Delimiters, type Hl7Header, type Hl7Message, type Hl7Segment } from './hl7-message';
 import { pcdNormalizer } from '../../gateway/src/vitals/pcd-normalize';
+import { mdcUnit } from '../../gateway/src/vitals/code-map';
 
 export interface OruParseResult {
   drafts: ObservationDraft[];
@@ -65,19 +66,6 @@ export const TABLE_0085: Record<string, ObservationStatus> = {
   N: 'unknown', // not asked (2.5.1)
   O: 'registered', // order detail description only
   A: 'amended', // amended based on adjustments provided by the placer (v2.6+, tolerated)
-};
-
-/**
- * Small built-in ISO/IEEE 11073 unit → UCUM table for the units of protocols.md §4.2 (a standard
- * mapping, not a vendor difference). Unknown MDC units keep their REFID text.
- */
-const MDC_UNITS: Record<string, string> = {
-  '264864': '/min', MDC_DIM_BEAT_PER_MIN: '/min',
-  '264928': '/min', MDC_DIM_RESP_PER_MIN: '/min',
-  '262688': '%', MDC_DIM_PERCENT: '%',
-  '266016': 'mm[Hg]', MDC_DIM_MMHG: 'mm[Hg]',
-  '268192': 'Cel', MDC_DIM_DEGC: 'Cel',
-  '266048': 'kPa', MDC_DIM_KILO_PASCAL: 'kPa',
 };
 
 // one way to match each digit (no `\d+\.?\d*`, which backtracks quadratically on a long digit run: issue 10)
@@ -158,6 +146,8 @@ export function parseOru(msg: Hl7Message, opts: OruParseOptions = {}): OruParseR
     withheld.push({ location: `LINE^${line.position}`, reason: line.reason, text: line.text });
   }
   let patient: Subject | undefined;
+  // PV1-19 of the patient group (HL7 v2.5.1 7.3.1 ORU^R01: PID, PV1, then the order groups)
+  let visitNumber: string | undefined;
   let ctx: OrderCtx | undefined;
   let lastObx: ObservationDraft | undefined;
 
@@ -179,11 +169,18 @@ export function parseOru(msg: Hl7Message, opts: OruParseOptions = {}): OruParseR
       case 'PID':
         finishOrder();
         patient = readPid(seg, faults, messageFlags);
+        visitNumber = undefined;
+        lastObx = undefined;
+        break;
+      case 'PV1':
+        // HL7 v2.5.1 3.4.3.19 PV1-19 visit number (CX): the id is its first component (the HIS's visit key, MA_LK)
+        visitNumber = seg.get(19, 1).trim() || undefined;
         lastObx = undefined;
         break;
       case 'OBR': {
         finishOrder();
         const order = readObr(seg, faults, messageFlags);
+        if (visitNumber) order.visitNumber = visitNumber;
         ctx = {
           order,
           patient,
@@ -199,7 +196,7 @@ export function parseOru(msg: Hl7Message, opts: OruParseOptions = {}): OruParseR
           // HL7 v2.5.1 7.3.1: OBX belongs to an ORDER_OBSERVATION group (after OBR); Table 0357 100
           if (faults.strict) throw new ParseError('OBX before any OBR', { location: seg.location(), hl7ErrorCode: 100 });
           messageFlags.push({ code: 'invalid-value', location: seg.location(), text: 'OBX before any OBR: results kept in an order group of their own' });
-          ctx = { order: {}, patient, drafts: [], mdsEquipment: new Map() };
+          ctx = { order: visitNumber ? { visitNumber } : {}, patient, drafts: [], mdsEquipment: new Map() };
         }
         if (!codingFrom(seg, 3)) {
           // HL7 v2.5.1 7.4.2.3 OBX-3 is required: without it there is no result to send; kept in quarantine
@@ -424,6 +421,10 @@ function readObx(
   if (effective) dr.effectiveAt = effective;
   const operator = seg.get(16, 1) || seg.get(16, 2);
   if (operator) dr.operator = operator;
+  // OBX-17 observation method (HL7 v2.5.1 7.4.2.17, CE; IHE PCD: AMEAS^auto-measurement^MDC ...): the first
+  // repetition as sent; text only (`^APERIODIC`, CE-2) is kept with an empty code, never dropped
+  const method = codingFrom(seg, 17) ?? (seg.get(17, 2) ? { system: codingSystem(seg.get(17, 3)), code: '', display: seg.get(17, 2) } : undefined);
+  if (method) dr.method = method;
 
   // OBX-18 equipment instance identifier (EI entity^namespace^universal^type); PCD puts it on the
   // MDS row (OBX-4 `n.0.0.0`) and it applies to the metrics below it; else MSH-3.
@@ -449,7 +450,9 @@ function unitFrom(c: string[]): string {
   // a haematology unit written `10^9/L` with an unescaped ^ is one unit, not unit `10` with text `9/L`
   if (c.length >= 2 && /^10$/.test(c[0]) && /^\d{1,2}(\/|$)/.test(c[1]) && (c[2] ?? '') === '') return `${c[0]}^${c[1]}`;
   const [id = '', text = '', sys = ''] = c;
-  if (sys === 'MDC') return MDC_UNITS[id] ?? MDC_UNITS[text] ?? (text || id);
+  // IEEE 11073-10101 partition 4 units → UCUM from the shipped code map (firmware-config/code-maps, e.g.
+  // 265987 = 4::3843 MDC_DIM_KILO_PASCAL → kPa); an MDC unit not in the map keeps its REFID text
+  if (sys === 'MDC') return (mdcUnit(id) ?? mdcUnit(text))?.ucum ?? (text || id);
   return id || text;
 }
 

@@ -9,8 +9,8 @@
  * - GIA_TRI: the value as sent (comparator and decimals kept); DON_VI_DO: its unit.
  * - NGAY_KQ: result time (OBX-14 / ASTM R.13, else the time received) as `yyyyMMddHHmm` in Vietnam
  *   time (UTC+7, no daylight saving).
- * - MA_LK: the visit key comes from the order (PV1-19 visit number) when the HIS sends it; the
- *   observation contract has no field for it yet, so it is empty here and the HIS joins on the specimen.
+ * - MA_LK: the visit key, from the order's PV1-19 visit number (`OrderInfo.visitNumber`, HL7 v2.5.1
+ *   3.4.3.19 CX-1) when the HIS or the device sent one; else empty and the HIS joins on the specimen.
  * - Only results a claim can use: production (MSH-11/H.12 P), status final or corrected (Table 0085
  *   F, C, U); a correction replaces the row of the result it corrects (same device, specimen, test).
  */
@@ -117,7 +117,7 @@ export function xml4Rows(observations: Observation[], map: BhytCodeMap): Xml4Row
     const m = mapRow(o, map);
     const { value, unit } = giaTri(o);
     const row: Xml4Row = {
-      MA_LK: '',
+      MA_LK: o.order?.visitNumber ?? '',
       STT: 0,
       MA_DICH_VU: m?.MA_DICH_VU ?? '',
       MA_CHI_SO: m?.MA_CHI_SO ?? '',

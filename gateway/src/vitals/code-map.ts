@@ -197,6 +197,16 @@ export function lookupVital(codeOrRefIdOrNumeric: string): VitalLookup | undefin
   return shippedCodeMap().lookupVital(codeOrRefIdOrNumeric);
 }
 
+/**
+ * An MDC unit only (IEEE 11073-10101 partition 4, dimensions): its numeric code (e.g. 265987), `4::3843`
+ * or its reference id (MDC_DIM_KILO_PASCAL) → UCUM and the MDC unit; undefined for an MDC unit not in the
+ * table and for anything that is not an MDC unit (a UCUM string is not looked up here).
+ */
+export function mdcUnit(idOrRefId: string, map: CodeMap = shippedCodeMap()): UnitLookup | undefined {
+  const x = idOrRefId.trim();
+  return x && (parseMdcNumeric(x) !== undefined || /^MDC_DIM_/.test(x)) ? map.normalizeUnit(x) : undefined;
+}
+
 /** `shippedCodeMap().normalizeUnit(...)`: UCUM (and the MDC unit when known) for an MDC unit, device spelling or UCUM. */
 export function normalizeUnit(unit: string): UnitLookup | undefined {
   return shippedCodeMap().normalizeUnit(unit);

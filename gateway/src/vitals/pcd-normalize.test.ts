@@ -32,6 +32,20 @@ describe('IHE PCD post-normalization', () => {
     expect(r.drafts[0].quality?.map((q) => q.code)).toEqual(['value-missing']);
   });
 
+  it('ACM attribute 68483 (inactivation state) goes into the alarm as sent; an attribute AlarmInfo has no field for stays its own row', () => {
+    const r = parse([
+      MSH('R40', 'IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.4.1^ISO'),
+      'PID|||P1',
+      'OBR|1||A-2^CS|196616^MDC_EVT_ALARM^MDC',
+      'OBX|1|ST|196916^MDC_EVT_SENSOR_DISCONN^MDC|1.1.1.1.1|lead off|||PM~ST|||F',
+      'OBX|2|ST|68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC|1.1.1.1.2|audio-paused||||||F',
+      'OBX|3|ST|99999^MDC_ATTR_MADE_UP_FOR_THIS_TEST^MDC|1.1.1.1.3|x||||||F', // not a real attribute
+    ]);
+    expect(r.drafts[0].alarm).toMatchObject({ priority: 'PM', kind: 'technical', inactivationState: 'audio-paused' });
+    expect(r.drafts.map((d) => d.code.code)).toEqual(['196916', '99999']);
+    expect(r.drafts[1].alarm).toBe(r.drafts[0].alarm);
+  });
+
   it('ORU^R02 stays unsupported (AR 201) even with a PCD profile', () => {
     expect(() => parse([MSH('R02'), 'OBR|1', 'OBX|1|NM|147842^MDC_ECG_HEART_RATE^MDC|1.1.1.1|72'])).toThrow(/unsupported event ORU\^R02/);
   });

@@ -21,12 +21,13 @@
  *   flagged at message level (`value-missing` at PID^1^3).
  * - `category` 'vital-signs'.
  * - ORU^R40 (PCD-04 ACM, protocols.md §4.4): each event row and the attribute rows after it (68480
- *   source, 68481 phase, 68482 state, 68484 priority, 68485 type) become one `alarm` (AlarmInfo) on the
- *   event's draft; attribute rows that AlarmInfo has no field for stay as drafts carrying the same alarm.
+ *   source, 68481 phase, 68482 state, 68483 inactivation state, 68484 priority, 68485 type) become one
+ *   `alarm` (AlarmInfo) on the event's draft; attribute rows that AlarmInfo has no field for (or with a
+ *   value it cannot take) stay as drafts carrying the same alarm.
  */
 import type { AlarmInfo, Equipment, ObservationDraft, QualityFlag } from '../contracts/observation';
 import type { Hl7Message, Hl7Segment } from '../../../drivers/hl7-mllp/hl7-message';
-import { MDC_SYSTEM, parseMdcNumeric, shippedCodeMap, type CodeMap, type VitalLookup } from './code-map';
+import { MDC_SYSTEM, mdcUnit, shippedCodeMap, type CodeMap, type VitalLookup } from './code-map';
 import { shippedVendorMaps, type VendorCodeMap } from './vendor-maps';
 
 /** The parse result fields the hook rewrites (a subset of OruParseResult, to avoid an import cycle). */
@@ -110,8 +111,7 @@ export function pcdNormalizer(msg: Hl7Message, map: CodeMap = shippedCodeMap(), 
         const [id = '', text = '', system = ''] = seg.components(6);
         if (id || text) {
           // CWE unit^text^system: an MDC unit is looked up as MDC only (numeric code or its reference id)
-          const mdcOnly = (x: string) => (x && (parseMdcNumeric(x) !== undefined || /^MDC_DIM_/.test(x)) ? map.normalizeUnit(x) : undefined);
-          const u = system === 'MDC' ? (mdcOnly(id) ?? mdcOnly(text)) : (map.normalizeUnit(id) ?? (text ? map.normalizeUnit(text) : undefined));
+          const u = system === 'MDC' ? (mdcUnit(id, map) ?? mdcUnit(text, map)) : (map.normalizeUnit(id) ?? (text ? map.normalizeUnit(text) : undefined));
           if (u) v.unit = u.ucum;
           else quality.push({ code: 'unmapped-code', location: seg.location(6), text: 'OBX-6 unit is neither an MDC unit nor UCUM: kept as sent' });
         }
@@ -192,6 +192,8 @@ function groupAlarms(msg: Hl7Message, drafts: ObservationDraft[], lookups: Map<O
         current.priorityGiven = true;
       } else if (refid === 'MDC_ATTR_ALERT_TYPE' && TYPES[text]) a.kind = TYPES[text];
       else if (refid === 'MDC_ATTR_ALERT_SOURCE' && text) a.source = text;
+      // 68483 MDC_ATTR_ALARM_INACTIVATION_STATE (IHE PCD ACM: enabled, audio-paused, audio-off, alarm-paused, alarm-off, acknowledged): as sent
+      else if (refid === 'MDC_ATTR_ALARM_INACTIVATION_STATE' && text) a.inactivationState = text;
       else merged = false;
       if (!merged) {
         d.alarm = a; // kept as its own row (AlarmInfo has no field for it), never downsampled

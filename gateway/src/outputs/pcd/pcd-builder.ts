@@ -103,7 +103,9 @@ function obx(set: number, o: Observation, subId: string, extraFlags: string[] = 
   const [type, value, unit] = valueFields(o);
   const flags = [...(o.interpretation ?? []).filter((f) => TABLE_0078.has(f)), ...extraFlags].map(e).join('~');
   const status = o.statusCode ?? 'R';
-  const fields = ['OBX', String(set), type, codeField(o.code), subId, value, unit, e(o.referenceRange), flags, '', '', status, '', '', isoToHl7(o.effectiveAt)];
+  // OBX-17 observation method (HL7 v2.6 7.4.2.17, CWE; IHE PCD: AMEAS, MMEAS ...) as the device sent it
+  const method = o.method ? (o.method.code ? codeField(o.method) : `^${e(o.method.display)}`) : '';
+  const fields = ['OBX', String(set), type, codeField(o.code), subId, value, unit, e(o.referenceRange), flags, '', '', status, '', '', isoToHl7(o.effectiveAt), '', '', method];
   const out = [fields.join('|').replace(/\|+$/, '')];
   // what the device sent that OBX-8 cannot carry, and data-quality flags, go in NTE (never dropped)
   const notes = [
@@ -173,6 +175,7 @@ export function buildPcd01(observations: Observation[], o: PcdBuildOptions): str
 
 const PHASE_CODE = '68481^MDC_ATTR_EVENT_PHASE^MDC';
 const STATE_CODE = '68482^MDC_ATTR_ALARM_STATE^MDC';
+const INACTIVATION_CODE = '68483^MDC_ATTR_ALARM_INACTIVATION_STATE^MDC';
 const PRIORITY_CODE = '68484^MDC_ATTR_ALARM_PRIORITY^MDC';
 const TYPE_CODE = '68485^MDC_ATTR_ALERT_TYPE^MDC';
 const SOURCE_CODE = '68480^MDC_ATTR_ALERT_SOURCE^MDC';
@@ -182,9 +185,10 @@ const typeOf = (a: AlarmInfo): string => (a.kind === 'physiological' ? 'SP' : a.
 
 /**
  * PCD-04 ORU^R40 v2.6: one OBR (OBR-4 196616^MDC_EVT_ALARM^MDC, OBR-3 the alarm id) per alarm, the MDS
- * row, the event row (OBX-8 priority~type), then the attribute rows (source, phase, state, priority,
- * type) under the event's containment (five facets). Rows that came in as their own alarm attribute
- * (e.g. the inactivation state) follow their alarm. @throws TypeError when no observation is an alarm.
+ * row, the event row (OBX-8 priority~type), then the attribute rows (source, phase, state, inactivation
+ * state, priority, type) under the event's containment (five facets). Rows that came in as their own alarm
+ * attribute (one AlarmInfo has no field for) follow their alarm. OBX-17 carries the method as received.
+ * @throws TypeError when no observation is an alarm.
  */
 export function buildPcd04(observations: Observation[], o: PcdBuildOptions): string {
   const alarms = observations.filter((x) => x.alarm);
@@ -219,6 +223,7 @@ export function buildPcd04(observations: Observation[], o: PcdBuildOptions): str
     if (info.source) attr(SOURCE_CODE, info.source);
     if (info.phase) attr(PHASE_CODE, info.phase);
     if (info.state) attr(STATE_CODE, info.state);
+    if (info.inactivationState) attr(INACTIVATION_CODE, info.inactivationState);
     attr(PRIORITY_CODE, info.priority);
     if (typeOf(info)) attr(TYPE_CODE, typeOf(info));
     group = { base, next: facet, set };

@@ -24,7 +24,7 @@ function observations(caseName: string): Observation[] {
 function expand(drafts: ObservationDraft[], uid: string): Observation[] {
   return drafts.map((d, i) => ({ ...d, id: `${uid}-${i + 1}`, messageId: 1, messageUid: uid, seq: i + 1, deviceId: 'pcd-in', driver: 'hl7-mllp', receivedAt: RECEIVED }));
 }
-const essentials = (o: ObservationDraft) => ({ code: o.code, codings: o.codings, value: o.value, eui64: o.equipment?.eui64, bed: o.location?.bed, patient: o.subject?.patientId, effectiveAt: o.effectiveAt, statusCode: o.statusCode, interpretation: o.interpretation?.filter((f) => f !== 'DEMO').join('~') || undefined, alarm: o.alarm }); // DEMO is not HL7 Table 0078: sent in an NTE
+const essentials = (o: ObservationDraft) => ({ code: o.code, codings: o.codings, value: o.value, eui64: o.equipment?.eui64, bed: o.location?.bed, patient: o.subject?.patientId, effectiveAt: o.effectiveAt, statusCode: o.statusCode, interpretation: o.interpretation?.filter((f) => f !== 'DEMO').join('~') || undefined, alarm: o.alarm, method: o.method }); // DEMO is not HL7 Table 0078: sent in an NTE
 const OPTS = { controlId: 'K1', sendingApp: 'IOMT-GW', sendingEui64: '0A1B2C3D4E5F6071', now: new Date(RECEIVED) };
 
 describe('PCD-01 builder (ORU^R01 v2.6, MSH-21 IHE_PCD_001)', () => {
@@ -34,6 +34,16 @@ describe('PCD-01 builder (ORU^R01 v2.6, MSH-21 IHE_PCD_001)', () => {
     const back = parseOru(parseHl7(text, { lenient: true }));
     expect(back.drafts.map(essentials)).toEqual(obs.map(essentials));
     expect(back.drafts.map((d) => d.subId)).toEqual(obs.map((d) => d.subId)); // OBX-4 containment kept
+    expect(obs.some((o) => o.method)).toBe(true); // every case sends OBX-17: the round trip above compares it
+  });
+
+  it('OBX-17 method goes out as the device sent it (CWE; text only stays text only); none → empty', () => {
+    const [a] = observations('pcd01-vitals-identified');
+    const out = (method: Observation['method']) => splitHl7(buildPcd01([{ ...a, method }], OPTS)).filter((s) => s.id === 'OBX')[1].field(17);
+    expect(out({ system: 'urn:iso:std:iso:11073:10101', code: 'AMEAS', display: 'auto-measurement' })).toBe('AMEAS^auto-measurement^MDC');
+    expect(out({ system: 'local', code: '', display: 'APERIODIC' })).toBe('^APERIODIC');
+    expect(out({ system: 'local', code: 'M|1' })).toBe('M\\F\\1^^L');
+    expect(out(undefined)).toBe('');
   });
 
   it('MSH, MDS row with OBX-18 EUI-64, containment, MDC units, unassociated PID', () => {
@@ -75,7 +85,7 @@ describe('PCD-01 builder (ORU^R01 v2.6, MSH-21 IHE_PCD_001)', () => {
 });
 
 describe('ACM PCD-04 builder (ORU^R40 v2.6, MSH-21 IHE_PCD_ACM_001)', () => {
-  it('parse → build → parse keeps every alarm (priority, phase, state, kind, id, source, text)', () => {
+  it('parse → build → parse keeps every alarm (priority, phase, state, inactivation state, kind, id, source, text)', () => {
     const obs = observations('pcd04-alarm-acm');
     expect(obs.filter((o) => o.alarm && !o.code.display?.startsWith('MDC_ATTR_'))).toHaveLength(2);
     const text = buildPcd04(obs, OPTS);
@@ -83,8 +93,12 @@ describe('ACM PCD-04 builder (ORU^R40 v2.6, MSH-21 IHE_PCD_ACM_001)', () => {
     expect(seg(text, 'MSH')!.field(21)).toBe('IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.4.1^ISO');
     expect(splitHl7(text).filter((s) => s.id === 'OBR').map((s) => s.field(4))).toEqual(['196616^MDC_EVT_ALARM^MDC', '196616^MDC_EVT_ALARM^MDC']);
     const back = parseOru(parseHl7(text, { lenient: true }));
-    const pick = (ds: ObservationDraft[]) => ds.map((d) => ({ code: d.code.code, value: d.value, priority: d.alarm?.priority, phase: d.alarm?.phase, state: d.alarm?.state, kind: d.alarm?.kind, id: d.alarm?.id, text: d.alarm?.text }));
+    const pick = (ds: ObservationDraft[]) => ds.map((d) => ({ code: d.code.code, value: d.value, priority: d.alarm?.priority, phase: d.alarm?.phase, state: d.alarm?.state, inactivationState: d.alarm?.inactivationState, kind: d.alarm?.kind, id: d.alarm?.id, text: d.alarm?.text }));
     expect(pick(back.drafts)).toEqual(pick(obs));
+    // MDC attribute 68483 (IHE PCD ACM inactivation state) is in the alarm and goes out as its own attribute row
+    expect(obs[0].alarm?.inactivationState).toBe('enabled');
+    const inact = splitHl7(text).filter((s) => s.id === 'OBX' && s.field(3).startsWith('68483^'));
+    expect(inact.map((s) => [s.field(4).replace(/\.\d+$/, '.f'), s.field(5)])).toEqual([['1.3.1.150456.f', 'enabled']]); // a facet under its alarm's event
   });
 
   it('refuses a message with no alarm', () => {
