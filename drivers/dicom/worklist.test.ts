@@ -152,6 +152,17 @@ describe('worklist provider over the order cache (real SQLite)', () => {
     expect((await find({ AccessionNumber: '' })).map((d) => d.AccessionNumber)).toEqual(['ACC-1', 'ACC-3']);
   });
 
+  it('the in-memory index follows changes: an XO moving the date, a new order, an expiry (full reload)', async () => {
+    expect((await find({ AccessionNumber: '', ...sps({ ScheduledProcedureStepStartDate: '20250310' }) })).length).toBe(0);
+    const xo = parseOrders(parseHl7(ormCt({ ctrl: 'X3', control: 'XO', order: 'ORD-3', acc: 'ACC-3', name: 'Đỗ^Thị Ánh', pid: 'BN3', modality: 'US', date: '20250310080000' })));
+    cache.apply(xo.orders, { deviceId: 'ris', messageControlId: 'X3' });
+    const nw = parseOrders(parseHl7(ormCt({ ctrl: 'N9', order: 'ORD-9', acc: 'ACC-9', pid: 'BN9', date: '20250310120000' })));
+    cache.apply(nw.orders, { deviceId: 'ris', messageControlId: 'N9' });
+    expect((await find({ AccessionNumber: '', ...sps({ ScheduledProcedureStepStartDate: '20250310' }) })).map((d) => d.AccessionNumber)).toEqual(['ACC-3', 'ACC-9']);
+    expect(cache.expire(Date.now() + 8 * 86_400_000)).toBe(5);
+    expect(await find({ AccessionNumber: '' })).toEqual([]);
+  });
+
   it('MPPS progress shows as the SPS status', async () => {
     const id = cache.findImagingOrder({ accessionNumber: 'ACC-1' })!;
     cache.recordMpps('1.2.3.4', 'IN PROGRESS', id, 'CT01');

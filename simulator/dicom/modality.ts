@@ -12,6 +12,8 @@ import { AssociationRejected, EXPLICIT_LE, IMPLICIT_LE, ScuAssociation, type Sto
 import type { ObjectInfo } from './objects';
 
 const { Client, Dataset } = dimse;
+// the library logs every association at info on stdout: quiet unless asked (the simulator prints its own lines)
+(dimse.log as unknown as { setLevel(l: string): void }).setLevel(process.env.IOMT_DICOM_LIB_LOG ?? 'silent');
 const { CEchoRequest, CFindRequest, NCreateRequest, NSetRequest } = dimse.requests;
 
 export const MPPS_SOP_CLASS = '1.2.840.10008.3.1.2.3.3'; // PS3.4 F.7

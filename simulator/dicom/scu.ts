@@ -113,7 +113,7 @@ export interface StoreFaults {
 /** One association: connect, negotiate, exchange commands, release. */
 export class ScuAssociation {
   private sock!: net.Socket;
-  private buf = Buffer.alloc(0);
+  private buf: Buffer = Buffer.alloc(0);
   private waiters: Array<{ resolve: (p: { type: number; body: Buffer }) => void; reject: (e: Error) => void }> = [];
   private queued: Array<{ type: number; body: Buffer }> = [];
   private closedErr: Error | undefined;

@@ -113,8 +113,10 @@ CREATE TABLE IF NOT EXISTS order_imaging (
   imaging_json TEXT NOT NULL,
   sps_status TEXT NOT NULL DEFAULT 'SCHEDULED',
   mpps_uid TEXT,
-  progress_at INTEGER
+  progress_at INTEGER,
+  progress_seq INTEGER NOT NULL DEFAULT 0
 );
+CREATE INDEX IF NOT EXISTS order_imaging_progress ON order_imaging(progress_seq);
 CREATE INDEX IF NOT EXISTS order_imaging_date ON order_imaging(sps_date);
 CREATE INDEX IF NOT EXISTS order_imaging_modality_date ON order_imaging(modality, sps_date);
 CREATE INDEX IF NOT EXISTS order_imaging_accession ON order_imaging(accession);
@@ -142,6 +144,17 @@ interface ImagingRow {
   sps_status: SpsStatus;
   mpps_uid: string | null;
   progress_at: number | null;
+  progress_seq: number;
+}
+
+/**
+ * Where a worklist reader stands (OrderCache.worklistSince): the order change sequence, the MPPS
+ * progress sequence and the expiry sequence it has seen (all from order_meta, never reused).
+ */
+export interface WorklistCursor {
+  change: number;
+  progress: number;
+  expire: number;
 }
 
 /** Worklist pre-filter (exact values, evaluated in SQL on indexed columns); wildcards and names are matched by the caller. */
@@ -270,7 +283,8 @@ export class OrderCache {
       deleteImaging: db.prepare<[number]>('DELETE FROM order_imaging WHERE order_id = ?'),
       imagingByStudy: db.prepare<[string], ImagingRow>('SELECT * FROM order_imaging WHERE study_uid = ? ORDER BY order_id'),
       imagingByAccession: db.prepare<[string], ImagingRow>('SELECT * FROM order_imaging WHERE accession = ? ORDER BY order_id'),
-      setProgress: db.prepare<[string, string, number, number]>('UPDATE order_imaging SET sps_status = ?, mpps_uid = ?, progress_at = ? WHERE order_id = ?'),
+      setProgress: db.prepare<[string, string, number, number, number]>('UPDATE order_imaging SET sps_status = ?, mpps_uid = ?, progress_at = ?, progress_seq = ? WHERE order_id = ?'),
+      metaAll: db.prepare<[], { key: string; value: number }>("SELECT key, value FROM order_meta WHERE key IN ('change_seq', 'progress_seq', 'expire_seq')"),
       mppsGet: db.prepare<[string], { sop_instance_uid: string; status: string; order_id: number | null; calling_aet: string | null }>(
         'SELECT sop_instance_uid, status, order_id, calling_aet FROM order_mpps WHERE sop_instance_uid = ?',
       ),
@@ -403,6 +417,7 @@ export class OrderCache {
           this.s.deleteOrder.run(id);
         }
         this.s.expireMessages.run(limit);
+        if (ids.length) this.nextMeta('expire_seq'); // worklist readers reload (worklistSince)
         return ids.length;
       },
       (n) => n && this.log.info({ expired: n }, 'expired orders deleted'),
@@ -433,20 +448,47 @@ export class OrderCache {
       stmt = this.db.prepare(sql);
       this.worklistStmts.set(sql, stmt);
     }
-    const rows = this.guard(() => stmt!.all(...args)) as Array<ImagingRow & { placer_order_number: string | null; filler_order_number: string | null; patient_json: string | null; priority: string | null; test_json: string | null }>;
-    return rows.map((r) => {
-      const e: WorklistEntry = { orderId: r.order_id, imaging: { ...(JSON.parse(r.imaging_json) as ImagingOrder), studyInstanceUid: r.study_uid }, spsStatus: r.sps_status };
-      if (r.placer_order_number) e.placerOrderNumber = r.placer_order_number;
-      if (r.filler_order_number) e.fillerOrderNumber = r.filler_order_number;
-      if (r.patient_json) e.patient = JSON.parse(r.patient_json) as OrderPatient;
-      if (r.priority) e.priority = r.priority as OrderPriority;
-      if (r.test_json) {
-        const t = JSON.parse(r.test_json) as Record<string, string | null>;
-        e.service = toTest({ code: t.code ?? '', system: t.system ?? '', display: t.display, alt_code: t.altCode, alt_display: t.altDisplay, alt_system: t.altSystem } as TestRow);
+    const rows = this.guard(() => stmt!.all(...args)) as WorklistRow[];
+    return rows.map((r) => toWorklistEntry(r));
+  }
+
+  /** The order cache's worklist position now (one read of order_meta). */
+  worklistCursor(): WorklistCursor {
+    return this.guard(() => {
+      const c: WorklistCursor = { change: 0, progress: 0, expire: 0 };
+      for (const r of this.s.metaAll.all()) {
+        if (r.key === 'change_seq') c.change = r.value;
+        else if (r.key === 'progress_seq') c.progress = r.value;
+        else c.expire = r.value;
       }
-      if (r.mpps_uid) e.mppsUid = r.mpps_uid;
-      return e;
+      return c;
     });
+  }
+
+  /**
+   * Incremental worklist reading (for an in-memory index, drivers/dicom/worklist.ts): with no cursor,
+   * or after an expiry, every pending imaging order (`full: true`); otherwise the imaging orders whose
+   * order changed (created, changed, cancelled: `status` says which) or whose MPPS progress moved
+   * since `since`. Returns the cursor to pass next time.
+   */
+  worklistSince(since: WorklistCursor | undefined): { full: boolean; entries: Array<WorklistEntry & { status: OrderStatus }>; cursor: WorklistCursor } {
+    return this.guard(() =>
+      this.db.transaction(() => {
+        // one read transaction: the cursor and the rows are of the same snapshot (WAL)
+        const cursor = this.worklistCursor();
+        const full = !since || since.expire !== cursor.expire;
+        const cols = `i.*, o.status, o.placer_order_number, o.filler_order_number, o.patient_json, o.priority,
+          (SELECT json_object('code', t.code, 'display', t.display, 'system', t.system, 'altCode', t.alt_code, 'altDisplay', t.alt_display, 'altSystem', t.alt_system)
+             FROM order_tests t WHERE t.order_id = o.id ORDER BY t.seq LIMIT 1) AS test_json
+          FROM order_imaging i JOIN order_orders o ON o.id = i.order_id`;
+        const rows = (
+          full
+            ? this.db.prepare(`SELECT ${cols} WHERE o.status = 'pending'`).all()
+            : this.db.prepare(`SELECT ${cols} WHERE o.change_seq > ? UNION SELECT ${cols} WHERE i.progress_seq > ?`).all(since.change, since.progress)
+        ) as Array<WorklistRow & { status: OrderStatus }>;
+        return { full, entries: rows.map((r) => ({ ...toWorklistEntry(r), status: r.status })), cursor };
+      })(),
+    );
   }
 
   /** The worklist item of one order (pending or not), undefined when the order has no imaging part. */
@@ -508,7 +550,7 @@ export class OrderCache {
       const linked = orderId ?? this.s.mppsGet.get(sopInstanceUid)?.order_id ?? undefined;
       if (linked !== undefined && linked !== null) {
         const sps: SpsStatus = status === 'IN PROGRESS' ? 'STARTED' : status;
-        this.s.setProgress.run(sps, sopInstanceUid, now, linked);
+        this.s.setProgress.run(sps, sopInstanceUid, now, this.nextMeta('progress_seq'), linked);
       }
     });
   }
@@ -651,8 +693,12 @@ export class OrderCache {
 
   /** Monotonic change sequence, persisted in order_meta so it never goes back (not even after expiry). */
   private nextSeq(): number {
-    const n = (this.s.getMeta.get('change_seq')?.value ?? 0) + 1;
-    this.s.setMeta.run('change_seq', n);
+    return this.nextMeta('change_seq');
+  }
+
+  private nextMeta(key: 'change_seq' | 'progress_seq' | 'expire_seq'): number {
+    const n = (this.s.getMeta.get(key)?.value ?? 0) + 1;
+    this.s.setMeta.run(key, n);
     return n;
   }
 
@@ -698,6 +744,22 @@ export class OrderCache {
       throw new StoreError(`order cache: ${typeof code === 'string' && code.startsWith('SQLITE_') ? code : 'database unavailable'}`, { cause: e });
     }
   }
+}
+
+type WorklistRow = ImagingRow & { placer_order_number: string | null; filler_order_number: string | null; patient_json: string | null; priority: string | null; test_json: string | null };
+
+function toWorklistEntry(r: WorklistRow): WorklistEntry {
+  const e: WorklistEntry = { orderId: r.order_id, imaging: { ...(JSON.parse(r.imaging_json) as ImagingOrder), studyInstanceUid: r.study_uid }, spsStatus: r.sps_status };
+  if (r.placer_order_number) e.placerOrderNumber = r.placer_order_number;
+  if (r.filler_order_number) e.fillerOrderNumber = r.filler_order_number;
+  if (r.patient_json) e.patient = JSON.parse(r.patient_json) as OrderPatient;
+  if (r.priority) e.priority = r.priority as OrderPriority;
+  if (r.test_json) {
+    const t = JSON.parse(r.test_json) as Record<string, string | null>;
+    e.service = toTest({ code: t.code ?? '', system: t.system ?? '', display: t.display, alt_code: t.altCode, alt_display: t.altDisplay, alt_system: t.altSystem } as TestRow);
+  }
+  if (r.mpps_uid) e.mppsUid = r.mpps_uid;
+  return e;
 }
 
 function dropUndefined<T extends object>(o: T): Partial<T> {
