@@ -161,6 +161,20 @@ describe('MPPS handler (real store, real order cache)', () => {
     expect(segs[2]).toBe('ORC|SC||||IP||||20250301101500');
   });
 
+  it('onCommitted gets each newly committed state change once (not a store duplicate); a throwing callback does not change the answer', async () => {
+    const seen: string[] = [];
+    const h = createMppsHandler(runtime, {
+      onCommitted: (r, m) => {
+        seen.push(`${m.messageType}:${r.observations.length}`);
+        throw new Error('flow down (test)');
+      },
+    });
+    expect(await h.nCreate('1.2.3.109', create('ACC-1'), ctx)).toBe(0);
+    expect(await h.nSet('1.2.3.109', { PerformedSeriesSequence: [] }, ctx)).toBe(0);
+    expect(await h.nSet('1.2.3.109', set('COMPLETED'), ctx)).toBe(0);
+    expect(seen).toEqual(['N-CREATE:1', 'N-SET:0', 'N-SET:1']);
+  });
+
   it('the hl7-mllp output prepares an MPPS observation as ORM^O01 (not ORU^R01), with MSH-10 from the outbox key', async () => {
     const h = createMppsHandler(runtime);
     await h.nCreate('1.2.3.108', create('ACC-1'), ctx);

@@ -28,7 +28,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { DicomDataset, MppsHandler } from './contracts';
-import type { InboundMessage } from '../../gateway/src/contracts/driver';
+import type { CommitResult, InboundMessage } from '../../gateway/src/contracts/driver';
 import type { ObservationDraft } from '../../gateway/src/contracts/observation';
 import type { OrderCache, MppsLink } from '../../gateway/src/orders/order-cache';
 import type { WorklistEntry } from '../../gateway/src/orders/order-types';
@@ -47,12 +47,19 @@ export const MPPS_STATUS = {
 
 export interface MppsRuntime {
   orders: OrderCache | undefined;
-  store: { submit(msg: InboundMessage): Promise<{ duplicate: boolean }> };
+  store: { submit(msg: InboundMessage): Promise<CommitResult> };
 }
 
 export interface MppsHandlerOptions {
   /** deviceId of the committed messages (the `dicom in` node's device id). Default 'dicom-mpps'. */
   deviceId?: string;
+  /**
+   * Called after each newly committed state change (not for store duplicates), before the status is
+   * answered: the `dicom in` node emits it into the flow (as it does for C-STORE) so that an `hl7 out`
+   * sends it to the RIS. A throw is logged, never changes the answer (the message is committed; the
+   * flow tracker re-emits unfinished messages after a restart).
+   */
+  onCommitted?: (result: CommitResult, msg: InboundMessage) => void;
 }
 
 type PpsStatus = 'IN PROGRESS' | 'COMPLETED' | 'DISCONTINUED';
@@ -168,8 +175,15 @@ export function createMppsHandler(runtime: MppsRuntime, opts: MppsHandlerOptions
       drafts: status ? [mppsDraft(status, ds, entry, ctx.callingAeTitle, link)] : [],
       meta: { sopInstanceUid: uid, status: status ?? null, orderId: orderId ?? null, callingAeTitle: ctx.callingAeTitle, calledAeTitle: ctx.calledAeTitle },
     };
-    await runtime.store.submit(msg);
+    const result = await runtime.store.submit(msg);
     if (status) cache.recordMpps(uid, status, orderId, ctx.callingAeTitle);
+    if (!result.duplicate && opts.onCommitted) {
+      try {
+        opts.onCommitted(result, msg);
+      } catch (e) {
+        log.warn({ err: (e as Error).message }, 'MPPS onCommitted callback failed (message committed)');
+      }
+    }
   };
 
   const guarded = async (what: string, fn: () => Promise<number>): Promise<number> => {

@@ -179,6 +179,23 @@ describe('worklist provider over the order cache (real SQLite)', () => {
     expect((await find({ PatientID: 'BN9' })).length).toBe(0);
   });
 
+  it('OMI^O23 errors are refused, never half-taken: no IPC (AE 100), several different IPC for one OBR (AE 100), no IPC-5 modality (AE 101)', () => {
+    const base = ['MSH|^~\\&|RIS|BV|||20250302||OMI^O23|E1|P|2.5.1', 'PID|1||BN1||X^Y', 'ORC|NW|P1|F1', 'OBR|1|P1|F1|MR^MR^L'];
+    const err = (segs: string[]) => {
+      try {
+        parseOrders(parseHl7(segs.join('\r')));
+      } catch (e) {
+        return `${(e as { location?: string }).location} ${(e as { hl7ErrorCode?: number }).hl7ErrorCode}`;
+      }
+      return 'no error';
+    };
+    expect(err(base)).toBe('OBR^1 100');
+    expect(err([...base, 'IPC|A1|R1|1.2.3|S1|MR', 'IPC|A2|R2|1.2.3|S2|MR'])).toBe('IPC^2 100');
+    expect(err([...base, 'IPC|A1|R1|1.2.3|S1|MR', 'IPC|A1|R1|1.2.3|S1|MR'])).toBe('no error'); // the same step twice
+    expect(err([...base, 'IPC|A1|R1|1.2.3|S1'])).toBe('IPC^1^5 101');
+    expect(err(['MSH|^~\\&|RIS|BV|||20250302||OMI^O23|E1|P|2.4', 'ORC|NW|P1|F1'])).toBe('undefined 203'); // OMI before v2.5 (no IPC segment) → unsupported version, AR 203
+  });
+
   it('without an order cache the provider throws (the SCP answers a failure status)', async () => {
     await expect(createWorklistProvider({ orders: undefined }).find({}, ctx)).rejects.toThrow(/order cache/);
   });
