@@ -12,11 +12,14 @@
  * - a corrected result (Table 0085 C, status corrected/amended) is a conditional update
  *   `PUT Observation?identifier=<resultKey system>|<deviceId|specimen|code|subId>`: it replaces the
  *   result it corrects (same device, specimen, test), or creates it when the server never had it.
+ * - DICOM instances (category 'imaging') also give an ImagingStudy (./imaging-study.ts), conditional create
+ *   on the Study Instance UID (urn:dicom:uid), referenced from their DiagnosticReport (imagingStudy).
  * References between entries are urn:uuid fullUrls (deterministic, from the key) that the server rewrites.
  */
 import { createHash } from 'node:crypto';
 import type { Observation, Subject } from '../contracts/observation';
 import { classifySubject, type ClassifiedIdentifier } from '../identifiers/vn';
+import { imagingRefOf, imagingStudyEntry, imagingStudyResource, type ImagingRef } from './imaging-study';
 import type { FhirSiteConfig, VnIdentifierKind } from '../identifiers/site-config';
 import {
   coding,
@@ -231,7 +234,7 @@ function reportStatus(obs: Observation[]): string {
 
 const MIME: Record<string, string> = { PDF: 'application/pdf', JPEG: 'image/jpeg', JPG: 'image/jpeg', PNG: 'image/png', TIFF: 'image/tiff', GIF: 'image/gif', XML: 'application/xml', HTML: 'text/html', RTF: 'application/rtf', PLAIN: 'text/plain' };
 
-function reportEntry(obs: Observation[], key: string, n: number, obsUrls: string[], refs: { patient?: string; specimen?: string; device: string }, opts: BundleOptions): Entry {
+function reportEntry(obs: Observation[], key: string, n: number, obsUrls: string[], refs: { patient?: string; specimen?: string; device: string }, opts: BundleOptions, studyUrls: string[] = []): Entry {
   const first = obs[0];
   const ord = first.order ?? {};
   const value = `${key}-r${n}`;
@@ -241,8 +244,8 @@ function reportEntry(obs: Observation[], key: string, n: number, obsUrls: string
   r.identifier = [{ system: opts.site.systems.report, value }];
   if (ord.placerOrderNumber) r.basedOn = [{ identifier: { system: opts.site.systems.placerOrder, value: ord.placerOrderNumber } }];
   r.status = reportStatus(obs);
-  // HL7 v2.5.1 Table 0074 diagnostic service section (OBR-24), else LAB
-  r.category = [{ coding: [{ system: V2_0074, code: ord.section || 'LAB' }] }];
+  // HL7 v2.5.1 Table 0074 diagnostic service section (OBR-24), else RAD for DICOM instances, else LAB
+  r.category = [{ coding: [{ system: V2_0074, code: ord.section || (first.category === 'imaging' ? 'RAD' : 'LAB') }] }];
   const svc = ord.service ?? first.code;
   r.code = { coding: [coding(svc, opts.site)], ...(svc.display ? { text: svc.display } : {}) };
   if (refs.patient) r.subject = { reference: refs.patient };
@@ -251,6 +254,7 @@ function reportEntry(obs: Observation[], key: string, n: number, obsUrls: string
   r.issued = new Date(first.receivedAt).toISOString();
   if (refs.specimen) r.specimen = [{ reference: refs.specimen }];
   r.result = obsUrls.map((u) => ({ reference: u }));
+  if (studyUrls.length) r.imagingStudy = studyUrls.map((u) => ({ reference: u }));
   // ED results (a PDF report) as presentedForm (R4 DiagnosticReport.presentedForm: Attachment, base64 data)
   const forms: Json[] = [];
   for (const o of obs) {
@@ -283,6 +287,7 @@ export function buildTransactionBundle(observations: Observation[], key: string,
   const patients = new Map<string, string | undefined>();
   const groups = new Map<string, Observation[]>();
   const refsOf = new Map<Observation, { patient?: string; device: string; specimen?: string }>();
+  const studies = new Map<string, Array<{ o: Observation; ref: ImagingRef }>>();
   for (const o of observations) {
     const sk = subjectKey(o.subject);
     if (!patients.has(sk)) patients.set(sk, o.subject ? add(patientEntry(o.subject, key, patients.size + 1, opts)) : undefined);
@@ -290,15 +295,28 @@ export function buildTransactionBundle(observations: Observation[], key: string,
     const device = add(deviceEntry(o, key, opts))!;
     const specimen = add(specimenEntry(o, key, patient, opts));
     refsOf.set(o, { patient, device, specimen });
+    const ref = imagingRefOf(o);
+    if (ref) {
+      const st = studies.get(ref.studyUid);
+      if (st) st.push({ o, ref });
+      else studies.set(ref.studyUid, [{ o, ref }]);
+    }
     const gk = `${sk}\u0000${orderKey(o)}`;
     const g = groups.get(gk);
     if (g) g.push(o);
     else groups.set(gk, [o]);
   }
+  const studyUrl = new Map<string, string>();
+  for (const [uid, items] of studies) {
+    const refs = refsOf.get(items[0].o)!;
+    const resource = imagingStudyResource(items, { subject: refs.patient ?? refs.device, device: refs.device }, { accessionSystem: opts.site.systems.accession, profile: profiles(opts, 'ImagingStudy') });
+    studyUrl.set(uid, add(imagingStudyEntry(stableUuid(key, `ImagingStudy|${uid}`), resource, uid))!);
+  }
   let n = 0;
   for (const obs of groups.values()) {
     const urls = obs.map((o) => add(observationEntry(o, key, refsOf.get(o)!, opts))!);
-    add(reportEntry(obs, key, ++n, urls, refsOf.get(obs[0])!, opts));
+    const studyUrls = [...new Set(obs.map((o) => imagingRefOf(o)?.studyUid).filter((u): u is string => !!u).map((u) => studyUrl.get(u)!))];
+    add(reportEntry(obs, key, ++n, urls, refsOf.get(obs[0])!, opts, studyUrls));
   }
   return { resourceType: 'Bundle', type: 'transaction', entry: entries };
 }

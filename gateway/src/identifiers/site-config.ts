@@ -42,6 +42,8 @@ export interface FhirSiteConfig {
     patientId: string;
     placerOrder: string;
     deviceFlag: string;
+    /** Optional: the Accession Number's issuer (RIS/HIS) for ImagingStudy.identifier ACSN; default urn:iomt-gateway:accession. */
+    accession?: string;
   };
 }
 
@@ -69,6 +71,7 @@ export function checkSiteConfig(raw: unknown, file = '<fhir site config>'): Fhir
   for (const k of ['observation', 'resultKey', 'report', 'specimen', 'device', 'machineCode', 'eui64', 'gatewayPatient', 'localCode', 'patientId', 'placerOrder', 'deviceFlag']) {
     if (typeof sys?.[k] !== 'string' || !/^[a-z][a-z0-9+.-]*:\S*$/i.test(sys[k] as string)) problems.push(`systems.${k}: must be a URI`);
   }
+  if (sys?.accession !== undefined && (typeof sys.accession !== 'string' || !/^[a-z][a-z0-9+.-]*:\S*$/i.test(sys.accession))) problems.push('systems.accession: must be a URI');
   if (problems.length) throw new TypeError(`${file}: ${problems.join('; ')}`);
   return o as FhirSiteConfig;
 }
