@@ -11,6 +11,8 @@ import { parseAstmMessage } from '../../drivers/astm/results-parser';
 import { buildAck, parseAck } from '../../drivers/hl7-mllp/ack';
 import { parseHl7, readHeader } from '../../drivers/hl7-mllp/hl7-message';
 import { contentHash } from '../../drivers/hl7-mllp/hl7-receiver';
+import { prepareHl7, reviveHl7Error, serializeHl7Error, type Hl7PrepareOptions } from '../../drivers/hl7-mllp/hl7-worker-parse';
+import { isDeepStrictEqual } from 'node:util';
 import { MllpDecoder, type MllpEvent } from '../../drivers/hl7-mllp/mllp-decoder';
 import { isOrderMessage, parseOrders } from '../../drivers/hl7-mllp/order-parser';
 import { buildOruR251 } from '../../drivers/hl7-mllp/oru-builder';
@@ -191,3 +193,25 @@ export function checkCharset(bytes: Buffer, charset: CharsetName): void {
 }
 
 export { CHARSET_NAMES };
+
+/**
+ * The worker boundary (issue 10 §1, drivers/hl7-mllp/hl7-worker-pool.ts): prepareHl7 never throws; its
+ * result survives the structured clone postMessage uses unchanged, and a failure revived on the main
+ * thread has the class and fields the inline path would have thrown (so the ACK is the same).
+ */
+export function checkHl7Transport(bytes: Buffer, opts: Hl7PrepareOptions = {}): void {
+  const r = prepareHl7(bytes, opts);
+  if (r.ok) {
+    const back = structuredClone(r);
+    if (!isDeepStrictEqual(back, r)) throw new Error('prepareHl7 result changed across a structured clone');
+    return;
+  }
+  only(r.error, ParseError, UnsupportedMessageError, CharsetError);
+  const revived = reviveHl7Error(structuredClone(serializeHl7Error(r.error))) as Error & Record<string, unknown>;
+  const e = r.error as Error & Record<string, unknown>;
+  for (const k of ['message', 'code', 'location', 'hl7ErrorCode', 'charset', 'offset', 'reason', 'name']) {
+    if (revived[k] !== e[k]) throw new Error(`revived ${e.constructor.name}.${k} ${JSON.stringify(revived[k])} is not ${JSON.stringify(e[k])}`);
+  }
+  if (revived.constructor !== e.constructor) throw new Error(`revived as ${revived.constructor.name}, thrown as ${e.constructor.name}`);
+  if (structuredClone(r.header) && !isDeepStrictEqual(structuredClone(r.header), r.header)) throw new Error('header changed across a structured clone');
+}

@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { describe, it } from 'vitest';
 import { encodeMllp } from '../../drivers/hl7-mllp/mllp-decoder';
 import { encodeFrame } from '../../drivers/astm/frame';
-import { CHARSET_NAMES, checkAstmFrame, checkAstmLink, checkAstmRecords, checkCharset, checkHl7, checkMllp } from './checks';
+import { CHARSET_NAMES, checkAstmFrame, checkHl7Transport, checkAstmLink, checkAstmRecords, checkCharset, checkHl7, checkMllp } from './checks';
 import { FUZZ_RUNS, FUZZ_SEED, FUZZ_TIME_LIMIT_MS } from './fuzz-config';
 
 const params = (runs = FUZZ_RUNS) => ({ seed: FUZZ_SEED, numRuns: runs, interruptAfterTimeLimit: FUZZ_TIME_LIMIT_MS, markInterruptAsFailure: false });
@@ -79,6 +79,11 @@ describe('fuzz: HL7 parse / ORU / orders / ACK / ORU^R01 build (issue 10 part 8)
   });
   it('mutated messages', () => {
     fc.assert(fc.property(mutated, (m) => checkHl7(m)), params());
+  });
+  it('the worker boundary: prepareHl7 results clone unchanged, failures revive with their class and fields (orders on/off, strict, fallback charset)', () => {
+    const opts = fc.record({ orders: fc.boolean(), strict: fc.boolean(), fallbackCharset: fc.constantFrom(undefined, 'windows-1258' as const), charset: fc.constantFrom(undefined, 'latin1' as const) });
+    const bytes = fc.oneof(mutated.map((m) => Buffer.from(m, 'utf8')), fc.tuple(mutated, fc.uint8Array({ maxLength: 8 })).map(([m, b]) => Buffer.concat([Buffer.from(m, 'latin1'), Buffer.from(b)])));
+    fc.assert(fc.property(bytes, opts, (b, o) => checkHl7Transport(b, o)), params());
   });
   it('MSH then random text (other delimiters too)', () => {
     const any = fc.tuple(fc.constantFrom('MSH|^~\\&|', 'MSH#$%*!|', 'MSH|^~\\&#|', 'MSH|^~\\|', 'MSH||||'), fc.string({ unit: 'binary', maxLength: 300 })).map(([a, b]) => a + b);
