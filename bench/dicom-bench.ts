@@ -30,6 +30,8 @@ import { DicomStoreOutput } from '../gateway/src/outputs/dicom-store';
 import type { DicomInstanceRecord } from '../drivers/dicom/contracts';
 
 const run = promisify(execFile);
+/** Orthanc's largest receive PDU (default 16 KiB) raised like storescp's, for a like-for-like transport. */
+const ORTHANC_EXTRA = { MaximumPduLength: 131072 };
 const MB = 1024 * 1024;
 const log = (s: string) => process.stderr.write(`${s}\n`);
 
@@ -87,7 +89,8 @@ async function startGatewayScp(dataDir: string): Promise<Receiver & { target: Ch
 async function startStorescp(dir: string): Promise<Receiver> {
   const port = await freePort();
   mkdirSync(dir, { recursive: true });
-  const child = spawn('storescp', ['-aet', 'STORESCP', '-od', dir, '+xa', '+uf', String(port)], { stdio: 'ignore' });
+  // its largest receive PDU (default 16 KiB; the gateway announces 256 KiB): the strongest baseline
+  const child = spawn('storescp', ['-aet', 'STORESCP', '-od', dir, '+xa', '+uf', '-pdu', '131072', String(port)], { stdio: 'ignore' });
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   for (let i = 0; i < 200; i++) {
     const ok = await new Promise<boolean>((resolve) => {
@@ -178,7 +181,7 @@ async function main(): Promise<void> {
       receivers.push(gw);
       ingestResults.push(await ingest(gw, load, [...files]));
       await gw.stop();
-      const orthanc = await startOrthanc({ dir: join(work, `orthanc-${ingestResults.length}`), aet: 'ORTHANC_BENCH' });
+      const orthanc = await startOrthanc({ dir: join(work, `orthanc-${ingestResults.length}`), aet: 'ORTHANC_BENCH', extra: ORTHANC_EXTRA });
       const or = orthancReceiver(orthanc);
       receivers.push(or);
       ingestResults.push(await ingest(or, load, [...files]));
@@ -192,7 +195,7 @@ async function main(): Promise<void> {
     }
 
     // forward what the gateway stored to a fresh Orthanc
-    const pacs = await startOrthanc({ dir: join(work, 'orthanc-pacs'), aet: 'PACS_BENCH' });
+    const pacs = await startOrthanc({ dir: join(work, 'orthanc-pacs'), aet: 'PACS_BENCH', extra: ORTHANC_EXTRA });
     receivers.push(orthancReceiver(pacs));
     const fwd: ForwardResult[] = [];
     fwd.push(await forward(gwSmallDir, pacs, `${nObjects} × ${objectKb} KB`, 'pacs'));
@@ -222,7 +225,7 @@ async function main(): Promise<void> {
       '',
       `Ratios (MB/s, gateway ÷ other): ${smallLoad}: ${ratio(smallLoad, 'Orthanc').toFixed(2)}× Orthanc (target ≥ 1.0), ${ratio(smallLoad, 'storescp').toFixed(2)}× storescp (target ≥ 0.5); ${bigLoad}: ${ratio(bigLoad, 'Orthanc').toFixed(2)}× Orthanc, ${ratio(bigLoad, 'storescp').toFixed(2)}× storescp. The gateway's RSS growth on the ${bigMb} MB object: ${(gwBig.rssPeakMiB - gwBig.rssBeforeMiB).toFixed(0)} MiB (target < 100).`,
       '',
-      'The gateway answers each C-STORE only after the file is fsync\'d, renamed, its directory fsync\'d and its index row committed; storescp writes without fsync.',
+      'The gateway answers each C-STORE only after the file is fsync\'d, renamed, its directory fsync\'d and its index row committed; storescp writes without fsync. Receive PDU: gateway 256 KiB, storescp and Orthanc 128 KiB (`-pdu 131072`, `MaximumPduLength`; their defaults are 16 KiB).',
       '',
       '### Forward (gateway outbox → Orthanc, dicom-store output)',
       '',
@@ -230,7 +233,7 @@ async function main(): Promise<void> {
       '|---|---:|---:|---:|---:|---|',
       ...fwd.map((r) => `| ${r.load} | ${r.seconds.toFixed(2)} | ${mbs(r).toFixed(1)} | ${(r.objects / r.seconds).toFixed(1)} | ${r.associations} | ${r.rssBeforeMiB.toFixed(0)} → ${r.rssPeakMiB.toFixed(0)} (+${(r.rssPeakMiB - r.rssBeforeMiB).toFixed(0)}) |`),
       '',
-      'Forward streams each file from disk in PDUs of the PACS\'s maximum length (Orthanc: 16 KiB), awaiting socket drain; the association of a batch is re-used. Timed from the worker start to the last settled entry (the PACS\'s own storage included).',
+      'Forward streams each file from disk in PDUs of the PACS\'s maximum length (here 128 KiB), 256 KiB read at a time and sent in one writev, awaiting socket drain; the association of a batch is re-used. Timed from the worker start to the last settled entry (the PACS\'s own storage included).',
     ].join('\n');
     if (a.json) writeFileSync(a.json, JSON.stringify({ info, ingest: ingestResults, forward: fwd }, null, 2));
     process.stdout.write(`${md}\n`);
