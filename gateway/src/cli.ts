@@ -20,7 +20,8 @@ const USAGE = `iomt-gateway <command> [options]
 Commands:
   run [--flows FILE] [--settings FILE]    start the gateway (HTTP, status page, editor, flows)
   demo [--settings FILE]                  gateway + simulated analyzer + simulated HIS; data visibly flows
-  simulate hl7|his|astm [...]             simulated devices (run 'iomt-gateway simulate --help')
+  simulate hl7|his|astm|monitor|modality [...]
+                                          simulated devices (run 'iomt-gateway simulate --help')
   check-config [--flows FILE] [--settings FILE] [--profiles DIR]
                                           validate settings, flows and device profiles; report every problem
   user add|passwd|role|remove|list ...    manage user accounts (run 'iomt-gateway user --help')

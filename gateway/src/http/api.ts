@@ -104,6 +104,9 @@ function mapError(e: unknown): unknown {
  * | GET /messages/:id\|:uid, /quarantine/:id (raw, observations, meta) | PHI stripped | yes, audited | yes, audited |
  * | POST /dead-letters/:id/replay, /dead-letters/replay | 403 | yes, audited | yes, audited |
  * | /users..., /audit, /audit/verify, password reset of others | 403 | 403 | yes |
+ * | GET /studies (DICOM stored and delivered; search by accession/patientId: operator+) | list without patient ids | yes, search audited | yes, search audited |
+ * | GET /exports/bhyt (claims XML4 rows + MA_MAY, http/exports.ts) | 403 | yes, audited | yes, audited |
+ * | GET/POST /mqtt-clients, DELETE /mqtt-clients/:clientId (MQTT device logins, http/mqtt-clients.ts) | 403 | 403 | yes, audited |
  *
  * Errors are JSON `{ error, code }` (http/errors.ts, docs/errors.md): 400 bad input (malformed
  * JSON, bad or unknown query parameters and fields), 401, 403, 404 unknown things, 409, 429.
