@@ -344,6 +344,16 @@ describe('C-STORE statuses over the wire (a stub PACS answering each instance wi
       const [late] = await impatient.write([entry(1, Buffer.from(JSON.stringify(items[0].d))), entry(2, Buffer.from(JSON.stringify(items[1].d)))], never);
       expect(late).toMatchObject({ id: 1, outcome: 'retry', error: expect.stringMatching(/timeout/i) });
       await impatient.close();
+      // the worker stops during a transfer: aborted at once, 'unavailable' (not an attempt)
+      answerDelayMs = 10_000;
+      const stopping = new DicomStoreOutput({ destination: 'stub', host: '127.0.0.1', port, calledAeTitle: 'STUB', dataDir });
+      const ac = new AbortController();
+      const t0 = Date.now();
+      setTimeout(() => ac.abort(), 300);
+      const [stopped] = await stopping.write([entry(1, Buffer.from(JSON.stringify(items[0].d)))], ac.signal);
+      expect(stopped).toMatchObject({ id: 1, outcome: 'unavailable' });
+      expect(Date.now() - t0).toBeLessThan(3000);
+      await stopping.close();
     } finally {
       server.close();
     }

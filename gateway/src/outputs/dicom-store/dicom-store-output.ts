@@ -135,6 +135,18 @@ export class DicomStoreOutput implements Output {
 
   async write(batch: OutboxEntry[], signal: AbortSignal): Promise<DeliveryOutcome[]> {
     if (this.lingerTimer) clearTimeout(this.lingerTimer);
+    // the worker stops (shutdown, redeploy): abort a transfer in progress (a 1 GB object would hold the
+    // stop for minutes); that instance is 'unavailable', not a failed attempt, and is sent again later
+    const onAbort = () => this.drop();
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      return await this.writeBatch(batch, signal);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  private async writeBatch(batch: OutboxEntry[], signal: AbortSignal): Promise<DeliveryOutcome[]> {
     const out: DeliveryOutcome[] = [];
     type Item = { entry: OutboxEntry; d: DicomStoreDescriptor; path: string; datasetOffset: number };
     const items: Item[] = [];
@@ -213,7 +225,7 @@ export class DicomStoreOutput implements Output {
           continue;
         }
         const msg = e instanceof AssociationError ? `${e.kind}: ${e.message}` : String((e as Error)?.message ?? e);
-        out.push({ id: entry.id, outcome: 'retry', error: msg });
+        out.push(signal.aborted ? { id: entry.id, outcome: 'unavailable', error: 'aborted: the gateway is stopping' } : { id: entry.id, outcome: 'retry', error: msg });
         this.drop();
         rest(i + 1, 'not attempted: association lost during an earlier instance');
         break;
