@@ -52,7 +52,8 @@ export interface Hl7ReceiverOptions extends Omit<MllpServerOptions, 'logBindings
   limits?: Partial<Hl7Limits>;
   /**
    * Messages at least this big are decoded and parsed in the worker pool, off the main thread (issue 10
-   * §1); smaller ones inline. Default DEFAULT_HL7_WORKER_THRESHOLD (64 KiB or 1000 segments); false = always inline.
+   * §1); smaller ones inline. Default DEFAULT_HL7_WORKER_THRESHOLD (64 KiB, 1000 segments or 16000 delimiters);
+   * false = always inline. A large message is also charged WORK_EXPANSION_FACTOR × its size to the in-flight budget.
    */
   parseInWorker?: Partial<Hl7WorkerThreshold> | false;
   /** The pool for large messages (default: the process-wide one, IOMT_HL7_PARSE_WORKERS threads). */

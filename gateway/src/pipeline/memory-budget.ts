@@ -14,10 +14,11 @@
  * stay ≤ maxBytes as long as no listener accepts messages larger than headroomBytes (default
  * 8 MiB, the MLLP default maxBytes); a larger message can overshoot the budget by its excess.
  *
- * Work (issue 10 §7): decoding, parsing and storing a large message costs several times its size
- * (decoded text, results, the store's JSON and copies: measured ~6× for an 8 MB message, bench/memory-
- * flood.ts). The receiver charges that expansion with `acquireWork` before it processes a large message
- * and releases it after the answer. Work is granted when it fits beside the bytes held and the other
+ * Work (issue 10 §7): decoding, parsing and storing a large message costs several times its size: a
+ * copy for the parse thread, the decoded text, the result values copied back, the store's JSON and its
+ * copy for the writer thread (about 6 copies of an 8 MB text value; bench/memory-flood.ts). The
+ * receiver charges that expansion with `acquireWork` before it processes a large message and releases
+ * it after the answer. Work is granted when it fits beside the bytes held and the other
  * work, and always when no other work runs (so work never waits for readers: no deadlock); while work
  * is charged, readers get correspondingly less. Large messages are thus processed one or a few at a
  * time while the others wait with their sockets paused.
