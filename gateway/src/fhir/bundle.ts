@@ -200,6 +200,8 @@ function observationEntry(o: Observation, key: string, refs: { patient?: string;
   if (eff) r.effectiveDateTime = eff;
   r.issued = new Date(o.receivedAt).toISOString();
   if (o.operator) r.performer = [{ display: o.operator }];
+  // OBX-17 observation method (IHE PCD AMEAS/MMEAS ...) → Observation.method; text only stays text
+  if (o.method) r.method = o.method.code ? { coding: [coding(o.method, opts.site)], ...(o.method.display ? { text: o.method.display } : {}) } : { text: o.method.display };
   const v = valueX(o.value, opts.site);
   if (v.key) r[v.key] = v.value;
   else r.dataAbsentReason = { coding: [{ system: DATA_ABSENT, code: 'unknown' }] };

@@ -59,6 +59,13 @@ describe('FHIR output: answers, settings, TLS', () => {
     const dev = b.entry.find((e: any) => e.resource.resourceType === 'Device');
     expect(dev.resource.identifier.map((i: any) => i.value)).toEqual(['MON-05', '00A037009A0053DE', 'mon-5/mon-5']);
     expect(dev.request.ifNoneExist).toBe('identifier=urn%3Aiomt-gateway%3Avn%3Ama-may%7CMON-05');
+    // OBX-17 method → Observation.method (coded, or text only as sent); still valid R4
+    const withMethod = (method: Observation['method']) => JSON.parse(o.prepare([OBS({ method })], 'U3').payload.toString('utf8')).entry.find((e: any) => e.resource.resourceType === 'Observation').resource;
+    const coded = withMethod({ system: 'urn:iso:std:iso:11073:10101', code: 'AMEAS', display: 'auto-measurement' });
+    expect(coded.method).toEqual({ coding: [{ system: 'urn:iso:std:iso:11073:10101', code: 'AMEAS', display: 'auto-measurement' }], text: 'auto-measurement' });
+    expect(() => validateResource(coded)).not.toThrow();
+    expect(withMethod({ system: 'local', code: '', display: 'APERIODIC' }).method).toEqual({ text: 'APERIODIC' });
+    expect(obs.method).toBeUndefined();
     // no subject → no vitalsigns profile claimed (it requires one)
     const anon = JSON.parse(o.prepare([OBS({ subject: undefined })], 'U2').payload.toString('utf8'));
     expect(anon.entry.find((e: any) => e.resource.resourceType === 'Observation').resource.meta).toBeUndefined();
