@@ -190,7 +190,12 @@ export class DicomStoreOutput implements Output {
         rest(i, msg);
         break;
       }
-      // the stored syntax when accepted; else explicit VR LE for native/deflated data (PS3.5 A.2, A.5)
+      if (!assoc.proposed(d.sopClassUid, d.transferSyntaxUid)) {
+        // more than 128 contexts in one batch (PS3.8 9.3.2.2): this one was not offered; next batch
+        out.push({ id: entry.id, outcome: 'unavailable', error: 'not attempted: too many presentation contexts in one batch' });
+        continue;
+      }
+      // the stored syntax when accepted; else explicit VR LE for deflated data (PS3.5 A.5)
       let ts: string | undefined;
       if (assoc.accepts(d.sopClassUid, d.transferSyntaxUid)) ts = d.transferSyntaxUid;
       else if (isReencodable(d.transferSyntaxUid) && assoc.accepts(d.sopClassUid, TS.explicitLE)) ts = TS.explicitLE;
