@@ -494,6 +494,15 @@ export function instanceInbound(deviceId: string, record: DicomInstanceRecord, h
     code: { system: 'urn:ietf:rfc:3986', code: `urn:oid:${record.sopClassUid}` },
     value: { kind: 'reference', pointer: record.relPath, application: 'iomt-gateway', typeOfData: 'application', subtype: 'dicom' },
     equipment: { id: record.callingAeTitle, ...(header.stationName ? { name: header.stationName } : {}) },
+    imaging: {
+      studyInstanceUid: record.studyInstanceUid,
+      seriesInstanceUid: record.seriesInstanceUid,
+      sopInstanceUid: record.sopInstanceUid,
+      sopClassUid: record.sopClassUid,
+      ...(record.modality ? { modality: record.modality } : {}),
+      ...(record.studyDate ? { studyDate: record.studyDate } : {}),
+      transferSyntaxUid: record.transferSyntaxUid,
+    },
   };
   if (Object.keys(subject).length) draft.subject = subject;
   if (record.accessionNumber) draft.order = { fillerOrderNumber: record.accessionNumber };

@@ -174,6 +174,9 @@ export interface ObservationDraft {
   category?: 'laboratory' | 'vital-signs' | 'imaging';
   /** Where the patient was: PV1-3 point of care / the bed a monitor reports (PHI-adjacent: not logged above debug). */
   location?: { bed?: string; room?: string; pointOfCare?: string; facility?: string };
+  /** Set on imaging results (one stored DICOM instance, drivers/dicom/contracts.ts): the UIDs and modality
+   * from the dataset (PS3.3 C.7.2.1 / C.7.3.1 / C.12.1), so outputs never parse the file path. */
+  imaging?: { studyInstanceUid: string; seriesInstanceUid: string; sopInstanceUid: string; sopClassUid: string; modality?: string; studyDate?: string; transferSyntaxUid?: string };
   /** Set on alarm results (IHE PCD-04 ACM, MQTT iomt/<clientId>/alarms). Alarms are never downsampled or dropped. */
   alarm?: AlarmInfo;
   operator?: string; // OBX-16 / R.11

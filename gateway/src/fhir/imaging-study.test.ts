@@ -25,7 +25,7 @@ function instance(n: number, over: Partial<DicomInstanceRecord> = {}, modality?:
     sopInstanceUid: `${STUDY}.2.${n}`,
     studyInstanceUid: STUDY,
     seriesInstanceUid: `${STUDY}.2`,
-    modality: 'CT',
+    ...(modality ? { modality } : {}),
     accessionNumber: 'ACC-2025-77',
     studyDate: '20250301',
     transferSyntaxUid: '1.2.840.10008.1.2.1',
@@ -39,9 +39,7 @@ function instance(n: number, over: Partial<DicomInstanceRecord> = {}, modality?:
   };
   const m = instanceInbound('ct-room', record, { patientId: 'BN0042', patientName: 'Trần^Minh^Văn', patientSex: 'M', patientBirthDate: '19800101', stationName: 'CT ROOM 1' }, '127.0.0.1');
   const d = m.drafts[0];
-  // what the driver would add for the modality (a proposal: the draft has none today), as a DCM method
-  const withModality = modality ? { ...d, method: { system: DCM, code: modality } } : d;
-  return { ...withModality, id: `U${n}-1`, messageId: n, messageUid: `U${n}`, seq: 1, deviceId: 'ct-room', driver: 'dicom', sourceMessageId: m.sourceMessageId, receivedAt: record.receivedAt };
+  return { ...d, id: `U${n}-1`, messageId: n, messageUid: `U${n}`, seq: 1, deviceId: 'ct-room', driver: 'dicom', sourceMessageId: m.sourceMessageId, receivedAt: record.receivedAt };
 }
 
 const site = loadSiteConfig();
@@ -57,10 +55,13 @@ afterAll(async () => {
 const resources = (b: any, type: string) => b.entry.filter((e: any) => e.resource.resourceType === type);
 
 describe('ImagingStudy from DICOM instances', () => {
-  it('UIDs come from the stored path and the SOP Instance UID; a hashed (non-UID) path part gives none', () => {
+  it("UIDs and modality come from the driver's `imaging` (not the path); older observations without it: from the stored path, a hashed (non-UID) path part gives none", () => {
     expect(imagingRefOf(instance(1, {}, 'CT'))).toEqual({ studyUid: STUDY, seriesUid: `${STUDY}.2`, sopUid: `${STUDY}.2.1`, sopClassUid: CT_IMAGE, modality: 'CT' });
-    expect(imagingRefOf(instance(1))?.modality).toBeUndefined();
-    expect(imagingRefOf(instance(1, { relPath: `dicom/x${'ab'.repeat(16)}/${STUDY}.2/${STUDY}.2.1.0a1b2c3d.dcm` }))).toBeUndefined();
+    // the path does not decide when `imaging` is there
+    expect(imagingRefOf(instance(1, { relPath: `dicom/x${'ab'.repeat(16)}/x/y.0a1b2c3d.dcm` }, 'MR'))).toMatchObject({ studyUid: STUDY, modality: 'MR' });
+    const old = (o: Observation): Observation => ({ ...o, imaging: undefined });
+    expect(imagingRefOf(old(instance(1, {}, 'CT')))).toEqual({ studyUid: STUDY, seriesUid: `${STUDY}.2`, sopUid: `${STUDY}.2.1`, sopClassUid: CT_IMAGE });
+    expect(imagingRefOf(old(instance(1, { relPath: `dicom/x${'ab'.repeat(16)}/${STUDY}.2/${STUDY}.2.1.0a1b2c3d.dcm` })))).toBeUndefined();
     const lab = { ...instance(1), category: 'laboratory' as const };
     expect(imagingRefOf(lab)).toBeUndefined();
   });
@@ -94,7 +95,7 @@ describe('ImagingStudy from DICOM instances', () => {
     expect(report.category[0].coding[0].code).toBe('RAD');
   });
 
-  it('as the driver sends it today (no modality): the study without series, and a note saying why; still valid R4', () => {
+  it('an instance without (0008,0060) Modality: the study without series, and a note saying why; still valid R4', () => {
     const b = buildTransactionBundle([instance(1)], 'K2', { site }) as any;
     const r = resources(b, 'ImagingStudy')[0].resource;
     expect(() => validateResource(r)).not.toThrow();

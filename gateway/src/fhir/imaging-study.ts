@@ -3,15 +3,13 @@
  * studies the DICOM driver received"; FHIR R4 ImagingStudy, DICOM PS3.3 C.7.2.1 / C.7.3.1 / C.12.1).
  *
  * What the output receives is the observation only (no DicomInstanceRecord). The driver's draft
- * (drivers/dicom/storage-scp.ts instanceInbound, drivers/dicom/contracts.ts) carries:
- * - category 'imaging', value { kind: 'reference', subtype 'dicom', pointer relPath } where relPath is
- *   `dicom/<Study Instance UID>/<Series Instance UID>/<SOP Instance UID>.<sha8>.dcm` (a UID that is not a
- *   plain UID is written hashed, `x<hex>`: then it cannot be read back and no ImagingStudy is made);
- * - code `urn:oid:<SOP Class UID>` (system urn:ietf:rfc:3986); sourceMessageId = SOP Instance UID;
- * - order.fillerOrderNumber / subject.accession = Accession Number (0008,0050);
- * - no modality and no study date. Modality is read from `method` when it is a DICOM (DCM) code, so
- *   the driver can add it without a contract change; without it the series (whose modality FHIR R4
- *   requires, 1..1) is not listed and a note says why.
+ * (drivers/dicom/storage-scp.ts instanceInbound, drivers/dicom/contracts.ts) carries `imaging`: the
+ * Study/Series/SOP Instance UIDs, SOP Class UID, Modality (0008,0060) and Study Date from the dataset;
+ * code `urn:oid:<SOP Class UID>`; order.fillerOrderNumber / subject.accession = Accession Number
+ * (0008,0050). Observations stored before `imaging` existed are read from the stored path
+ * `dicom/<Study UID>/<Series UID>/<SOP UID>.<sha8>.dcm` (a UID written hashed, `x<hex>`, cannot be read
+ * back: no ImagingStudy). Without a modality the series (whose modality FHIR R4 requires, 1..1) is not
+ * listed and a note says why.
  *
  * Idempotency: POST with `ifNoneExist` on the Study Instance UID (identifier urn:dicom:uid|urn:oid:…).
  * One C-STORE is one message, so the study is created by the delivery of its FIRST instance and the
@@ -46,6 +44,15 @@ export interface ImagingRef {
 export function imagingRefOf(o: Observation): ImagingRef | undefined {
   const v = o.value;
   if (o.category !== 'imaging' || v?.kind !== 'reference') return undefined;
+  const im = o.imaging;
+  if (im && isUid(im.studyInstanceUid) && isUid(im.seriesInstanceUid) && isUid(im.sopInstanceUid)) {
+    // the driver's own UIDs (drivers/dicom/storage-scp.ts instanceInbound)
+    const r: ImagingRef = { studyUid: im.studyInstanceUid, seriesUid: im.seriesInstanceUid, sopUid: im.sopInstanceUid };
+    if (isUid(im.sopClassUid)) r.sopClassUid = im.sopClassUid;
+    if (im.modality && /^[A-Z0-9]{1,16}$/.test(im.modality)) r.modality = im.modality;
+    return r;
+  }
+  // observations stored before `imaging` existed: the UIDs from the file path
   const parts = v.pointer.split(/[\\/]/);
   if (parts.length < 4 || parts[parts.length - 4] !== 'dicom') return undefined;
   const [studyUid, seriesUid, file] = parts.slice(-3);
