@@ -5,7 +5,9 @@
  *
  * Large result arrays (drafts, withheld parts, orders) are handed over in slices of CHUNK items that
  * the main thread pulls one at a time: deserializing 10,000 drafts at once costs the main thread
- * ~120 ms; in slices its event loop runs between them (issue 10 §1).
+ * ~120 ms; in slices its event loop runs between them (issue 10 §1). An object that several items share
+ * (the subject, order and equipment of a message's results) crosses once; the slices carry references
+ * to it, so the main thread gets the same sharing as inline (the store de-duplicates by identity).
  */
 import { parentPort } from 'node:worker_threads';
 import { prepareHl7, serializeHl7Error, type Hl7PrepareOptions } from './hl7-worker-parse';
@@ -17,7 +19,55 @@ export type Hl7WorkerRequest = { id: number; raw: Uint8Array; opts: Hl7PrepareOp
 /** The arrays of a result that are sent in slices, by path. */
 type Parts = Record<string, unknown[]>;
 
-let current: { id: number; parts: Parts } | undefined;
+/** A slice: the items, then [item index, key, shared id] for shared objects first sent here (defs) or sent before (refs). */
+export interface Hl7WorkerChunk {
+  id: number;
+  chunk: unknown[];
+  defs: Array<[number, string, number]>;
+  refs: Array<[number, string, number]>;
+}
+
+let current: { id: number; parts: Parts; shared: Map<object, number>; sent: Set<number> } | undefined;
+
+/** Objects held by more than one item (top-level values), numbered. */
+function sharedObjects(parts: Parts): Map<object, number> {
+  const seen = new Map<object, number>();
+  for (const a of Object.values(parts))
+    for (const item of a)
+      if (item && typeof item === 'object')
+        for (const v of Object.values(item)) if (v && typeof v === 'object') seen.set(v, (seen.get(v) ?? 0) + 1);
+  const ids = new Map<object, number>();
+  for (const [o, n] of seen) if (n > 1) ids.set(o, ids.size);
+  return ids;
+}
+
+function slice(a: unknown[], from: number): Omit<Hl7WorkerChunk, 'id'> {
+  const c = current as NonNullable<typeof current>;
+  const chunk: unknown[] = [];
+  const defs: Hl7WorkerChunk['defs'] = [];
+  const refs: Hl7WorkerChunk['refs'] = [];
+  for (let i = from; i < Math.min(a.length, from + CHUNK); i++) {
+    let item = a[i] as Record<string, unknown>;
+    if (item && typeof item === 'object' && c.shared.size) {
+      let copied = false;
+      for (const [k, v] of Object.entries(item)) {
+        const id = v && typeof v === 'object' ? c.shared.get(v) : undefined;
+        if (id === undefined) continue;
+        if (!c.sent.has(id)) {
+          c.sent.add(id);
+          defs.push([chunk.length, k, id]);
+          continue;
+        }
+        if (!copied) item = { ...item };
+        copied = true;
+        item[k] = null;
+        refs.push([chunk.length, k, id]);
+      }
+    }
+    chunk.push(item);
+  }
+  return { chunk, defs, refs };
+}
 
 function split(r: Record<string, unknown>): Parts {
   const parts: Parts = {};
@@ -39,12 +89,12 @@ function split(r: Record<string, unknown>): Parts {
 parentPort?.on('message', (m: Hl7WorkerRequest) => {
   if ('pull' in m) {
     const a = current && current.id === m.id ? current.parts[m.pull] : undefined;
-    const chunk = a ? a.slice(m.from, m.from + CHUNK) : [];
+    const reply: Hl7WorkerChunk = { id: m.id, ...(a ? slice(a, m.from) : { chunk: [], defs: [], refs: [] }) };
     if (a && m.from + CHUNK >= a.length) {
       delete current!.parts[m.pull];
       if (!Object.keys(current!.parts).length) current = undefined;
     }
-    parentPort?.postMessage({ id: m.id, chunk });
+    parentPort?.postMessage(reply);
     return;
   }
   current = undefined;
@@ -55,7 +105,7 @@ parentPort?.on('message', (m: Hl7WorkerRequest) => {
     if (r.ok) {
       const parts = split(r as unknown as Record<string, unknown>);
       const sizes = Object.fromEntries(Object.entries(parts).map(([k, v]) => [k, v.length]));
-      if (Object.keys(parts).length) current = { id: m.id, parts };
+      if (Object.keys(parts).length) current = { id: m.id, parts, shared: sharedObjects(parts), sent: new Set() };
       reply = { id: m.id, r, parts: sizes };
     } else reply = { id: m.id, r: { ok: false, header: r.header, error: serializeHl7Error(r.error) } };
   } catch (e) {

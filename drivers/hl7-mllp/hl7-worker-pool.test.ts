@@ -79,6 +79,13 @@ describe('HL7 parse worker pool (issue 10 §1)', () => {
       const inline = prepareHl7(c.raw, c.opts ?? {});
       const worker = await pool.prepare(c.raw, c.opts ?? {});
       expect(comparable(worker), c.name).toEqual(comparable(inline));
+      // objects shared by results (subject, order, equipment) stay shared, as inline: the store keeps them once
+      if (inline.ok && 'oru' in inline && worker.ok && 'oru' in worker) {
+        for (const k of ['subject', 'order', 'equipment'] as const) {
+          const distinct = (ds: typeof inline.oru.drafts) => new Set(ds.map((d) => d[k])).size;
+          expect(distinct(worker.oru.drafts), `${c.name}: distinct ${k} objects`).toBe(distinct(inline.oru.drafts));
+        }
+      }
       outcomes.push(inline.ok ? ('orders' in inline ? 'orders' : `oru:${inline.oru.drafts.length}`) : (inline.error as Error).constructor.name);
     }
     // the cases cover each outcome (the test is not comparing two identical failures)

@@ -20,6 +20,7 @@ import { basename, dirname, extname, join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { GatewayError } from '../../gateway/src/contracts/errors';
 import type { Hl7Header } from './hl7-message';
+import type { Hl7WorkerChunk } from './hl7-parse-worker';
 import { reviveHl7Error, type Hl7Prepared, type Hl7PrepareOptions, type SerializedHl7Error } from './hl7-worker-parse';
 
 export const MAX_QUEUE = 256;
@@ -42,6 +43,8 @@ interface Job {
   result?: Exclude<Hl7Prepared, { ok: false }>;
   todo?: Array<[string, number]>;
   pulling?: { path: string; total: number; target: unknown[] };
+  /** objects shared by several items, by id (hl7-parse-worker.ts) */
+  shared?: unknown[];
 }
 
 type Reply = { id: number; r: Exclude<Hl7Prepared, { ok: false }> | { ok: false; header: Hl7Header | undefined; error: SerializedHl7Error }; parts?: Record<string, number> };
@@ -102,12 +105,16 @@ export class Hl7WorkerPool {
     if (!existsSync(entry.file)) throw new GatewayError('GW_ERR_INTERNAL', `HL7 parse worker not found: ${basename(entry.file)}`);
     const w = new Worker(entry.file, { ...(entry.execArgv ? { execArgv: entry.execArgv } : {}), name: 'hl7-parse', resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } });
     w.unref();
-    w.on('message', (m: Reply | { id: number; chunk: unknown[] }) => {
+    w.on('message', (m: Reply | Hl7WorkerChunk) => {
       const job = this.busy.get(w);
       if (!job || job.id !== m.id) return;
       if ('chunk' in m) {
-        // a slice of a large array (hl7-parse-worker.ts CHUNK): append, pull the next one on a later turn
+        // a slice of a large array (hl7-parse-worker.ts CHUNK): shared objects re-linked (the same
+        // sharing as inline), appended; the next slice is pulled on a later turn of the event loop
         const pull = job.pulling as NonNullable<Job['pulling']>;
+        const shared = (job.shared ??= []);
+        for (const [i, k, id] of m.defs) shared[id] = (m.chunk[i] as Record<string, unknown>)[k];
+        for (const [i, k, id] of m.refs) (m.chunk[i] as Record<string, unknown>)[k] = shared[id];
         for (const x of m.chunk) pull.target.push(x);
         return this.pullNext(w, job);
       }
