@@ -1,6 +1,7 @@
 /**
  * `iomt-gateway simulate modality`: a simulated imaging modality (issue 11 §8). See MODALITY_USAGE.
  */
+import { readFileSync } from 'node:fs';
 import { parseOpts, UsageError, type Out } from '../options';
 import { fileObject, generatedObject, newUid, type ObjectInfo } from './objects';
 import { AssociationRejected } from './scu';
@@ -32,6 +33,8 @@ export const MODALITY_USAGE = `usage: iomt-gateway simulate modality --host H --
                                    slow-reader stop reading the socket for --slow-ms after sending
   --slow-ms MS        default 5000
   --timeout-ms MS     per answer, default 30000
+  --tls-ca FILE       DICOM TLS (PS3.15 B.1): verify the gateway's certificate against this CA
+  --tls-cert FILE --tls-key FILE   our client certificate (mutual TLS)
 
   Prints one line per step (statuses in hex; no patient data). Exit 0 when every step succeeded,
   or, with --fault, when the gateway reacted as it must (no success for a broken transfer,
@@ -53,7 +56,7 @@ export async function simulateModality(argv: string[], out: Out): Promise<number
   const lists: Record<string, string[]> = {};
   const o = parseOpts(
     argv,
-    { host: 'string', port: 'string', aet: 'string', aec: 'string', modality: 'string', date: 'string', accession: 'string', count: 'string', size: 'string', file: 'list', fault: 'list', 'slow-ms': 'string', 'timeout-ms': 'string', do: 'string', help: 'flag' },
+    { host: 'string', port: 'string', aet: 'string', aec: 'string', modality: 'string', date: 'string', accession: 'string', count: 'string', size: 'string', file: 'list', fault: 'list', 'slow-ms': 'string', 'timeout-ms': 'string', do: 'string', 'tls-ca': 'string', 'tls-cert': 'string', 'tls-key': 'string', help: 'flag' },
     lists,
   );
   if (o.help) {
@@ -73,6 +76,10 @@ export async function simulateModality(argv: string[], out: Out): Promise<number
   const modality = (o.modality ?? 'CT').toUpperCase();
   const calling = o.aet ?? 'MODALITY';
   const peer: Peer = { host: o.host, port, calling, called: faults.includes('wrong-aet') ? 'NOT_THE_GATEWAY' : o.aec ?? 'IOMT_GW', timeoutMs: Number(o['timeout-ms'] ?? 30_000) };
+  if (o['tls-ca'] || o['tls-cert'] || o['tls-key']) {
+    if (!!o['tls-cert'] !== !!o['tls-key']) throw new UsageError('--tls-cert and --tls-key go together');
+    peer.tls = { ...(o['tls-ca'] ? { ca: readFileSync(o['tls-ca']) } : {}), ...(o['tls-cert'] ? { cert: readFileSync(o['tls-cert']), key: readFileSync(o['tls-key']) } : {}) };
+  }
   const today = new Date();
   const date = o.date === 'any' ? '' : o.date ?? `${today.getFullYear()}${String(today.getMonth() + 1).padStart(2, '0')}${String(today.getDate()).padStart(2, '0')}`;
 

@@ -107,3 +107,39 @@ describe('simulate modality against dcmtk storescp', () => {
     console.log(`simulator 300 MiB C-STORE: RSS base ${(base / 1048576).toFixed(0)} MiB, peak ${(peak / 1048576).toFixed(0)} MiB`);
   }, 60_000);
 });
+
+describe('simulate modality over DICOM TLS (the gateway SCP with client certificates)', () => {
+  const tmp = tempDir('sim-modality-tls-');
+  let scp: import('../../drivers/dicom/storage-scp').DicomStorageScp;
+  let store: import('../../gateway/src/store/gateway-store').GatewayStore;
+  let port: number;
+  let certs: ReturnType<typeof import('../../test/helpers/tls').makeCerts>;
+
+  beforeAll(async () => {
+    const { makeCerts } = await import('../../test/helpers/tls');
+    const { DicomStorageScp } = await import('../../drivers/dicom/storage-scp');
+    const { GatewayStore } = await import('../../gateway/src/store/gateway-store');
+    const { createRootLogger } = await import('../../gateway/src/log/logger');
+    createRootLogger('silent');
+    certs = makeCerts(tmp.dir);
+    store = GatewayStore.open({ dataDir: join(tmp.dir, 'gw') });
+    scp = new DicomStorageScp({ deviceId: 'tls-gw', aeTitle: 'IOMT_GW', host: '127.0.0.1', port: 0, dataDir: join(tmp.dir, 'gw'), tls: { key: certs.key, cert: certs.cert, ca: certs.ca, requestCert: true } }, store);
+    port = (await scp.start()).port;
+  });
+  afterAll(async () => {
+    await scp?.close();
+    await store?.close();
+    tmp.cleanup();
+  });
+
+  it('echo and a streamed C-STORE with a client certificate succeed; without one the TLS handshake is refused', async () => {
+    const out: string[] = [];
+    const o = { log: (s: string) => out.push(s), err: (s: string) => out.push(s) };
+    const base = ['--host', '127.0.0.1', '--port', String(port), '--aet', 'SIMCT', '--do', 'echo,store', '--size', '1M', '--tls-ca', certs.caFile];
+    expect(await simulateModality([...base, '--tls-cert', certs.certFile, '--tls-key', certs.keyFile], o)).toBe(0);
+    expect(out.join('\n')).toMatch(/echo 0x0000[\s\S]*store ok=1\/1/);
+    out.length = 0;
+    expect(await simulateModality(base, o)).toBe(1);
+    expect(out.join('\n')).toMatch(/failed: /);
+  });
+});

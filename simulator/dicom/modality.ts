@@ -28,6 +28,8 @@ export interface Peer {
   /** The SCP's AE title (called). */
   called: string;
   timeoutMs?: number;
+  /** DICOM TLS (PS3.15 B.1): the CA that signed the SCP's certificate; cert/key for mutual TLS. */
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer };
 }
 
 type DimseRequest = InstanceType<typeof CEchoRequest>;
@@ -52,7 +54,12 @@ function run(peer: Peer, requests: DimseRequest[]): Promise<DimseResponse[]> {
     client.on('associationRejected', (r: { result: number; source: number; reason: number }) => done(new AssociationRejected(r.result, r.source, r.reason)));
     client.on('networkError', (e: Error) => done(e));
     client.on('closed', () => done());
-    client.send(peer.host, peer.port, peer.calling, peer.called, { connectTimeout: peer.timeoutMs ?? 10_000, associationTimeout: peer.timeoutMs ?? 10_000, pduTimeout: peer.timeoutMs ?? 30_000 });
+    client.send(peer.host, peer.port, peer.calling, peer.called, {
+      connectTimeout: peer.timeoutMs ?? 10_000,
+      associationTimeout: peer.timeoutMs ?? 10_000,
+      pduTimeout: peer.timeoutMs ?? 30_000,
+      ...(peer.tls ? { securityOptions: { ...peer.tls, rejectUnauthorized: true, minVersion: 'TLSv1.2' } } : {}),
+    });
   });
 }
 
@@ -189,7 +196,7 @@ export async function store(peer: Peer, objects: ObjectInfo[], faults: StoreFaul
     const syntaxes = faults.includes('bad-ts') ? [UNSUPPORTED_TS] : ts === EXPLICIT_LE || ts === IMPLICIT_LE ? [ts, ts === EXPLICIT_LE ? IMPLICIT_LE : EXPLICIT_LE] : [ts];
     return { abstractSyntax: abs, transferSyntaxes: syntaxes };
   });
-  const assoc = new ScuAssociation({ ...peer, timeoutMs: peer.timeoutMs });
+  const assoc = new ScuAssociation({ ...peer, timeoutMs: peer.timeoutMs, tls: peer.tls ? { ...peer.tls, minVersion: 'TLSv1.2' } : undefined });
   const res = await assoc.open(contexts);
   let messageId = 1;
   try {
