@@ -201,6 +201,19 @@ function qualityNote(f: QualityFlag): string {
  * the machine code the hospital registered with social insurance (MA_MAY, QĐ 130/QĐ-BYT) as a second
  * repetition <code>^MA_MAY (EI-2 namespace id).
  */
+/** NTE text for an alarm's attributes (IHE PCD TF-2 ACM): what the PCD-04 output sends as OBX rows. No PHI. */
+function alarmNote(a: NonNullable<Observation['alarm']>): string {
+  const parts = [`priority ${a.priority}`];
+  if (a.kind) parts.push(`kind ${a.kind}`);
+  if (a.phase) parts.push(`phase ${a.phase}`);
+  if (a.state) parts.push(`state ${a.state}`);
+  if (a.inactivationState) parts.push(`inactivation ${a.inactivationState}`);
+  if (a.id) parts.push(`id ${a.id}`);
+  if (a.source) parts.push(`source ${a.source}`);
+  if (a.text) parts.push(`text ${a.text}`);
+  return `IOMT-GW alarm: ${parts.join('; ')}`;
+}
+
 function equipmentField(o: Observation): string {
   const eq = o.equipment;
   if (!eq) return '';
@@ -313,6 +326,8 @@ export function buildOruR251(observations: Observation[], opts: OruBuildOptions)
         obx[11] = statusLetter(o);
         obx[14] = isoToHl7Time(o.effectiveAt);
         obx[16] = e(o.operator ?? '');
+        // OBX-17 observation method, CWE (HL7 v2.5.1 7.4.2.17): as the device sent it
+        if (o.method) obx[17] = cwe(o.method.code, o.method.display, o.method.system);
         obx[18] = equipmentField(o);
         segs.push(trimFields(obx));
         let nte = 0;
@@ -320,6 +335,8 @@ export function buildOruR251(observations: Observation[], opts: OruBuildOptions)
         // device flags outside Table 0078 (ARCHITECT `EXP`, Sysmex `*`): kept as a remark beside the result
         if (deviceFlags.length) segs.push(`NTE|${++nte}|O|${e(`Device flags (not HL7 Table 0078): ${deviceFlags.join(', ')}`)}|RE^Remark^HL70364`);
         for (const f of o.quality ?? []) segs.push(`NTE|${++nte}|O|${e(qualityNote(f))}|RE^Remark^HL70364`);
+        // an alarm (IHE PCD ACM) has no place in a v2.5.1 lab ORU: its attributes go in a remark, never dropped
+        if (o.alarm) segs.push(`NTE|${++nte}|O|${e(alarmNote(o.alarm))}|RE^Remark^HL70364`);
       }
       // SPECIMEN group (7.4.3): SPM-2 specimen id, SPM-4 type (required, Table 0487)
       const type = ord.specimenType;
