@@ -68,7 +68,7 @@ describe('modality worklist and MPPS end to end (mllp_send → findscu; MPPS →
     his = new IndependentHis();
     const hisPort = await his.start();
     output = new Hl7MllpOutput({ destination: 'ris', host: '127.0.0.1', port: hisPort, ackTimeoutMs: 5000 });
-    worker = new OutboxWorker(store, output, { idlePollMs: 200 });
+    worker = new OutboxWorker(store, output, { idlePollMs: 200, unavailableBackoffMs: { base: 200, max: 1000 } });
     worker.start();
     // the `dicom in` node emits each committed MPPS message into the flow (onCommitted); the `hl7 out`
     // node then prepares it, appends it to the outbox and wakes its worker: done here directly
@@ -208,6 +208,21 @@ describe('modality worklist and MPPS end to end (mllp_send → findscu; MPPS →
     expect(stdout).toContain('(0040,0010) SH [MR_ROOM1]');
     expect(readFileSync(files[0]).includes(Buffer.from('Trần^Thị Bình', 'utf8'))).toBe(true);
     expect(await findscu('CT01', ['PatientName=', '(0040,0100)[0].ScheduledStationAETitle=CT01', '(0040,0100)[0].Modality=MR'])).toEqual([]);
+  });
+
+  it('the RIS is down when the procedure starts: the modality still gets success (committed), the ORM^O01 waits in the outbox and arrives when the RIS is back', async () => {
+    await sendOrm(ormCt({ ctrl: 'E2E-ORM-5', order: 'E2E-5', acc: 'ACC-E2E-5', date: `${today}130000` }));
+    const peer = { host: '127.0.0.1', port: dicomPort, calling: 'CT01', called: 'IOMT_GW' };
+    const { items } = await worklist(peer, { AccessionNumber: 'ACC-E2E-5', PatientName: '', PatientID: '', StudyInstanceUID: '', RequestedProcedureID: '', ScheduledProcedureStepSequence: [{ ScheduledProcedureStepID: '' }] });
+    expect(items).toHaveLength(1);
+    await his.stop();
+    expect(await mppsStart(peer, `2.25.${Date.now()}5`, items[0], 'CT')).toBe(0);
+    await waitFor(() => (store.destinationStats('ris')[0]?.pending ?? 0) >= 1, 5000);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(his.received.some((m) => m.text.includes('ORC|SC|E2E-5|'))).toBe(false);
+    await his.start(); // the same port
+    const ip = await waitFor(() => his.received.find((m) => m.text.includes('\rORC|SC|E2E-5|E2E-5||IP|')), 30_000);
+    expect(ip.answered).toBe('AA');
   });
 
   it('ORC-1 CA via mllp_send removes the item from the worklist', async () => {
