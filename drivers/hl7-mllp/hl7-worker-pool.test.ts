@@ -96,7 +96,18 @@ describe('HL7 parse worker pool (issue 10 §1)', () => {
     expect(pool.recycled).toBeGreaterThan(0);
   });
 
-  it('a queue beyond its bound is refused, not grown; a closed pool refuses', async () => {
+  it('a thread that runs out of heap fails only its job (GatewayError → AE 207), and the next job gets a fresh thread', { timeout: 60_000 }, async () => {
+    const small = new Hl7WorkerPool(1, { heapMb: 16 });
+    try {
+      await expect(small.prepare(CASES[0].raw, {})).rejects.toMatchObject({ code: 'GW_ERR_INTERNAL', message: expect.stringMatching(/HL7 parse worker failed/) });
+      const ok = await small.prepare(Buffer.from([MSH('AFTER'), 'PID|1||P1', 'OBR|1||S1|T1', obx(1)].join('\r')), {});
+      expect(ok.ok && 'oru' in ok && ok.oru.header.controlId).toBe('AFTER');
+    } finally {
+      await small.close();
+    }
+  });
+
+  it('a closed pool refuses', async () => {
     const p = new Hl7WorkerPool(1);
     await p.close();
     await expect(p.prepare(Buffer.from(MSH('X')), {})).rejects.toThrow(/closed/);

@@ -70,10 +70,13 @@ export class Hl7WorkerPool {
   /** Threads replaced after a large message (RECYCLE_BYTES). */
   recycled = 0;
 
-  /** `recycleBytes`: replace a thread after a message of at least this size (default RECYCLE_BYTES; Infinity = never). */
+  /**
+   * `recycleBytes`: replace a thread after a message of at least this size (default RECYCLE_BYTES;
+   * Infinity = never). `heapMb`: old-generation heap per thread (default WORKER_HEAP_MB).
+   */
   constructor(
     readonly size: number,
-    private readonly opts: { recycleBytes?: number } = {},
+    private readonly opts: { recycleBytes?: number; heapMb?: number } = {},
   ) {}
 
   /** Jobs waiting plus running. */
@@ -103,7 +106,7 @@ export class Hl7WorkerPool {
   private spawn(): Worker {
     const entry = parseWorkerEntry();
     if (!existsSync(entry.file)) throw new GatewayError('GW_ERR_INTERNAL', `HL7 parse worker not found: ${basename(entry.file)}`);
-    const w = new Worker(entry.file, { ...(entry.execArgv ? { execArgv: entry.execArgv } : {}), name: 'hl7-parse', resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB } });
+    const w = new Worker(entry.file, { ...(entry.execArgv ? { execArgv: entry.execArgv } : {}), name: 'hl7-parse', resourceLimits: { maxOldGenerationSizeMb: this.opts.heapMb ?? WORKER_HEAP_MB } });
     w.unref();
     w.on('message', (m: Reply | Hl7WorkerChunk) => {
       const job = this.busy.get(w);
