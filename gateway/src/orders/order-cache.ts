@@ -228,7 +228,12 @@ export class OrderCache {
     const days = opts.expiryDays ?? 7;
     if (!(days > 0) || !Number.isFinite(days)) throw new TypeError('OrderCache: expiryDays must be a positive number');
     this.expiryDays = days;
-    this.guard(() => db.exec(SCHEMA));
+    this.guard(() => {
+      // order_imaging of the first issue-11 build had no progress_seq: add it before the index on it is created
+      const cols = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('order_imaging')").all();
+      if (cols.length && !cols.some((c) => c.name === 'progress_seq')) db.exec('ALTER TABLE order_imaging ADD COLUMN progress_seq INTEGER NOT NULL DEFAULT 0');
+      db.exec(SCHEMA);
+    });
     const sync = Number(db.pragma('synchronous', { simple: true }));
     if (sync < 2) this.log.warn({ synchronous: sync }, 'connection is not synchronous=FULL: order commits may not survive a power loss');
     this.s = {
