@@ -155,10 +155,17 @@ describe('MPPS handler (real store, real order cache)', () => {
   it('an unscheduled step (no worklist match) is still committed and reported with what the modality sent', async () => {
     const h = createMppsHandler(runtime);
     expect(await h.nCreate('1.2.3.107', create('NO-SUCH-ACC', { ScheduledStepAttributesSequence: [] }), ctx)).toBe(0);
-    expect(cache.mppsState('1.2.3.107')).toEqual({ sopInstanceUid: '1.2.3.107', status: 'IN PROGRESS', callingAeTitle: 'CT01' });
+    expect(cache.mppsState('1.2.3.107')).toMatchObject({ sopInstanceUid: '1.2.3.107', status: 'IN PROGRESS', callingAeTitle: 'CT01' });
+    expect(cache.mppsState('1.2.3.107')!.orderId).toBeUndefined();
     const segs = orm(0);
     expect(segs[1]).toBe('PID|1||BN0067890||Nguyễn^Văn An');
     expect(segs[2]).toBe('ORC|SC||||IP||||20250301101500');
+    // its N-SET carries no patient: the COMPLETED report still names the patient and modality of the N-CREATE
+    expect(await h.nSet('1.2.3.107', set('COMPLETED'), ctx)).toBe(0);
+    const done = orm(1);
+    expect(done[1]).toBe('PID|1||BN0067890||Nguyễn^Văn An');
+    expect(done[2]).toBe('ORC|SC||||CM||||20250301103000');
+    expect(done[3].split('|')[24]).toBe('CT');
   });
 
   it('onCommitted gets each newly committed state change once (not a store duplicate); a throwing callback does not change the answer', async () => {

@@ -145,6 +145,17 @@ export function mppsDraft(status: PpsStatus, ds: DicomDataset, entry: WorklistEn
   return draft;
 }
 
+/** What an unscheduled step's N-SET report needs from its N-CREATE (DICOM keywords; PHI, kept in the order cache). */
+function subjectOf(ds: DicomDataset, link: MppsLink): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const k of ['PatientName', 'PatientID', 'PatientBirthDate', 'PatientSex', 'Modality', 'PerformedStationName']) {
+    const v = keyValue(ds[k]);
+    if (v) out[k] = v;
+  }
+  if (link.accessionNumber) out.AccessionNumber = link.accessionNumber;
+  return out;
+}
+
 /** The MPPS handler for the `dicom in` node. */
 export function createMppsHandler(runtime: MppsRuntime, opts: MppsHandlerOptions = {}): MppsHandler {
   const log = componentLogger('dicom-mpps');
@@ -157,9 +168,12 @@ export function createMppsHandler(runtime: MppsRuntime, opts: MppsHandlerOptions
     return p;
   };
 
-  const commit = async (uid: string, kind: 'N-CREATE' | 'N-SET', status: PpsStatus | undefined, ds: DicomDataset, ctx: { callingAeTitle: string; calledAeTitle: string }, orderId: number | undefined, link: MppsLink): Promise<void> => {
+  const commit = async (uid: string, kind: 'N-CREATE' | 'N-SET', status: PpsStatus | undefined, ds: DicomDataset, ctx: { callingAeTitle: string; calledAeTitle: string }, orderId: number | undefined, link: MppsLink, remembered?: Record<string, string>): Promise<void> => {
     const cache = runtime.orders!;
     const raw = Buffer.from(JSON.stringify(ds), 'utf8');
+    // an unscheduled step's N-SET carries no patient: report it with what its N-CREATE said (kept in order_mpps)
+    const view: DicomDataset = remembered ? { ...remembered, ...Object.fromEntries(Object.entries(ds).filter(([, v]) => keyValue(v) !== '')) } : ds;
+    const viewLink: MppsLink = remembered?.AccessionNumber && !link.accessionNumber ? { ...link, accessionNumber: remembered.AccessionNumber } : link;
     const sha = createHash('sha256').update(raw).digest('hex');
     const entry = orderId !== undefined ? cache.worklistEntry(orderId) : undefined;
     const msg: InboundMessage = {
@@ -172,11 +186,11 @@ export function createMppsHandler(runtime: MppsRuntime, opts: MppsHandlerOptions
       // a reused (uid, state) with other content is flagged by the store; status-less N-SETs are not state changes
       ...(status ? { controlKey: `${uid}|${kind}|${status}` } : {}),
       dedupeKey: `${uid}|${kind}|${status ?? ''}|${sha}`,
-      drafts: status ? [mppsDraft(status, ds, entry, ctx.callingAeTitle, link)] : [],
+      drafts: status ? [mppsDraft(status, view, entry, ctx.callingAeTitle, viewLink)] : [],
       meta: { sopInstanceUid: uid, status: status ?? null, orderId: orderId ?? null, callingAeTitle: ctx.callingAeTitle, calledAeTitle: ctx.calledAeTitle },
     };
     const result = await runtime.store.submit(msg);
-    if (status) cache.recordMpps(uid, status, orderId, ctx.callingAeTitle);
+    if (status) cache.recordMpps(uid, status, orderId, ctx.callingAeTitle, orderId === undefined && kind === 'N-CREATE' ? subjectOf(ds, link) : undefined);
     if (!result.duplicate && opts.onCommitted) {
       try {
         opts.onCommitted(result, msg);
@@ -227,7 +241,7 @@ export function createMppsHandler(runtime: MppsRuntime, opts: MppsHandlerOptions
           if (raw && raw !== 'IN PROGRESS' && raw !== 'COMPLETED' && raw !== 'DISCONTINUED') return MPPS_STATUS.InvalidAttributeValue;
           const status = raw === 'COMPLETED' || raw === 'DISCONTINUED' ? raw : undefined;
           const link = mppsLinkOf(ds);
-          await commit(uid, 'N-SET', status, ds, ctx, state.orderId, link);
+          await commit(uid, 'N-SET', status, ds, ctx, state.orderId, link, state.orderId === undefined ? state.subject : undefined);
           log.info({ calling: ctx.callingAeTitle, status: status ?? 'unchanged' }, 'MPPS updated');
           return MPPS_STATUS.Success;
         }),

@@ -196,17 +196,20 @@ describe('worklist provider over the order cache (real SQLite)', () => {
     expect(err(['MSH|^~\\&|RIS|BV|||20250302||OMI^O23|E1|P|2.4', 'ORC|NW|P1|F1'])).toBe('undefined 203'); // OMI before v2.5 (no IPC segment) → unsupported version, AR 203
   });
 
-  it('a database from the first imaging build (order_imaging without progress_seq) is upgraded when the cache opens', () => {
+  it('a database from the first imaging build (order_imaging without progress_seq, order_mpps without subject_json) is upgraded when the cache opens', () => {
     const file = join(tmp.dir, 'old.db');
     const old = new Database(file);
     old.exec(`CREATE TABLE order_imaging (order_id INTEGER PRIMARY KEY, accession TEXT, modality TEXT NOT NULL, sps_date TEXT, station_aet TEXT, study_uid TEXT NOT NULL,
-      sps_id TEXT, requested_procedure_id TEXT, imaging_json TEXT NOT NULL, sps_status TEXT NOT NULL DEFAULT 'SCHEDULED', mpps_uid TEXT, progress_at INTEGER)`);
+      sps_id TEXT, requested_procedure_id TEXT, imaging_json TEXT NOT NULL, sps_status TEXT NOT NULL DEFAULT 'SCHEDULED', mpps_uid TEXT, progress_at INTEGER);
+      CREATE TABLE order_mpps (sop_instance_uid TEXT PRIMARY KEY, status TEXT NOT NULL, order_id INTEGER, calling_aet TEXT, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)`);
     old.close();
     const db2 = new Database(file);
     try {
       const c = new OrderCache(db2);
       expect(c.worklistCursor()).toEqual({ change: 0, progress: 0, expire: 0 });
       expect(db2.prepare("SELECT name FROM pragma_table_info('order_imaging') WHERE name = 'progress_seq'").get()).toBeDefined();
+      c.recordMpps('1.2.3', 'IN PROGRESS', undefined, 'CT01', { PatientID: 'X' });
+      expect(c.mppsState('1.2.3')!.subject).toEqual({ PatientID: 'X' });
     } finally {
       db2.close();
     }

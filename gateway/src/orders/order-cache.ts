@@ -127,7 +127,8 @@ CREATE TABLE IF NOT EXISTS order_mpps (
   order_id INTEGER,
   calling_aet TEXT,
   created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL
+  updated_at INTEGER NOT NULL,
+  subject_json TEXT
 );
 `;
 
@@ -173,6 +174,8 @@ export interface MppsState {
   status: string;
   orderId?: number;
   callingAeTitle?: string;
+  /** PHI. An unscheduled step's patient and procedure as its N-CREATE said (DICOM keywords), for its N-SET report. */
+  subject?: Record<string, string>;
 }
 
 /** What links an MPPS to its worklist item: Scheduled Step Attributes Sequence (0040,0270) values. */
@@ -232,6 +235,8 @@ export class OrderCache {
       // order_imaging of the first issue-11 build had no progress_seq: add it before the index on it is created
       const cols = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('order_imaging')").all();
       if (cols.length && !cols.some((c) => c.name === 'progress_seq')) db.exec('ALTER TABLE order_imaging ADD COLUMN progress_seq INTEGER NOT NULL DEFAULT 0');
+      const mcols = db.prepare<[], { name: string }>("SELECT name FROM pragma_table_info('order_mpps')").all();
+      if (mcols.length && !mcols.some((c) => c.name === 'subject_json')) db.exec('ALTER TABLE order_mpps ADD COLUMN subject_json TEXT');
       db.exec(SCHEMA);
     });
     const sync = Number(db.pragma('synchronous', { simple: true }));
@@ -290,12 +295,13 @@ export class OrderCache {
       imagingByAccession: db.prepare<[string], ImagingRow>('SELECT * FROM order_imaging WHERE accession = ? ORDER BY order_id'),
       setProgress: db.prepare<[string, string, number, number, number]>('UPDATE order_imaging SET sps_status = ?, mpps_uid = ?, progress_at = ?, progress_seq = ? WHERE order_id = ?'),
       metaAll: db.prepare<[], { key: string; value: number }>("SELECT key, value FROM order_meta WHERE key IN ('change_seq', 'progress_seq', 'expire_seq')"),
-      mppsGet: db.prepare<[string], { sop_instance_uid: string; status: string; order_id: number | null; calling_aet: string | null }>(
-        'SELECT sop_instance_uid, status, order_id, calling_aet FROM order_mpps WHERE sop_instance_uid = ?',
+      mppsGet: db.prepare<[string], { sop_instance_uid: string; status: string; order_id: number | null; calling_aet: string | null; subject_json: string | null }>(
+        'SELECT sop_instance_uid, status, order_id, calling_aet, subject_json FROM order_mpps WHERE sop_instance_uid = ?',
       ),
       mppsPut: db.prepare(
-        `INSERT INTO order_mpps (sop_instance_uid, status, order_id, calling_aet, created_at, updated_at) VALUES (@uid, @status, @order_id, @calling_aet, @now, @now)
-         ON CONFLICT(sop_instance_uid) DO UPDATE SET status = excluded.status, order_id = COALESCE(excluded.order_id, order_mpps.order_id), updated_at = excluded.updated_at`,
+        `INSERT INTO order_mpps (sop_instance_uid, status, order_id, calling_aet, created_at, updated_at, subject_json) VALUES (@uid, @status, @order_id, @calling_aet, @now, @now, @subject_json)
+         ON CONFLICT(sop_instance_uid) DO UPDATE SET status = excluded.status, order_id = COALESCE(excluded.order_id, order_mpps.order_id), updated_at = excluded.updated_at,
+           subject_json = COALESCE(order_mpps.subject_json, excluded.subject_json)`,
       ),
       setCursor: db.prepare<[string, number, number]>(
         'INSERT INTO order_cursors (name, cursor, updated_at) VALUES (?, ?, ?) ON CONFLICT(name) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at',
@@ -540,6 +546,7 @@ export class OrderCache {
       const m: MppsState = { sopInstanceUid: r.sop_instance_uid, status: r.status };
       if (r.order_id !== null) m.orderId = r.order_id;
       if (r.calling_aet) m.callingAeTitle = r.calling_aet;
+      if (r.subject_json) m.subject = JSON.parse(r.subject_json) as Record<string, string>;
       return m;
     });
   }
@@ -548,10 +555,10 @@ export class OrderCache {
    * Record an MPPS state change durably (one transaction): the MPPS row, and the linked worklist item's
    * SPS status (PS3.4 F.7.2: IN PROGRESS → STARTED, COMPLETED, DISCONTINUED).
    */
-  recordMpps(sopInstanceUid: string, status: 'IN PROGRESS' | 'COMPLETED' | 'DISCONTINUED', orderId: number | undefined, callingAeTitle: string): void {
+  recordMpps(sopInstanceUid: string, status: 'IN PROGRESS' | 'COMPLETED' | 'DISCONTINUED', orderId: number | undefined, callingAeTitle: string, subject?: Record<string, string>): void {
     const now = Date.now();
     this.tx(() => {
-      this.s.mppsPut.run({ uid: sopInstanceUid, status, order_id: orderId ?? null, calling_aet: callingAeTitle, now });
+      this.s.mppsPut.run({ uid: sopInstanceUid, status, order_id: orderId ?? null, calling_aet: callingAeTitle, now, subject_json: subject && Object.keys(subject).length ? JSON.stringify(subject) : null });
       const linked = orderId ?? this.s.mppsGet.get(sopInstanceUid)?.order_id ?? undefined;
       if (linked !== undefined && linked !== null) {
         const sps: SpsStatus = status === 'IN PROGRESS' ? 'STARTED' : status;
