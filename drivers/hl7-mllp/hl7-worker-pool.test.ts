@@ -5,8 +5,8 @@
  * (2) over TCP, a 10,000-segment and an 8 MB message are answered AA while the main thread's event
  * loop is never held for 100 ms, and the committed observations equal the inline path's.
  */
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import net from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { CommitResult, InboundMessage, ObservationSink, QuarantineInput } from '../../gateway/src/contracts/driver';
@@ -17,7 +17,6 @@ import { parseAck } from './ack';
 import { Hl7Receiver } from './hl7-receiver';
 import { DEFAULT_HL7_WORKER_THRESHOLD, isLargeHl7, prepareHl7, type Hl7Prepared, type Hl7PrepareOptions } from './hl7-worker-parse';
 import { Hl7WorkerPool, RECYCLE_BYTES } from './hl7-worker-pool';
-import { encodeMllp, MllpDecoder } from './mllp-decoder';
 
 class MemorySink implements ObservationSink {
   readonly messages: InboundMessage[] = [];
@@ -114,47 +113,73 @@ describe('HL7 parse worker pool (issue 10 §1)', () => {
   });
 });
 
-function exchange(port: number, payload: Buffer): Promise<{ ack: string; ms: number }> {
-  return new Promise((resolve, reject) => {
-    const t0 = performance.now();
-    const s = net.connect(port, '127.0.0.1');
-    const dec = new MllpDecoder();
-    s.on('connect', () => s.write(encodeMllp(payload)));
-    s.on('data', (d) => {
-      for (const ev of dec.push(d)) {
-        if (ev.type !== 'frame') continue;
-        s.destroy();
-        resolve({ ack: ev.payload.toString('utf8'), ms: performance.now() - t0 });
-      }
-    });
-    s.on('error', reject);
-  });
-}
-
 describe('Hl7Receiver: large messages off the main thread (issue 10 §1)', () => {
-  const big = [Buffer.from(tenK('BIG10K'), 'utf8'), Buffer.from(eightMB('BIG8MB'), 'utf8')];
+
+  /**
+   * The analyzers run in a child process (plain Node, no TypeScript): the event loop measured here is the
+   * receiver's alone, as in the gateway, not the senders' (building and writing 8 MB).
+   */
+  const CLIENTS = `
+const net = require('node:net');
+const [port] = process.argv.slice(1).map(Number);
+const MSH = (id) => 'MSH|^~\\\\&|ANALYZER|LAB|GW|HOSP|20240101120000||ORU^R01|' + id + '|P|2.5.1';
+const obx = (i) => 'OBX|' + i + '|NM|2093-3^Cholesterol^LN||' + (i % 300) / 10 + '|mg/dL|<200|' + (i % 7 ? 'N' : 'H') + '|||F';
+const msg = (segs) => Buffer.from(segs.join('\\r'), 'latin1');
+const exchange = (payload) => new Promise((resolve) => {
+  const t0 = performance.now();
+  const s = net.connect(port, '127.0.0.1');
+  let got = Buffer.alloc(0);
+  s.on('connect', () => s.write(Buffer.concat([Buffer.from([0x0b]), payload, Buffer.from([0x1c, 0x0d])])));
+  s.on('data', (d) => { got = Buffer.concat([got, d]); const fs = got.indexOf(0x1c); if (fs >= 0) { s.destroy(); resolve({ ack: got.subarray(1, fs).toString('latin1'), ms: performance.now() - t0 }); } });
+  s.on('error', () => resolve({ ack: '', ms: performance.now() - t0 }));
+});
+(async () => {
+  const tenK = msg([MSH('BIG10K'), 'PID|1||P1^^^HOSP^MR||DOE^JOHN||19800101|M', 'OBR|1|PL1|FL1|24331-1^Lipid panel^LN', ...Array.from({ length: 9997 }, (_, i) => obx(i + 1))]);
+  const eight = msg([MSH('BIG8MB'), 'PID|1||P1', 'OBR|1||S1|T1', 'OBX|1|TX|T1||' + 'A'.repeat(8 * 1024 * 1024 - 200) + '||||||F']);
+  await exchange(msg([MSH('WARM1'), 'PID|1||P1', 'OBR|1||S1|T1', ...Array.from({ length: 1200 }, (_, i) => obx(i + 1))]));
+  await exchange(msg([MSH('WARM2'), 'PID|1||P1', 'OBR|1||S1|T1', 'OBX|1|TX|T1||' + 'A'.repeat(200000) + '||||||F']));
+  process.stdout.write('WARM\\n');
+  await new Promise((r) => process.stdin.once('data', r));
+  const small = []; let stop = false;
+  const other = (async () => { for (let i = 0; !stop; i++) small.push((await exchange(msg([MSH('S' + i), 'PID|1||P1', obx(1)]))).ms); })();
+  const acks = [];
+  for (const b of [tenK, eight]) acks.push((await exchange(b)).ack);
+  stop = true; await other;
+  process.stdout.write(JSON.stringify({ acks, smallMaxMs: Math.max(...small) }) + '\\n');
+})();
+`;
 
   async function run(sink: ObservationSink, parseInWorker: boolean, pool?: Hl7WorkerPool) {
     const rx = new Hl7Receiver({ deviceId: 'worker-test', host: '127.0.0.1', port: 0, parseInWorker: parseInWorker ? {} : false, ...(pool ? { workerPool: pool } : {}) }, sink);
     const { port } = await rx.start();
-    // warm up (module load, worker start, JIT) with one message of each shape: not measured
-    await exchange(port, Buffer.from([MSH('WARM1'), 'PID|1||P1', 'OBR|1||S1|T1', ...Array.from({ length: 1200 }, (_, i) => obx(i + 1))].join('\r')));
-    await exchange(port, Buffer.from([MSH('WARM2'), 'PID|1||P1', 'OBR|1||S1|T1', `OBX|1|TX|T1||${'A'.repeat(200_000)}||||||F`].join('\r')));
-    const h = monitorEventLoopDelay({ resolution: 5 });
-    h.enable();
-    const small: number[] = [];
-    let stop = false;
-    // a second analyzer keeps sending small messages meanwhile
-    const other = (async () => {
-      for (let i = 0; !stop; i++) small.push((await exchange(port, Buffer.from([MSH(`S${i}`), 'PID|1||P1', obx(1)].join('\r')))).ms);
-    })();
-    const acks = [];
-    for (const b of big) acks.push(await exchange(port, b));
-    stop = true;
-    await other;
-    h.disable();
-    await rx.close();
-    return { acks: acks.map((a) => parseAck(a.ack)), maxDelayMs: h.max / 1e6, smallMaxMs: Math.max(...small) };
+    const child = spawn(process.execPath, ['-e', CLIENTS, String(port)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      let out = '';
+      const line = (re: RegExp) => new Promise<string>((resolve, reject) => {
+        const on = (d: Buffer) => {
+          out += d;
+          const m = re.exec(out);
+          if (m) {
+            child.stdout.off('data', on);
+            resolve(m[0]);
+          }
+        };
+        child.stdout.on('data', on);
+        child.once('exit', (code) => reject(new Error(`clients exited (${code}): ${out}`)));
+      });
+      // warm-up (module load, thread start, JIT) with one message of each shape is not measured
+      await line(/WARM\n/);
+      const h = monitorEventLoopDelay({ resolution: 5 });
+      h.enable();
+      const result = line(/\{.*\}\n/);
+      child.stdin.write('go\n');
+      const r = JSON.parse(await result) as { acks: string[]; smallMaxMs: number };
+      h.disable();
+      return { acks: r.acks.map((a) => parseAck(a)), maxDelayMs: h.max / 1e6, smallMaxMs: r.smallMaxMs };
+    } finally {
+      child.kill();
+      await rx.close();
+    }
   }
 
   it('a 10,000-segment and an 8 MB message: AA, the event loop never held 100 ms, the same observations as inline', { timeout: 60_000, retry: 2 }, async () => {
