@@ -287,6 +287,52 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     expect((await storescu(port, join(FIX, 'MR_small.dcm'))).rc).toBe(0);
   });
 
+  it('a second A-ASSOCIATE-RQ on an established association: A-ABORT "unexpected PDU" (PS3.8 9.2 AA-8), quarantined; the association count does not leak', async () => {
+    // before: the second RQ was negotiated again and counted, the close gave back one: with a limit of 2,
+    // one such connection left a slot taken for ever, and the next two modalities got "local limit exceeded"
+    const x = await startScp({ maxAssociations: 2 });
+    const rq = associateRq({ calling: 'MOD1', called: AET, contexts: [{ abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: [TS.implicitLE] }] });
+    const held: RawAssociation[] = [];
+    try {
+      const a = await RawAssociation.connect(x.port);
+      a.write(rq);
+      expect((await a.read())?.type).toBe(0x02);
+      a.write(rq);
+      const p = await a.read(5000);
+      expect(p?.type).toBe(0x07);
+      expect([p?.body[2], p?.body[3]]).toEqual([2, 2]); // source 2 service provider, reason 2 unexpected PDU
+      await waitFor(() => a.closed, 5000);
+      const q = await waitFor(() => store.listQuarantine(50).find((r) => r.reason.includes('unexpected A-ASSOCIATE-RQ')));
+      expect(q.driver).toBe('dicom');
+      for (let i = 0; i < 2; i++) {
+        const b = await RawAssociation.connect(x.port);
+        held.push(b);
+        b.write(rq);
+        expect((await b.read())?.type, `fresh association ${i + 1} of 2`).toBe(0x02);
+      }
+    } finally {
+      for (const b of held) b.close();
+      await x.scp.close();
+    }
+  });
+
+  it('PDUs the library cannot handle (P-DATA before any association; 0-length A-RELEASE-RQ / A-ASSOCIATE-RQ): A-ABORT, closed and quarantined with the reason', async () => {
+    const cases: Array<{ name: string; bytes: Buffer[] }> = [
+      { name: 'P-DATA before association', bytes: pData(1, cStoreCommand('1.2.840.10008.5.1.4.1.1.7', '1.2.3.4'), true) },
+      { name: 'empty A-RELEASE-RQ', bytes: [Buffer.from([0x05, 0, 0, 0, 0, 0])] },
+      { name: 'empty A-ASSOCIATE-RQ', bytes: [Buffer.from([0x01, 0, 0, 0, 0, 0])] },
+    ];
+    for (const c of cases) {
+      const before = store.listQuarantine(200).filter((r) => r.reason.startsWith('refused PDU: PDU not handled')).length;
+      const a = await RawAssociation.connect(port);
+      for (const b of c.bytes) a.write(b);
+      expect((await a.read(5000))?.type, c.name).toBe(0x07);
+      await waitFor(() => a.closed, 5000);
+      await waitFor(() => store.listQuarantine(200).filter((r) => r.reason.startsWith('refused PDU: PDU not handled')).length === before + 1, 5000);
+    }
+    expect((await run('echoscu', ['-aet', 'MOD1', '-aec', AET, '127.0.0.1', String(port)])).stderr).toBe('');
+  });
+
   it('a wrong called AE title gets A-ASSOCIATE-RJ "called AE title not recognized" (PS3.8 9.3.4 reason 7)', async () => {
     const r = await storescu(port, join(FIX, 'CT_small.dcm'), [], 'MOD1', 'NOT_US');
     expect(r.rc).not.toBe(0);

@@ -533,6 +533,10 @@ class GatewayScp extends Scp {
   private associated = false;
   private writer: InstanceWriter | undefined;
   private refused = false;
+  /** An A-ASSOCIATE-RQ was seen on this connection (a second one is an unexpected PDU). */
+  private requested = false;
+  /** The last PDU handed to the library (≤ 64 KiB of it): quarantined when the library cannot handle it. */
+  private lastPdu: Buffer | undefined;
   private busyTimer: NodeJS.Timeout | undefined;
   private paused = false;
   private calling = '';
@@ -551,6 +555,7 @@ class GatewayScp extends Scp {
     // 'data' listener (its accumulator) is removed
     this.framer = new PduFramer({ maxPDataBytes: owner.maxPduBytes }, (pdu) => {
       this.touch();
+      this.lastPdu = pdu.subarray(0, KEEP_BYTES);
       void (this as unknown as { _processPdu(b: Buffer): Promise<void> })._processPdu(pdu);
     });
     socket.removeAllListeners('data');
@@ -565,7 +570,11 @@ class GatewayScp extends Scp {
       this.owner.noteError(e.message);
       // a PDU or DIMSE the library could not handle (e.g. P-DATA on a context that was not accepted):
       // A-ABORT (PS3.8 9.3.8, service provider, reason not specified); timeouts were aborted by the library
-      if (!/timeout|Connection error/i.test(e.message) && this.socket.writable) this.socket.write(abortPdu(AbortSource.ServiceProvider, AbortReason.NotSpecified));
+      if (!/timeout|Connection error/i.test(e.message)) {
+        // nothing refused without quarantine: the PDU the library could not handle is kept with the reason
+        if (this.lastPdu) this.refusePdu(`PDU not handled: ${e.message}`, this.lastPdu);
+        if (this.socket.writable) this.socket.write(abortPdu(AbortSource.ServiceProvider, AbortReason.NotSpecified));
+      }
       this.closeSoon();
     });
     this.on('close', () => this.onClose());
@@ -605,6 +614,13 @@ class GatewayScp extends Scp {
       w.on('finish', resume);
       w.on('close', resume);
     }
+  }
+
+  /** A PDU refused after framing: counted, logged without content, quarantined with the reason. */
+  private refusePdu(reason: string, kept: Buffer): void {
+    metrics.rejected.inc({ device: this.owner.opts.deviceId, reason: 'pdu' });
+    this.log.warn({ remote: this.info.remote, reason }, 'PDU refused: A-ABORT and close');
+    void this.owner.quarantine(kept, `refused PDU: ${reason}`, 'GW_ERR_PARSE', { remote: this.info.remote, callingAeTitle: this.calling || undefined });
   }
 
   private resumeReading(): void {
@@ -648,6 +664,18 @@ class GatewayScp extends Scp {
   // ---------------------------------------------------------------- association
 
   override associationRequested(assoc: Assoc): void {
+    if (this.requested) {
+      // PS3.8 9.2 state table: an A-ASSOCIATE-RQ PDU once the association is established (Sta6) or
+      // answered is unexpected (AA-8): A-ABORT, service provider, reason 2 "unexpected PDU" (PS3.8 9.3.8).
+      // Negotiating it again would count one connection as several associations, and the count never
+      // came back down: a few such connections locked every modality out ("local limit exceeded").
+      this.refused = true;
+      this.refusePdu('unexpected A-ASSOCIATE-RQ on an association already requested (PS3.8 9.2 AA-8)', this.lastPdu ?? Buffer.alloc(0));
+      if (this.socket.writable) this.socket.write(abortPdu(AbortSource.ServiceProvider, AbortReason.UnexpectedPdu));
+      this.closeSoon();
+      return;
+    }
+    this.requested = true;
     this.info.guard.frame();
     this.calling = assoc.getCallingAeTitle().trim();
     this.called = assoc.getCalledAeTitle().trim();
