@@ -131,7 +131,7 @@ describe('HTTP server guard (issue 10 §2)', () => {
       junk.write('GET / HTTP/1.1\r\n\r\n');
       await waitFor(() => junk.closedByServer, 3000);
       await new Promise<void>((resolve) => {
-        const s = tls.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.11', rejectUnauthorized: false, maxVersion: 'TLSv1', minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' });
+        const s = tls.connect({ socket: net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.11' }), rejectUnauthorized: false, maxVersion: 'TLSv1', minVersion: 'TLSv1', ciphers: 'DEFAULT@SECLEVEL=0' });
         s.on('error', () => resolve());
         s.on('secureConnect', () => resolve());
       });
