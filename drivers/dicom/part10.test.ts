@@ -46,6 +46,11 @@ describe('header walker: names per Specific Character Set', () => {
     ['ISO_IR 144', 'iso-8859-5', 'Иванов^Иван', false],
     ['GB18030', 'gb18030', '王^小明', false],
     ['ISO 2022 IR 87', 'latin1', 'YAMADA^TARO', true],
+    // outside the declared default repertoire (PS3.5 6.1.2.1): UTF-8 sent undeclared is read as UTF-8 and
+    // flagged; other 8-bit bytes as ISO 8859-1, flagged (before: silently mojibake, unflagged)
+    [undefined, 'utf8', 'Nguyễn^Văn An', true],
+    ['ISO_IR 6', 'utf8', 'Trần^Thị Bích Đào', true],
+    [undefined, 'latin1', 'Müller^Jürgen', true],
   ])('%s: %s name decoded (fallback flag %s)', (cs, enc, name, fallback) => {
     const h = readHeader(dataset(cs as string | undefined, iconv.encode(name as string, enc as string)), TS.explicitLE, true);
     expect(h.patientName).toBe(name);

@@ -12,6 +12,7 @@
  */
 import { inflateRawSync, constants as zc } from 'node:zlib';
 import iconv from 'iconv-lite';
+import { isUtf8 } from 'node:buffer';
 
 export const TS = {
   implicitLE: '1.2.840.10008.1.2',
@@ -284,9 +285,20 @@ export function readHeader(buf: Buffer, transferSyntaxUid: string, complete: boo
     enc = 'latin1';
     out.charsetFallback = true;
   }
+  // PS3.5 6.1.2.1: without Specific Character Set (or ISO_IR 6) only the default repertoire (ASCII) may
+  // be used. Bytes ≥ 0x80 there are outside what was declared (modalities that send UTF-8 undeclared):
+  // the message is flagged charset-fallback, and a value that is valid UTF-8 is read as UTF-8 (ISO 8859-1
+  // otherwise), never silently as mojibake.
+  const defaultRepertoire = !cs || /^(ISO_IR 6|ISO 2022 IR 6)$/i.test(cs.split('\\')[0].trim());
   for (const k of Object.keys(raw) as Array<keyof DatasetHeader>) {
     if (k === 'specificCharacterSet') continue;
-    const v = text(raw[k] as Buffer, CHARSET_TEXT.has(k) ? enc : 'latin1');
+    const b = raw[k] as Buffer;
+    let vEnc = CHARSET_TEXT.has(k) ? enc : 'latin1';
+    if (CHARSET_TEXT.has(k) && defaultRepertoire && b.some((x) => x >= 0x80)) {
+      out.charsetFallback = true;
+      vEnc = isUtf8(b) ? 'utf8' : 'latin1';
+    }
+    const v = text(b, vEnc);
     if (v) (out as Record<string, unknown>)[k] = v;
   }
   return out;
