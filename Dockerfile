@@ -46,7 +46,9 @@ FROM node:22-bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends udev tini openssl \
  && rm -rf /var/lib/apt/lists/*
-ENV NODE_ENV=production IOMT_DATA_DIR=/data IOMT_HTTP_PORT=1880
+# glibc returns big freed buffers (8 MB messages) to the system at once instead of keeping them in
+# its arenas: ~100 MiB less peak RSS under 32 × 8 MB messages (docs/BENCHMARKS.md "Memory"). Read at start.
+ENV NODE_ENV=production IOMT_DATA_DIR=/data IOMT_HTTP_PORT=1880 MALLOC_MMAP_THRESHOLD_=131072
 WORKDIR /app
 COPY --from=build /app /app
 # dialout: access to USB-serial adapters for ASTM analyzers
@@ -57,8 +59,12 @@ VOLUME /data
 #   2575 HL7 v2 MLLP from analyzers                          (HL7_IN_PORT, flows/hl7-relay.json)
 #   2577 HL7 v2 MLLP orders from the HIS/LIS                 (ORDERS_IN_PORT, flows/lab-astm-to-his.json)
 #   5000 ASTM over TCP from analyzers                        (ASTM_TCP_PORT, flows/lab-astm-to-his.json)
+#   2578 HL7 v2 MLLP imaging orders from the RIS             (RIS_ORDERS_PORT, flows/imaging.json)
+#  11112 DICOM from modalities (storage, worklist, MPPS)     (DICOM_PORT, flows/imaging.json)
+#   2579 HL7 v2 MLLP IHE PCD-01 from central stations        (PCD_IN_PORT, flows/icu-vitals.json)
+#   1883 MQTT from bedside devices, 8883 MQTT over TLS       (MQTT_PORT, MQTTS_PORT, flows/icu-vitals.json)
 # 2576 (HIS_PORT) is outbound: the gateway connects to the HIS; nothing listens on it.
-EXPOSE 1880 2575 2577 5000
+EXPOSE 1880 2575 2577 5000 2578 11112 2579 1883 8883
 USER node
 # Ready = the store answers and every node started (/readyz: 503 while starting, when the store is
 # unavailable or a node failed to start ("degraded"); /healthz only says the process is up).

@@ -51,9 +51,11 @@ function listeningPortsOfFlows(): Map<number, string> {
   for (const f of readdirSync(join(root, 'flows')).filter((x) => x.endsWith('.json'))) {
     for (const n of JSON.parse(readFileSync(join(root, 'flows', f), 'utf8')) as Array<Record<string, unknown>>) {
       let p: ReturnType<typeof def>;
-      if (n.type === 'iomt-hl7-in') p = def(n.port);
+      if (n.type === 'iomt-hl7-in' || n.type === 'iomt-dicom-in' || n.type === 'iomt-mqtt-broker') p = def(n.port);
       else if (n.type === 'iomt-astm-device' && n.transport === 'tcp-server') p = def(n.tcpPort);
       if (p) ports.set(p.port, `${f}: ${String(n.type)} (${p.name})`);
+      const tlsPort = n.type === 'iomt-mqtt-broker' ? def(n.tlsPort) : undefined;
+      if (tlsPort) ports.set(tlsPort.port, `${f}: ${String(n.type)} TLS (${tlsPort.name})`);
     }
   }
   return ports;
