@@ -410,6 +410,35 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     expect((await storescu(port, join(FIX, 'MR_small.dcm'))).rc).toBe(0); // still serving
   }, 30_000);
 
+  it.each([
+    ['(0008,0018) SOP Instance UID', '(0008,0018)'],
+    ['(0008,0016) SOP Class UID', '(0008,0016)'],
+  ])('a dataset without its %s (Type 1, PS3.3 C.12.1) is refused 0xA900 and quarantined, not stored', async (_what, tag) => {
+    // before: Success, then the PACS (Orthanc) refused the forwarded object 0xC000 → dead letter the modality never saw
+    const src = join(tmp.dir, `no-${tag.replace(/[^0-9A-F]/gi, '')}.dcm`);
+    copyFileSync(join(FIX, 'CT_small.dcm'), src);
+    await run('dcmodify', ['-nb', '-ea', tag, src]);
+    const file = readFileSync(src);
+    const sopClass = metaUid(readFileSync(join(FIX, 'CT_small.dcm')), 0x0002);
+    const sop = metaUid(readFileSync(join(FIX, 'CT_small.dcm')), 0x0003);
+    const a = await RawAssociation.connect(port);
+    const n = committed.length;
+    try {
+      a.write(associateRq({ calling: 'MOD1', called: AET, contexts: [{ abstractSyntax: sopClass, transferSyntaxes: [metaTs(file)] }] }));
+      expect((await a.read())?.type).toBe(0x02);
+      for (const p of pData(1, cStoreCommand(sopClass, sop), true)) a.write(p);
+      for (const p of pData(1, datasetOf(file), false)) a.write(p);
+      expect(await a.readStatus()).toBe(0xa900);
+      a.write(RELEASE_RQ);
+      await a.read();
+    } finally {
+      a.close();
+    }
+    await waitFor(() => store.listQuarantine(50).find((x) => x.reason.includes('SOP Class or SOP Instance UID missing')));
+    expect(committed.length).toBe(n);
+    expect(readdirSync(scp.tmpDir)).toEqual([]);
+  });
+
   it('disk full (storage quota): 0xA700 out of resources, nothing kept, the next object after freeing space is stored', async () => {
     const dir = tempDir('iomt-dicom-quota-');
     const s2 = GatewayStore.open({ dataDir: dir.dir });

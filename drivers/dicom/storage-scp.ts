@@ -411,14 +411,18 @@ export class DicomStorageScp {
     const sopClassUid = request.getAffectedSopClassUid();
     const sopInstanceUid = request.getAffectedSopInstanceUid();
     // PS3.4 B.2.3 A9xx: the dataset must be the instance the command announces, with its Type 1 UIDs
+    // (PS3.3 C.12.1: SOP Class / Instance UID are Type 1 too; a dataset without them got Success here and
+    // was then refused by the PACS, 0xC000: a dead letter the modality never heard of)
     const mismatch =
       !header.studyInstanceUid || !header.seriesInstanceUid
         ? 'Study or Series Instance UID missing'
-        : header.sopInstanceUid && header.sopInstanceUid !== sopInstanceUid
-          ? 'SOP Instance UID differs from the command'
-          : header.sopClassUid && header.sopClassUid !== sopClassUid
-            ? 'SOP Class UID differs from the command'
-            : undefined;
+        : !header.sopInstanceUid || !header.sopClassUid
+          ? 'SOP Class or SOP Instance UID missing'
+          : header.sopInstanceUid !== sopInstanceUid
+            ? 'SOP Instance UID differs from the command'
+            : header.sopClassUid !== sopClassUid
+              ? 'SOP Class UID differs from the command'
+              : undefined;
     if (mismatch) {
       await this.quarantine(await readDatasetHead(writer.tmpPath, writer.metaBytes), `dataset does not match: ${mismatch}`, 'GW_ERR_PARSE', { transferSyntax: ctx.ts, sopClassUid, callingAeTitle: ctx.calling, remote: ctx.info.remote });
       return refuse(STORE_STATUS.datasetMismatch, mismatch, 'mismatch');
