@@ -461,6 +461,29 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     }
   }, 30_000);
 
+  it('storage quota: files deleted by retention give their space back while running (no restart needed)', async () => {
+    // before: the quota counter was measured at start only; once full, every C-STORE got 0xA700 until a
+    // restart, although retention had deleted the delivered files
+    const dir = tempDir('iomt-dicom-quota2-');
+    const s2 = GatewayStore.open({ dataDir: dir.dir });
+    const x = await startScp({ maxStorageBytes: 45_000, quotaRecountMs: 200 }, dir.dir, s2);
+    try {
+      expect((await storescu(x.port, join(FIX, 'CT_small.dcm'))).rc).toBe(0); // ~39 KB
+      const refused = await storescu(x.port, join(FIX, 'MR_small.dcm')); // ~10 KB more: over 45 KB
+      expect(refused.out).toMatch(/Refused: OutOfResources|A700/i);
+      // retention deletes the delivered CT file (file-retention.ts: unlink)
+      const files = (readdirSync(join(dir.dir, 'dicom'), { recursive: true }) as string[]).filter((f) => f.endsWith('.dcm'));
+      expect(files).toHaveLength(1);
+      require('node:fs').unlinkSync(join(dir.dir, 'dicom', files[0]));
+      await waitFor(() => x.scp.storedBytes < 1000, 5000, 50);
+      expect((await storescu(x.port, join(FIX, 'MR_small.dcm'))).rc).toBe(0);
+    } finally {
+      await x.scp.close();
+      await s2.close();
+      dir.cleanup();
+    }
+  }, 30_000);
+
   it('a store that cannot commit the row (database quota: StoreFullError) gives 0xA700; after space is freed the re-send is stored', async () => {
     const dir = tempDir('iomt-dicom-dbfull-');
     const s2 = GatewayStore.open({ dataDir: dir.dir, maxDbBytes: 512 * 1024 });

@@ -119,6 +119,12 @@ export interface DicomScpOptions {
   services?: DicomScpServices;
   /** Quota of the stored files in bytes (0/absent = none): over it, C-STORE gets 0xA700. */
   maxStorageBytes?: number;
+  /**
+   * With a quota: while at least 80% of it is used (and at once when an object does not fit), the stored
+   * files are measured again this often (default 30000 ms), so space that retention freed is seen
+   * without a restart.
+   */
+  quotaRecountMs?: number;
   /** Largest P-DATA-TF we accept and advertise (PS3.8 D.1); default 262144 (dcmjs-dimse's maximum). */
   maxPduBytes?: number;
   /** The index attributes must be within this many bytes of the dataset's start (default 4 MiB). */
@@ -159,6 +165,9 @@ export class DicomStorageScp {
   private controlIdReused = 0;
   private nextConn = 1;
   private usedBytes = 0;
+  private recountTimer: NodeJS.Timeout | undefined;
+  /** Reservations and releases while a recount walks the files (added to what it measured). */
+  private recountDelta: number | undefined;
   private readonly callers: Array<{ aeTitle: string; hosts: ReturnType<typeof parseAllowList> }>;
   readonly allowance: StorageAllowance;
 
@@ -187,12 +196,17 @@ export class DicomStorageScp {
     const quota = opts.maxStorageBytes ?? 0;
     this.allowance = {
       reserve: (n) => {
-        if (quota > 0 && this.usedBytes + n > quota) return false;
+        if (quota > 0 && this.usedBytes + n > quota) {
+          void this.recountStorage();
+          return false;
+        }
         this.usedBytes += n;
+        if (this.recountDelta !== undefined) this.recountDelta += n;
         return true;
       },
       release: (n) => {
         this.usedBytes = Math.max(0, this.usedBytes - n);
+        if (this.recountDelta !== undefined) this.recountDelta -= n;
       },
     };
   }
@@ -209,7 +223,11 @@ export class DicomStorageScp {
       mkdirSync(this.tmpDir, { recursive: true });
       // a crash (kill -9) mid-transfer leaves a .part file that never got a success status
       for (const f of readdirSync(this.tmpDir)) if (f.endsWith('.part')) unlinkSync(join(this.tmpDir, f));
-      if ((this.opts.maxStorageBytes ?? 0) > 0) this.usedBytes = await dirBytes(this.filesDir, this.tmpDir);
+      if ((this.opts.maxStorageBytes ?? 0) > 0) {
+        this.usedBytes = await dirBytes(this.filesDir, this.tmpDir);
+        this.recountTimer = setInterval(() => void this.recountStorage(0.8), this.opts.quotaRecountMs ?? 30_000);
+        this.recountTimer.unref();
+      }
       const t = this.opts.tls;
       const server: net.Server = t
         ? tls.createServer({
@@ -270,6 +288,8 @@ export class DicomStorageScp {
 
   /** Stop listening and close every association (a transfer in progress gets no success: its temp file goes). */
   async close(): Promise<void> {
+    if (this.recountTimer) clearInterval(this.recountTimer);
+    this.recountTimer = undefined;
     const server = this.server;
     const closed = server?.listening ? new Promise<void>((r) => server.close(() => r())) : Promise.resolve();
     for (const scp of this.scps) scp.socket.destroy();
@@ -281,6 +301,25 @@ export class DicomStorageScp {
 
   get boundPort(): number | undefined {
     return this.port;
+  }
+
+  /**
+   * Measure the stored files again (the quota's counter): files deleted by retention (file-retention.ts)
+   * give their space back. Temp files of objects in progress count (they hold their reservation); what is
+   * reserved or released during the walk is added. Only when at least `above` of the quota is in use.
+   */
+  async recountStorage(above = 0): Promise<void> {
+    const quota = this.opts.maxStorageBytes ?? 0;
+    if (quota <= 0 || this.recountDelta !== undefined || this.usedBytes < above * quota) return;
+    this.recountDelta = 0;
+    try {
+      const measured = await dirBytes(this.filesDir, '');
+      this.usedBytes = Math.max(0, measured + this.recountDelta);
+    } catch (e) {
+      this.log.warn({ err: (e as Error).message }, 'could not measure the stored DICOM files');
+    } finally {
+      this.recountDelta = undefined;
+    }
   }
 
   /** Stored bytes counted against the quota (tests, diagnostics). */
