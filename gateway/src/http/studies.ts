@@ -47,6 +47,13 @@ export interface StudySummary {
   destinations: Record<string, StudyDestinationState>;
   /** every instance delivered to every destination that has any of them */
   allDelivered: boolean;
+  /**
+   * Further contents received for a SOP Instance UID of the study already stored (each flagged
+   * control-id-reused; 2 = two more versions of one instance, or one of two): each content is forwarded on its own, and an instance counts as delivered only when every content is; a
+   * PACS may keep the first and answer Success for the others (Orthanc with OverwriteInstances false).
+   * Absent when 0.
+   */
+  conflicts?: number;
 }
 
 const ALLOWED = ['accession', 'patientId', 'from', 'to', 'limit'] as const;
@@ -89,28 +96,34 @@ export function searchStudies(dbFile: string, q: { accession?: string; patientId
       .prepare(
         `WITH inst AS (${inst}),
               hit AS (SELECT DISTINCT json_extract(m.meta, '$.studyInstanceUid') AS study FROM messages m WHERE ${where.join(' AND ')})
-         SELECT i.study, count(DISTINCT i.sop) AS instances, sum(i.bytes) AS bytes, min(i.received_at) AS first, max(i.received_at) AS last,
+         SELECT i.study, count(DISTINCT i.sop) AS instances, count(*) - count(DISTINCT i.sop) AS extra, sum(i.bytes) AS bytes, min(i.received_at) AS first, max(i.received_at) AS last,
                 max(i.acc) AS acc, max(i.sd) AS sd, group_concat(DISTINCT i.modality) AS modalities, group_concat(DISTINCT i.aet) AS aets
            FROM inst i JOIN hit h ON h.study = i.study
           GROUP BY i.study ORDER BY last DESC LIMIT ?`,
       )
-      .all(...args, q.limit) as Array<{ study: string; instances: number; bytes: number | null; first: string; last: string; acc: string | null; sd: string | null; modalities: string | null; aets: string | null }>;
+      .all(...args, q.limit) as Array<{ study: string; instances: number; extra: number; bytes: number | null; first: string; last: string; acc: string | null; sd: string | null; modalities: string | null; aets: string | null }>;
     if (!studies.length) return [];
     const ph = studies.map(() => '?').join(',');
     const uids = studies.map((s) => s.study);
-    // per instance and destination the best state of its rows (a re-sent instance may have several messages)
+    // per instance and destination: several messages of one SOP Instance UID are different contents (an
+    // identical re-send is stored once), each forwarded on its own. The instance is delivered only when
+    // every content is: dead if any is dead, not queued if any has no row there, pending if any is
+    // (before: the best state, so a dead or unsent second content showed as delivered)
     const states = db
       .prepare(
-        `WITH inst AS (${inst})
+        `WITH inst AS (${inst}),
+              v AS (SELECT study, sop, count(*) AS versions FROM inst WHERE study IN (${ph}) GROUP BY study, sop)
          SELECT study, destination, state, count(*) AS n FROM (
            SELECT i.study, o.destination, i.sop,
-                  CASE max(CASE o.state WHEN 'delivered' THEN 3 WHEN 'pending' THEN 2 ELSE 1 END) WHEN 3 THEN 'delivered' WHEN 2 THEN 'pending' ELSE 'dead' END AS state
-             FROM inst i JOIN outbox o ON o.message_id = i.id
+                  CASE WHEN max(o.state = 'dead') THEN 'dead'
+                       WHEN count(DISTINCT i.id) < max(v.versions) THEN 'notQueued'
+                       WHEN max(o.state = 'pending') THEN 'pending' ELSE 'delivered' END AS state
+             FROM inst i JOIN outbox o ON o.message_id = i.id JOIN v ON v.study = i.study AND v.sop = i.sop
             WHERE i.study IN (${ph})
             GROUP BY i.study, o.destination, i.sop)
          GROUP BY study, destination, state`,
       )
-      .all(...uids) as Array<{ study: string; destination: string; state: 'delivered' | 'pending' | 'dead'; n: number }>;
+      .all(...uids, ...uids) as Array<{ study: string; destination: string; state: 'delivered' | 'pending' | 'dead' | 'notQueued'; n: number }>;
     const patients = db
       .prepare(
         `WITH inst AS (${inst})
@@ -121,7 +134,7 @@ export function searchStudies(dbFile: string, q: { accession?: string; patientId
       const destinations: Record<string, StudyDestinationState> = {};
       for (const r of states.filter((x) => x.study === s.study)) {
         const d = (destinations[r.destination] ??= { delivered: 0, pending: 0, dead: 0, notQueued: 0 });
-        d[r.state] += r.n;
+        if (r.state !== 'notQueued') d[r.state] += r.n; // notQueued: the rest, below
       }
       for (const d of Object.values(destinations)) d.notQueued = Math.max(0, s.instances - d.delivered - d.pending - d.dead);
       const out: StudySummary = {
@@ -135,6 +148,7 @@ export function searchStudies(dbFile: string, q: { accession?: string; patientId
         destinations,
         allDelivered: Object.values(destinations).every((d) => d.delivered === s.instances),
       };
+      if (s.extra > 0) out.conflicts = s.extra; // contents beyond the first, per SOP Instance UID
       if (s.acc) out.accessionNumber = s.acc;
       if (s.sd) out.studyDate = s.sd;
       const pid = patients.find((p) => p.study === s.study)?.value;
