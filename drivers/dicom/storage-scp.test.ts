@@ -16,7 +16,7 @@ import { makeCerts } from '../../test/helpers/tls';
 import type { DicomDataset, DicomInstanceRecord } from './contracts';
 import { fileMetaLength, TS } from './part10';
 import { associateRq, contextResults, cStoreCommand, pData, RawAssociation, RELEASE_RQ, userInfoItems } from './raw-scu';
-import { DicomStorageScp, MPPS_SOP_CLASS, type DicomScpOptions } from './storage-scp';
+import { DicomStorageScp, instanceFileName, MPPS_SOP_CLASS, type DicomScpOptions } from './storage-scp';
 
 const run = promisify(execFile);
 const FIX = join(__dirname, 'fixtures');
@@ -650,6 +650,22 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
       await x.scp.close();
     }
   }, 30_000);
+
+  it('a file already at an instance\'s path with other content (8-hex sha256 prefix collision) is never replaced: the new one gets the full sha256 name', async () => {
+    const dir = join(tmp.dir, 'collide');
+    require('node:fs').mkdirSync(dir);
+    const mine = Buffer.from('content B');
+    const shaB = sha(mine);
+    const short = `1.2.3.${shaB.slice(0, 8)}.dcm`;
+    expect(await instanceFileName(dir, '1.2.3', shaB)).toBe(short); // nothing there
+    require('node:fs').writeFileSync(join(dir, short), mine);
+    expect(await instanceFileName(dir, '1.2.3', shaB)).toBe(short); // identical re-send: same file
+    const other = Buffer.from('content A, acknowledged earlier, same 8 hex by construction');
+    require('node:fs').writeFileSync(join(dir, short), other);
+    // before: the rename replaced it (an acknowledged object overwritten, its row's sha256 then wrong)
+    expect(await instanceFileName(dir, '1.2.3', shaB)).toBe(`1.2.3.${shaB}.dcm`);
+    expect(readFileSync(join(dir, short)).equals(other)).toBe(true);
+  });
 
   it('kills no process: the SCP status reports the listener and no stray temp files', () => {
     expect(scp.status()).toMatchObject({ driver: 'dicom', state: 'listening' });

@@ -15,7 +15,7 @@
  * row committed by the store (PS3.4 B.2.3; architecture §3 ack-after-commit).
  */
 import { createHash } from 'node:crypto';
-import { mkdirSync, readdirSync, unlinkSync, type Stats } from 'node:fs';
+import { createReadStream, mkdirSync, readdirSync, unlinkSync, type Stats } from 'node:fs';
 import { mkdir, open, readdir, rename, stat } from 'node:fs/promises';
 import net from 'node:net';
 import { dirname, join } from 'node:path';
@@ -467,10 +467,13 @@ export class DicomStorageScp {
       return refuse(STORE_STATUS.datasetMismatch, mismatch, 'mismatch');
     }
     const h = (s: string) => createHash('sha256').update(s).digest('hex');
-    const relPath = join('dicom', uidPathPart(header.studyInstanceUid as string, h), uidPathPart(header.seriesInstanceUid as string, h), `${uidPathPart(sopInstanceUid, h)}.${writer.sha256.slice(0, 8)}.dcm`);
-    const abs = join(this.opts.dataDir, relPath);
+    const relDir = join('dicom', uidPathPart(header.studyInstanceUid as string, h), uidPathPart(header.seriesInstanceUid as string, h));
+    let relPath = '';
+    let abs = '';
     try {
-      const created = await mkdir(dirname(abs), { recursive: true });
+      const created = await mkdir(join(this.opts.dataDir, relDir), { recursive: true });
+      relPath = join(relDir, await instanceFileName(join(this.opts.dataDir, relDir), uidPathPart(sopInstanceUid, h), writer.sha256));
+      abs = join(this.opts.dataDir, relPath);
       await rename(writer.tmpPath, abs);
       // the rename is durable only with its directory; new directories need their parents too
       await fsyncDir(dirname(abs));
@@ -890,6 +893,25 @@ class GatewayScp extends Scp {
   override cCancelRequest(): void {
     /* C-FIND answers are sent at once; nothing to cancel */
   }
+}
+
+/**
+ * The stored file's name in `dir`: `<sop>.<first 8 hex of sha256>.dcm`, so that an identical re-send
+ * lands on the same file. 8 hex digits collide after ~2^32 tries, which an attacker who saw an object
+ * on the wire can afford: a file already there with other content is never replaced (the rename would
+ * have overwritten an acknowledged object); the new one is then named with the full sha256.
+ */
+export async function instanceFileName(dir: string, base: string, sha256: string): Promise<string> {
+  const short = `${base}.${sha256.slice(0, 8)}.dcm`;
+  let existing: string | undefined;
+  try {
+    const hash = createHash('sha256');
+    for await (const chunk of createReadStream(join(dir, short))) hash.update(chunk as Buffer);
+    existing = hash.digest('hex');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  return existing === undefined || existing === sha256 ? short : `${base}.${sha256}.dcm`;
 }
 
 /** A-ABORT PDU (PS3.8 9.3.8): type 7, length 4, reserved ×2, source, reason. */
