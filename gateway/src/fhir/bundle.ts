@@ -156,7 +156,7 @@ function specimenEntry(o: Observation, key: string, patientRef: string | undefin
   const t = o.order?.specimenType;
   if (t) r.type = { coding: [t.system === 'HL70487' || t.system === 'HL70070' ? { system: V2_0487, code: t.code, ...(t.display ? { display: t.display } : {}) } : coding(t, opts.site)] };
   if (patientRef) r.subject = { reference: patientRef };
-  const collected = fhirDateTime(o.order?.collectedAt);
+  const collected = fhirDateTime(o.order?.collectedAt, opts.site.localTimeOffset);
   if (collected) r.collection = { collectedDateTime: collected };
   return { fullUrl: stableUuid(key, `Specimen|${value}`), resource: r, request: { method: 'POST', url: 'Specimen', ifNoneExist: identifierQuery(opts.site.systems.specimen, value) } };
 }
@@ -196,7 +196,7 @@ function observationEntry(o: Observation, key: string, refs: { patient?: string;
   if (o.code.display) code.text = o.code.display;
   r.code = code;
   if (refs.patient) r.subject = { reference: refs.patient };
-  const eff = fhirDateTime(o.effectiveAt) ?? fhirDateTime(o.order?.collectedAt);
+  const eff = fhirDateTime(o.effectiveAt, opts.site.localTimeOffset) ?? fhirDateTime(o.order?.collectedAt, opts.site.localTimeOffset);
   if (eff) r.effectiveDateTime = eff;
   r.issued = new Date(o.receivedAt).toISOString();
   if (o.operator) r.performer = [{ display: o.operator }];
@@ -251,7 +251,7 @@ function reportEntry(obs: Observation[], key: string, n: number, obsUrls: string
   const svc = ord.service ?? first.code;
   r.code = { coding: [coding(svc, opts.site)], ...(svc.display ? { text: svc.display } : {}) };
   if (refs.patient) r.subject = { reference: refs.patient };
-  const eff = fhirDateTime(ord.collectedAt) ?? fhirDateTime(first.effectiveAt);
+  const eff = fhirDateTime(ord.collectedAt, opts.site.localTimeOffset) ?? fhirDateTime(first.effectiveAt, opts.site.localTimeOffset);
   if (eff) r.effectiveDateTime = eff;
   r.issued = new Date(first.receivedAt).toISOString();
   if (refs.specimen) r.specimen = [{ reference: refs.specimen }];

@@ -141,11 +141,19 @@ export function referenceRange(text: string | undefined, unit: string | undefine
 
 const DATE_TIME = /^\d{4}(-\d{2}(-\d{2}(T\d{2}:\d{2}(:\d{2}(\.\d+)?)?(Z|[+-]\d{2}:\d{2}))?)?)?$/;
 
-/** A FHIR dateTime (a time needs its offset, R4 2.24.0.6), else undefined. */
-export function fhirDateTime(iso: string | undefined): string | undefined {
+const LOCAL_TIME = /^(\d{4}-\d{2}-\d{2})T\d{2}:\d{2}(:\d{2}(\.\d+)?)?$/;
+
+/**
+ * A FHIR dateTime (a time needs its offset, R4 2.24.0.6), else undefined. A local time without an offset
+ * (HL7 TS without +ZZZZ: most analysers) gets the site's `localOffset` (`+07:00`, vn-core.json
+ * localTimeOffset); with none configured it is cut to its date (still true), never dropped.
+ */
+export function fhirDateTime(iso: string | undefined, localOffset?: string): string | undefined {
   const s = iso?.trim();
   if (!s) return undefined;
   if (DATE_TIME.test(s)) return s;
+  const m = LOCAL_TIME.exec(s);
+  if (m) return localOffset ? `${s}${localOffset}` : m[1];
   return undefined;
 }
 

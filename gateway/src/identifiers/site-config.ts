@@ -27,6 +27,8 @@ export interface FhirSiteConfig {
   /** profile set name → key ('Patient', 'Observation.laboratory', 'Observation.vital-signs', 'Device', ...) → canonicals. */
   profileSets: Record<string, Record<string, string[]>>;
   identifiers: Record<VnIdentifierKind, IdentifierKindConfig>;
+  /** Optional UTC offset (`+07:00`) of device times sent without one (HL7 TS without +ZZZZ); absent: such times are cut to their date. */
+  localTimeOffset?: string;
   systems: {
     observation: string;
     resultKey: string;
@@ -72,6 +74,7 @@ export function checkSiteConfig(raw: unknown, file = '<fhir site config>'): Fhir
     if (typeof sys?.[k] !== 'string' || !/^[a-z][a-z0-9+.-]*:\S*$/i.test(sys[k] as string)) problems.push(`systems.${k}: must be a URI`);
   }
   if (sys?.accession !== undefined && (typeof sys.accession !== 'string' || !/^[a-z][a-z0-9+.-]*:\S*$/i.test(sys.accession))) problems.push('systems.accession: must be a URI');
+  if (o.localTimeOffset !== undefined && !/^[+-](?:0\d|1[0-4]):[0-5]\d$/.test(o.localTimeOffset)) problems.push('localTimeOffset: must be +HH:MM or -HH:MM');
   if (problems.length) throw new TypeError(`${file}: ${problems.join('; ')}`);
   return o as FhirSiteConfig;
 }

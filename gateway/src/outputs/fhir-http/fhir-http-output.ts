@@ -3,9 +3,10 @@
  * built once at append time and POSTed to the base URL by the outbox worker.
  *
  * Answers (FHIR R4 3.1.0.11 transaction; RFC 9110):
- * - 2xx transaction-response: delivered, unless an entry carries a 4xx/5xx status (a server that
+ * - 2xx transaction-response with a response per entry: delivered, unless an entry carries a 4xx/5xx status (a server that
  *   processes the Bundle like a batch): then as for that status.
  * - 401: the token is dropped and fetched again, and the Bundle re-sent once; a second 401 → retry.
+ * - 2xx with anything else (not a Bundle, no body, fewer responses than entries): retry, never delivered.
  * - 429 / 503: retry, not before Retry-After (RFC 9110 10.2.3: seconds or an HTTP-date) → retryAfterMs.
  * - 5xx, 408, 409, timeouts, connections lost: retry with the destination's backoff (safe: conditional creates).
  * - other 4xx: dead letter with the OperationOutcome's text (issue[].diagnostics / details.text).
@@ -146,7 +147,16 @@ export class FhirHttpOutput implements Output {
     const body = parseJson(res.body);
     const text = outcomeText(body);
     if (s >= 200 && s < 300) {
-      const b = body as { resourceType?: string; entry?: Array<{ response?: { status?: string; outcome?: unknown } }> } | undefined;
+      const b = body as { resourceType?: string; type?: string; entry?: Array<{ response?: { status?: string; outcome?: unknown } }> } | undefined;
+      // FHIR R4 3.1.0.11.2: the answer to a transaction is a transaction-response Bundle with one entry per
+      // request entry, each with response.status. Anything else (a proxy page, an empty 200, a partial Bundle)
+      // proves nothing was stored: retried, never counted as delivered.
+      const sent = (entry.payload.length ? (parseJson(entry.payload) as { entry?: unknown[] } | undefined)?.entry?.length : undefined) ?? 0;
+      const answered = Array.isArray(b?.entry) ? b!.entry.filter((e) => /^\d{3}/.test(e?.response?.status ?? '')).length : 0;
+      if (b?.resourceType !== 'Bundle' || b.type !== 'transaction-response' || answered !== sent) {
+        const what = b?.resourceType ? `${b.resourceType}${b.type ? ` ${b.type}` : ''} with ${answered} entry responses` : res.body.length ? 'a body that is not FHIR JSON' : 'no body';
+        return { id: entry.id, outcome: 'retry', error: `HTTP ${s} without a transaction-response for the ${sent} entries (got ${what})` };
+      }
       const statuses = (b?.entry ?? []).map((e) => Number(/^(\d{3})/.exec(e.response?.status ?? '')?.[1] ?? 0));
       const worst = statuses.reduce((a, x) => (x >= 400 && (a < 400 || x >= 500) ? x : a), 0);
       if (worst >= 400) {
