@@ -68,8 +68,14 @@ export function loadBhytCodeMap(file = defaultCodeMapFile()): BhytCodeMap {
   return { version: raw.version ?? 1, rows: raw.rows };
 }
 
-/** `yyyyMMddHHmm` in UTC+7 (Vietnam has no daylight saving); '' when not a time. */
+/**
+ * `yyyyMMddHHmm` in UTC+7 (Vietnam has no daylight saving); '' when not a time. A device time without an
+ * offset (HL7 TS without +ZZZZ) is already the site's local time: its digits are kept as sent (never read
+ * in the gateway process's own time zone); a date alone gives 0000 for the time.
+ */
 export function ngayKq(iso: string | undefined): string {
+  const local = /^(\d{4})-(\d{2})-(\d{2})(?:T(\d{2}):(\d{2})(?::\d{2}(?:\.\d+)?)?)?$/.exec(iso?.trim() ?? '');
+  if (local) return `${local[1]}${local[2]}${local[3]}${local[4] ?? '00'}${local[5] ?? '00'}`;
   const t = iso ? Date.parse(iso) : NaN;
   if (Number.isNaN(t)) return '';
   const d = new Date(t + 7 * 3600_000);
@@ -102,7 +108,7 @@ function mapRow(o: Observation, map: BhytCodeMap): BhytCodeMapRow | undefined {
   return map.rows.find((r) => (!r.deviceId || r.deviceId === o.deviceId) && codes.some((c) => c.code === r.code && (!r.system || r.system === c.system)));
 }
 
-const CLAIMABLE = new Set(['F', 'C', 'U']);
+const CLAIMABLE = new Set(['F', 'C', 'U', 'A']); // A: amended (v2.6+, tolerated by the parser), as C
 const statusLetter = (o: Observation) => o.statusCode ?? ({ final: 'F', corrected: 'C', amended: 'C' } as Record<string, string>)[o.status] ?? '';
 
 /**
@@ -141,7 +147,8 @@ export function xml4Rows(observations: Observation[], map: BhytCodeMap): Xml4Row
 function csvCell(v: string | number): string {
   const s = String(v);
   // RFC 4180 quoting; a leading = + - @ is prefixed with ' so a spreadsheet does not run it as a formula
-  const safe = /^[=+\-@\t\r]/.test(s) && !/^[+-]?\d/.test(s) ? `'${s}` : s;
+  // (OWASP CSV injection); only a plain signed number (-2.5) is left as it is: `-2+3+cmd|...` is a formula
+  const safe = /^[=+\-@\t\r]/.test(s) && !/^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/.test(s) ? `'${s}` : s;
   return /[",\r\n]/.test(safe) ? `"${safe.replace(/"/g, '""')}"` : safe;
 }
 

@@ -161,7 +161,8 @@ function specimenEntry(o: Observation, key: string, patientRef: string | undefin
   return { fullUrl: stableUuid(key, `Specimen|${value}`), resource: r, request: { method: 'POST', url: 'Specimen', ifNoneExist: identifierQuery(opts.site.systems.specimen, value) } };
 }
 
-const isCorrection = (o: Observation) => o.statusCode === 'C' || (!o.statusCode && (o.status === 'corrected' || o.status === 'amended'));
+// Table 0085 C; A (amended, HL7 v2.6+, tolerated by the parser) replaces the result it amends too
+const isCorrection = (o: Observation) => o.statusCode === 'C' || o.statusCode === 'A' || (!o.statusCode && (o.status === 'corrected' || o.status === 'amended'));
 
 /** Stable across messages: the same device, specimen, test (and sub-id) — what a correction replaces. */
 export function resultKey(o: Observation): string | undefined {

@@ -104,8 +104,11 @@ export function valueX(v: ObservationValue | undefined, cfg: FhirSiteConfig): { 
       if ((sep === ':' || sep === '/') && n1 !== undefined && n2 !== undefined && !v.comparator) {
         return { key: 'valueRatio', value: { numerator: quantity(n1, undefined), denominator: quantity(n2, undefined) }, notes: v.unit ? [`unit: ${v.unit}`] : [] };
       }
-      if (!sep && !v.num2 && n1 !== undefined) return { key: 'valueQuantity', value: quantity(n1, v.unit, v.comparator || undefined), notes: [] };
-      // `^2^+` (suffix), `<>^...`: the SN as text, nothing lost
+      // a comparator FHIR has (Quantity.comparator: < <= >= >) or `=`; `<>` (not equal) has none: text below
+      if (!sep && !v.num2 && n1 !== undefined && (!v.comparator || v.comparator === '=' || ['<', '<=', '>', '>='].includes(v.comparator))) {
+        return { key: 'valueQuantity', value: quantity(n1, v.unit, v.comparator || undefined), notes: [] };
+      }
+      // `^2^+` (suffix), `<>^5`: the SN as text, nothing lost
       const text = `${v.comparator ?? ''}${v.num1 ?? ''}${sep}${v.num2 ?? ''}`;
       return { key: 'valueString', value: text, notes: v.unit ? [`unit: ${v.unit}`] : [] };
     }

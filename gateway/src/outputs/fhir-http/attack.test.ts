@@ -135,6 +135,19 @@ describe('FHIR output under attack (issue 13 review)', () => {
     expect(bundleOf(o, [OBS({ effectiveAt: '2025-03-01' })]).entry.find((e: any) => e.resource.resourceType === 'Observation').resource.effectiveDateTime).toBe('2025-03-01');
   });
 
+  it('SN `<>^5` (not equal) is never sent as the plain 5; an amended result (0085 A) replaces what it amends', () => {
+    const o = new FhirHttpOutput({ destination: 'd', baseUrl: fhir.url });
+    const obsOf = (over: Partial<Observation>) => bundleOf(o, [OBS(over)]).entry.find((e: any) => e.resource.resourceType === 'Observation');
+    const ne = obsOf({ value: { kind: 'structured-numeric', comparator: '<>', num1: '5', unit: 'mmol/L' } });
+    expect(ne.resource.valueQuantity).toBeUndefined();
+    expect(ne.resource.valueString).toBe('<>5');
+    expect(obsOf({ value: { kind: 'structured-numeric', comparator: '=', num1: '5', unit: 'mmol/L' } }).resource.valueQuantity).toEqual({ value: 5, unit: 'mmol/L', system: 'http://unitsofmeasure.org', code: 'mmol/L' });
+    expect(obsOf({ value: { kind: 'structured-numeric', comparator: '>=', num1: '5', unit: 'mmol/L' } }).resource.valueQuantity.comparator).toBe('>=');
+    const amended = obsOf({ statusCode: 'A', status: 'amended' });
+    expect(amended.resource.status).toBe('amended');
+    expect(amended.request).toEqual({ method: 'PUT', url: 'Observation?identifier=urn%3Aiomt-gateway%3Aresult%7Can-1%2FS1%2FLN%2F2345-7%2F' });
+  });
+
   it('a 2000-character text value and 500 results in one message: valid, all delivered, one DiagnosticReport', async () => {
     const o = new FhirHttpOutput({ destination: 'd', baseUrl: fhir.url, profileSet: 'vn-core' });
     const long = 'Kết quả: '.padEnd(2000, 'ồ');
