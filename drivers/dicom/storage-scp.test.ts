@@ -236,7 +236,7 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     expect(mismatches).toBe(1);
   }, 60_000);
 
-  it('a C-STORE on a presentation context of another SOP class (here: verification) is refused 0x0122, nothing kept', async () => {
+  it('a C-STORE on a presentation context of another SOP class (here: verification) is refused 0x0122, nothing stored, its first 64 KiB quarantined', async () => {
     const a = await RawAssociation.connect(port);
     try {
       a.write(associateRq({ calling: 'MOD1', called: AET, contexts: [{ abstractSyntax: '1.2.840.10008.1.1', transferSyntaxes: [TS.explicitLE] }] }));
@@ -248,6 +248,9 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
       expect(await a.readStatus()).toBe(0x0122);
       expect(committed.length).toBe(n);
       expect(readdirSync(scp.tmpDir)).toEqual([]);
+      // nothing refused without quarantine (before: discarded with no trace but a log line)
+      const q = await waitFor(() => store.listQuarantine(50).find((x) => x.reason.includes('refused 0x0122')));
+      expect(store.getQuarantine(q.id)?.raw.equals(datasetOf(file).subarray(0, 64 * 1024))).toBe(true);
     } finally {
       a.close();
     }

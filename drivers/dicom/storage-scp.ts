@@ -798,11 +798,17 @@ class GatewayScp extends Scp {
     }
     const sopClass = request.getAffectedSopClassUid();
     if (sopClass !== slot.abstractSyntax || !isStorageSopClass(sopClass)) {
-      // PS3.7 9.1.1.1 / PS3.4 B.2.3: the SOP class must be the context's (a storage one): 0x0122 refused
-      w.discard();
+      // PS3.7 9.1.1.1 / PS3.4 B.2.3: the SOP class must be the context's (a storage one): 0x0122 refused;
+      // nothing refused without quarantine: the dataset's first 64 KiB are kept with the reason
       metrics.rejected.inc({ device: this.owner.opts.deviceId, reason: 'sop-class' });
       this.log.warn({ calling: this.calling, sopClass, context: slot.abstractSyntax }, 'C-STORE on a context of another SOP class: refused 0x0122');
-      answer(STORE_STATUS.sopClassNotSupported);
+      const reason = `C-STORE of SOP class ${sopClass} on a presentation context of ${slot.abstractSyntax}: refused 0x0122`;
+      void readDatasetHead(w.tmpPath, w.metaBytes)
+        .then((head) => this.owner.quarantine(head, reason, 'GW_ERR_PARSE', { transferSyntax: slot.ts, sopClassUid: sopClass, callingAeTitle: this.calling, remote: this.info.remote, bytes: w.datasetBytes }))
+        .finally(() => {
+          w.discard();
+          answer(STORE_STATUS.sopClassNotSupported);
+        });
       return;
     }
     this.owner
