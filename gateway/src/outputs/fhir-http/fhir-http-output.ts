@@ -5,7 +5,8 @@
  * Answers (FHIR R4 3.1.0.11 transaction; RFC 9110):
  * - 2xx transaction-response with a response per entry: delivered, unless an entry carries a 4xx/5xx status (a server that
  *   processes the Bundle like a batch): then as for that status.
- * - 401: the token is dropped and fetched again, and the Bundle re-sent once; a second 401 → retry.
+ * - 401: the token is dropped and fetched again, and the Bundle re-sent once; a second 401 (or a 401 to a
+ *   static bearer token) → 'unavailable' for the batch: a credentials problem never uses up attempts.
  * - 2xx with anything else (not a Bundle, no body, fewer responses than entries): retry, never delivered.
  * - 429 / 503: retry, not before Retry-After (RFC 9110 10.2.3: seconds or an HTTP-date) → retryAfterMs.
  * - 5xx, 408, 409, timeouts, connections lost: retry with the destination's backoff (safe: conditional creates).
@@ -130,6 +131,14 @@ export class FhirHttpOutput implements Output {
         break;
       }
       this.reachable = true;
+      if (res.status === 401) {
+        // RFC 6750 3.1: the server refused our credentials (even a freshly fetched token): nothing was processed,
+        // the Bundle is not at fault. Not attempted, so results are never dead-lettered for a wrong or expired secret.
+        if (this.states.changed('auth', 'refused')) this.log.warn('the FHIR server refuses the access token (401): check the credentials');
+        rest(i, `HTTP 401: the FHIR server refused the access token${this.tokens.canRefresh ? ' (a new one too)' : ''}`);
+        break;
+      }
+      this.states.changed('auth', 'ok');
       if (this.states.changed('conn', 'reachable')) this.log.info({ baseUrl: this.config.baseUrl }, 'FHIR server reachable');
       const o = this.outcomeOf(entry, res);
       out.push(o);
@@ -176,7 +185,7 @@ export class FhirHttpOutput implements Output {
       const ms = retryAfterMs(retryAfter);
       return ms === undefined ? { id: entry.id, outcome: 'retry', error: why } : { id: entry.id, outcome: 'retry', error: why, retryAfterMs: Math.min(ms, this.config.maxRetryAfterMs) };
     }
-    if (s >= 500 || s === 408 || s === 409 || s === 401) return { id: entry.id, outcome: 'retry', error: s === 401 ? `${why} (after a new token)` : why };
+    if (s >= 500 || s === 408 || s === 409) return { id: entry.id, outcome: 'retry', error: why };
     return { id: entry.id, outcome: this.config.clientErrorRetryable ? 'retry' : 'dead', error: why };
   }
 
