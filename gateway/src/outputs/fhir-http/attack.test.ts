@@ -75,8 +75,9 @@ describe('FHIR output under attack (issue 13 review)', () => {
     try {
       fhir.intercept = () => ({ status: 307, headers: { location: `http://127.0.0.1:${(other.address() as AddressInfo).port}/fhir` } });
       const [r] = await o.write([entry(o, 'k-307')], sig());
-      expect(r.outcome).not.toBe('delivered');
-      expect(r.error).not.toContain('SECRET');
+      expect(r.outcome).toBe('unavailable'); // a wrong base URL never dead-letters results
+      expect((r as { error: string }).error).toMatch(/^HTTP 307: redirect to http:\/\/127\.0\.0\.1:\d+\/fhir not followed/);
+      expect((r as { error: string }).error).not.toContain('SECRET');
       expect(seen).toEqual([]);
     } finally {
       other.close();

@@ -11,6 +11,7 @@
  * - 429 / 503: retry, not before Retry-After (RFC 9110 10.2.3: seconds or an HTTP-date) → retryAfterMs.
  * - 5xx, 408, 409, timeouts, connections lost: retry with the destination's backoff (safe: conditional creates).
  * - other 4xx: dead letter with the OperationOutcome's text (issue[].diagnostics / details.text).
+ * - 3xx: not followed (a token is never sent elsewhere) → 'unavailable' for the batch: fix the base URL.
  * - connection refused / DNS / TLS verification failed: 'unavailable' (not attempted; the worker backs off).
  */
 import type { Observation } from '../../contracts/observation';
@@ -136,6 +137,13 @@ export class FhirHttpOutput implements Output {
         // the Bundle is not at fault. Not attempted, so results are never dead-lettered for a wrong or expired secret.
         if (this.states.changed('auth', 'refused')) this.log.warn('the FHIR server refuses the access token (401): check the credentials');
         rest(i, `HTTP 401: the FHIR server refused the access token${this.tokens.canRefresh ? ' (a new one too)' : ''}`);
+        break;
+      }
+      if (res.status >= 300 && res.status < 400) {
+        // RFC 9110 15.4: not followed (the token must never go to another host); the base URL is wrong, the Bundle is not
+        const loc = String(res.headers.location ?? '').slice(0, 200);
+        if (this.states.changed('conn', 'redirect')) this.log.warn({ status: res.status, location: loc }, 'the FHIR server redirects: check the base URL');
+        rest(i, `HTTP ${res.status}: redirect to ${loc || '(no Location)'} not followed; check the base URL`);
         break;
       }
       this.states.changed('auth', 'ok');
