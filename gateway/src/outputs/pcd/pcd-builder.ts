@@ -78,14 +78,29 @@ function unitField(unit: string | undefined, code?: { system: string; code: stri
   return `${e(unit)}^^L`;
 }
 
+/**
+ * A number as HL7 NM text: optional sign, digits, optional decimal point (HL7 v2.6 2.A.47: no exponent).
+ * JavaScript writes 1e-7 and -1e+308 in exponent form, which a receiver reads as text or refuses; the same
+ * digits are written out in full instead (shortest round-trip digits, so Number(text) === n).
+ */
+export function nmText(n: number): string {
+  const s = String(n);
+  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
+  if (!m) return s;
+  const digits = m[2] + (m[3] ?? '');
+  const point = 1 + Number(m[4]);
+  const body = point <= 0 ? `0.${'0'.repeat(-point)}${digits}` : point >= digits.length ? digits + '0'.repeat(point - digits.length) : `${digits.slice(0, point)}.${digits.slice(point)}`;
+  return m[1] + body;
+}
+
 /** OBX-2 and OBX-5 for a value (HL7 v2.6 2.A NM / ST / CWE / SN). */
 function valueFields(o: Observation): [string, string, string] {
   const v = o.value;
   if (!v) return ['', '', ''];
   switch (v.kind) {
     case 'quantity':
-      if (v.comparator) return ['SN', `${e(v.comparator)}^${v.decimal ?? String(v.value)}`, unitField(v.unit, o.code)];
-      return ['NM', v.decimal ?? String(v.value), unitField(v.unit, o.code)];
+      if (v.comparator) return ['SN', `${e(v.comparator)}^${v.decimal ?? nmText(v.value)}`, unitField(v.unit, o.code)];
+      return ['NM', v.decimal ?? nmText(v.value), unitField(v.unit, o.code)];
     case 'text':
       return ['ST', e(v.text), unitField(v.unit, o.code)];
     case 'coded':

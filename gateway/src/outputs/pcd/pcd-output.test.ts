@@ -144,3 +144,23 @@ describe('PcdOutput → independent MLLP receiver', () => {
     expect(() => new PcdOutput({ destination: 'x', host: '127.0.0.1', port: 1, mode: 'acm', sendingEui64: 'nothex' })).toThrow(/EUI-64/);
   });
 });
+
+describe('OBX-5 NM text (HL7 v2.6 2.A.47: sign, digits, decimal point; no exponent)', () => {
+  const one = (value: number): Observation =>
+    expand([{ code: { system: 'urn:iso:std:iso:11073:10101', code: '147842', display: 'MDC_ECG_HEART_RATE' }, status: 'preliminary', statusCode: 'R', valueType: 'NM', value: { kind: 'quantity', value, unit: '/min' }, effectiveAt: RECEIVED, equipment: { id: 'dev1' } }], 'nm')[0];
+  it.each([
+    [72, '72'],
+    [36.8, '36.8'],
+    [-0.5, '-0.5'],
+    [1e-7, '0.0000001'],
+    [1.25e-9, '0.00000000125'],
+    [-1e21, '-1000000000000000000000'],
+    [1.5e22, '15000000000000000000000'],
+  ])('%s → %s', (value, text) => {
+    const obx = splitHl7(buildPcd01([one(value)], OPTS)).filter((s) => s.id === 'OBX' && s.field(2) === 'NM');
+    expect(obx).toHaveLength(1);
+    expect(obx[0].field(5)).toBe(text);
+    expect(obx[0].field(5)).toMatch(/^[+-]?\d+(\.\d*)?$/);
+    expect(Number(obx[0].field(5))).toBe(value);
+  });
+});
