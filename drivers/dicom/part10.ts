@@ -127,6 +127,8 @@ const ITEM_DELIM = 0xfffee00d;
 const SEQ_DELIM = 0xfffee0dd;
 /** Nesting deeper than this is not a real object (and would be a stack risk): Cxxx. */
 const MAX_DEPTH = 32;
+/** Largest inflated prefix of a deflated dataset the header walker looks at (PS3.5 A.5). */
+const INFLATE_MAX = 16 * 1024 * 1024;
 
 /** Specific Character Set (PS3.3 C.12.1.1.2, first value) → an iconv-lite name; undefined = not supported. */
 export function charsetOf(term: string | undefined): string | undefined {
@@ -232,11 +234,27 @@ export function readHeader(buf: Buffer, transferSyntaxUid: string, complete: boo
   let data = buf;
   let done = complete;
   if (transferSyntaxUid === TS.deflatedLE) {
-    // PS3.5 A.5: the dataset is raw deflate; a prefix inflates with a sync flush as far as it goes
+    // PS3.5 A.5: the dataset is raw deflate; a prefix inflates with a sync flush as far as it goes.
+    // Output is bounded (a deflate bomb must not take memory); when it would exceed the bound, the data
+    // compresses very well (e.g. blank pixel data, ~1000:1) and the index attributes, which come first,
+    // are in a shorter prefix: inflate ¼ of it, then ¼ of that … (before: such a legitimate object was
+    // refused 0xC000)
+    const inflate = (b: Buffer, flush: number) => inflateRawSync(b, { finishFlush: flush, maxOutputLength: INFLATE_MAX });
+    const tooLarge = (e: unknown) => (e as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE';
     try {
-      data = inflateRawSync(buf, { finishFlush: complete ? zc.Z_FINISH : zc.Z_SYNC_FLUSH, maxOutputLength: 64 * 1024 * 1024 });
+      data = inflate(buf, complete ? zc.Z_FINISH : zc.Z_SYNC_FLUSH);
     } catch (e) {
-      throw new DatasetError(`deflated dataset does not inflate: ${(e as Error).message}`, 0xc000);
+      if (!tooLarge(e)) throw new DatasetError(`deflated dataset does not inflate: ${(e as Error).message}`, 0xc000);
+      for (let n = buf.length >> 2; ; n >>= 2) {
+        if (n < 1024) throw new DatasetError('deflated dataset inflates beyond any bound within its first KiB', 0xc000);
+        try {
+          data = inflate(buf.subarray(0, n), zc.Z_SYNC_FLUSH);
+          done = false; // a prefix now: NeedMoreBytes if the walk runs past it
+          break;
+        } catch (e2) {
+          if (!tooLarge(e2)) throw new DatasetError(`deflated dataset does not inflate: ${(e2 as Error).message}`, 0xc000);
+        }
+      }
     }
   }
   const r = new Reader(data, transferSyntaxUid !== TS.implicitLE, transferSyntaxUid === TS.explicitBE, done);

@@ -670,6 +670,23 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     expect(readFileSync(join(dir, short)).equals(other)).toBe(true);
   });
 
+  it('a deflated object whose pixel data compresses very well (80 MB inflating from ~100 KB) is stored, not refused 0xC000', async () => {
+    // before: the header walker inflated the whole prefix with a 64 MiB output limit and refused the object
+    const { writeSyntheticFile } = await import('./synthetic');
+    const plain = join(tmp.dir, 'big-plain.dcm');
+    const deflated = join(tmp.dir, 'big-deflated.dcm');
+    await writeSyntheticFile(plain, { sopInstanceUid: '2.25.7001', studyInstanceUid: '2.25.7002', seriesInstanceUid: '2.25.7003', frames: 80, rows: 1000, columns: 1000 });
+    await run('dcmconv', ['+td', plain, deflated]);
+    require('node:fs').unlinkSync(plain);
+    expect(require('node:fs').statSync(deflated).size).toBeLessThan(1024 * 1024);
+    const n = committed.length;
+    const r = await storescu(port, deflated, ['-xd']);
+    expect(r.out).not.toMatch(/Error: Cannot understand|0xc000/i);
+    expect(r.rc).toBe(0);
+    expect(committed.length).toBe(n + 1);
+    expect(committed.at(-1)!.record).toMatchObject({ sopInstanceUid: '2.25.7001', studyInstanceUid: '2.25.7002', transferSyntaxUid: TS.deflatedLE });
+  }, 60_000);
+
   it('kills no process: the SCP status reports the listener and no stray temp files', () => {
     expect(scp.status()).toMatchObject({ driver: 'dicom', state: 'listening' });
     expect(readdirSync(scp.tmpDir)).toEqual([]);
