@@ -12,7 +12,7 @@ export const mqttUpstreamOutputDefinition = {
     url: { description: 'mqtt://host:port or mqtts://host:port.' },
     username: { description: 'Broker user name.' },
     password: { description: 'Broker password (from the environment in the node).' },
-    clientId: { description: 'MQTT client id (default iomt-gw-<destination>).' },
+    clientId: { description: 'MQTT client id (default iomt-gw- + 15 hex of a hash of the gateway name, host name and destination: unique per gateway on a shared broker).' },
     topicPrefix: { default: 'iomt', description: 'Topic prefix: <prefix>/<gateway>/<vitals|alarms>/<device>.' },
     gateway: { default: 'gateway', description: 'The gateway name in the topic.' },
     tls: { description: 'ca / cert / key for mqtts://.' },

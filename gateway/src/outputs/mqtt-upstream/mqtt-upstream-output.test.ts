@@ -14,7 +14,7 @@ import { parseHl7 } from '../../../../drivers/hl7-mllp/hl7-message';
 import { parseOru } from '../../../../drivers/hl7-mllp/oru-parser';
 import { tempDir, waitFor } from '../../../../test/helpers/env';
 import { MosquittoPeer } from './mosquitto-peer';
-import { MqttUpstreamOutput, mqttUpstreamProblems } from './mqtt-upstream-output';
+import { defaultUpstreamClientId, MqttUpstreamOutput, mqttUpstreamProblems } from './mqtt-upstream-output';
 
 const CASE = join(__dirname, '../../../../test/golden/cases/pcd01-vitals-identified/input.hl7');
 function observations(uid: string): Observation[] {
@@ -33,6 +33,31 @@ describe('mqtt-upstream output → mosquitto, through the durable outbox', () =>
     expect(mqttUpstreamProblems({ destination: 'u', url: 'http://x' })).toEqual(['url: scheme must be mqtt: or mqtts:, not http:']);
     expect(mqttUpstreamProblems({ destination: 'u', url: 'mqtt://x:1', topicPrefix: 'a/#' })).toHaveLength(1);
     expect(mqttUpstreamProblems({ destination: 'u', url: 'mqtts://broker:8883', topicPrefix: 'vn/bv' })).toEqual([]);
+  });
+
+  it('two hospitals with the shipped flow (destination "upstream") on one provincial broker stay connected side by side', { timeout: 30_000 }, async () => {
+    expect(defaultUpstreamClientId('hosp-a', 'upstream', 'h1')).toMatch(/^iomt-gw-[0-9a-f]{15}$/); // 23 characters (MQTT-3.1.3-5)
+    expect(new Set([defaultUpstreamClientId('hosp-a', 'upstream', 'h1'), defaultUpstreamClientId('hosp-b', 'upstream', 'h1'), defaultUpstreamClientId('gateway', 'upstream', 'h2')]).size).toBe(3);
+    const broker = new MosquittoPeer();
+    cleanups.push(() => broker.cleanup());
+    const port = await broker.start();
+    cleanups.push(() => broker.stop());
+    const mk = (gateway: string) => new MqttUpstreamOutput({ destination: 'upstream', url: `mqtt://127.0.0.1:${port}`, username: 'gateway', password: 'gw-secret', gateway, pubackTimeoutMs: 3000, connectTimeoutMs: 2000 });
+    const a = mk('hosp-a');
+    const b = mk('hosp-b');
+    cleanups.push(() => a.close(), () => b.close());
+    const signal = new AbortController().signal;
+    await a.connect(signal);
+    await b.connect(signal);
+    await new Promise((r) => setTimeout(r, 500));
+    // the broker closes the older connection of a client id that connects again (MQTT-3.1.4-2)
+    expect([a.connected, b.connected]).toEqual([true, true]);
+    for (const [out, uid] of [[a, 'a1'], [b, 'b1'], [a, 'a2']] as const) {
+      const p = out.prepare(observations(uid), uid);
+      const [r] = await out.write([{ id: 1, destination: 'upstream', key: uid, payload: p.payload, attempts: 0, createdAt: 0 }], signal);
+      expect(r.outcome, uid).toBe('delivered');
+    }
+    expect([a.connected, b.connected]).toEqual([true, true]);
   });
 
   it('outage, restart, broker back: every entry is published once per PUBACK and read by mosquitto_sub', { timeout: 45_000 }, async () => {

@@ -15,6 +15,8 @@
  * as the store holds them (MDC code, LOINC codings, UCUM unit, device, bed, time, alarm). Built once in
  * prepare(): a re-delivery publishes the same bytes to the same topic.
  */
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
 import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import type { Observation } from '../../contracts/observation';
 import type { DeliveryOutcome, Output, OutboxEntry } from '../../contracts/output';
@@ -26,7 +28,7 @@ export interface MqttUpstreamOptions {
   url: string;
   username?: string;
   password?: string;
-  /** MQTT client id (default `iomt-gw-<destination>`). */
+  /** MQTT client id (default: defaultUpstreamClientId(gateway, destination)). */
   clientId?: string;
   /** Topic prefix (default 'iomt'); no wildcards. */
   topicPrefix?: string;
@@ -54,6 +56,17 @@ export function mqttUpstreamProblems(o: Partial<MqttUpstreamOptions>): string[] 
 }
 
 const topicPart = (s: string): string => s.replace(/[^A-Za-z0-9._-]/g, '_').slice(0, 64) || '_';
+
+/**
+ * The default client id: `iomt-gw-` + 15 hex of SHA-256(gateway name, host name, destination), 23
+ * characters (the length every server must accept, MQTT 3.1.1 3.1.3.1 [MQTT-3.1.3-5]). Many hospitals
+ * publish to one provincial broker with the same shipped flow (destination `upstream`): a client id
+ * made of the destination alone was the same for all of them, and a broker closes the older connection
+ * of a client id that connects again (MQTT-3.1.4-2), so the gateways kept disconnecting each other.
+ */
+export function defaultUpstreamClientId(gateway: string, destination: string, host = hostname()): string {
+  return `iomt-gw-${createHash('sha256').update(`${gateway}\n${host}\n${destination}`).digest('hex').slice(0, 15)}`;
+}
 
 export class MqttUpstreamOutput implements Output {
   readonly destination: string;
@@ -95,7 +108,7 @@ export class MqttUpstreamOutput implements Output {
     await this.dropClient();
     const u = new URL(this.opts.url);
     const o: IClientOptions = {
-      clientId: this.opts.clientId ?? `iomt-gw-${topicPart(this.destination)}`,
+      clientId: this.opts.clientId || defaultUpstreamClientId(this.opts.gateway ?? 'gateway', this.destination),
       username: this.opts.username || undefined,
       password: this.opts.password || undefined,
       clean: true, // the outbox holds what is not acknowledged, not a broker or client session
