@@ -95,13 +95,9 @@ function patientEntry(s: Subject, key: string, patientIndex: number, opts: Bundl
   if (!ids.length && !s.patientName && !s.birthDate) return undefined;
   const identifiers = ids.map(identifierOf);
   let match: Json | undefined;
-  for (const k of KIND_PREFERENCE) {
-    const c = ids.find((i) => i.kind === k && !i.problems.length) ?? ids.find((i) => i.kind === k);
-    if (c) {
-      match = { system: c.system, value: c.value };
-      break;
-    }
-  }
+  // a valid identifier of any kind before a flagged one (an invalid CCCD never outranks a valid BHYT card)
+  const c = KIND_PREFERENCE.map((k) => ids.find((i) => i.kind === k && !i.problems.length)).find(Boolean) ?? KIND_PREFERENCE.map((k) => ids.find((i) => i.kind === k)).find(Boolean);
+  if (c) match = { system: c.system, value: c.value };
   if (!match) {
     // the device named the patient but gave no identifier: one Patient per message, never guessed to be another
     match = { system: opts.site.systems.gatewayPatient, value: `${key}-p${patientIndex}` };

@@ -198,6 +198,18 @@ describe('FHIR output under attack (issue 13 review)', () => {
     expect(amended.request).toEqual({ method: 'PUT', url: 'Observation?identifier=urn%3Aiomt-gateway%3Aresult%7Can-1%2FS1%2FLN%2F2345-7%2F' });
   });
 
+  it('the Patient is matched on a valid identifier before a flagged one (a CCCD with a wrong province or century)', () => {
+    const o = new FhirHttpOutput({ destination: 'd', baseUrl: fhir.url });
+    const matchOf = (patientIds: Array<{ id: string; type: string }>, birthDate = '19850312') =>
+      bundleOf(o, [OBS({ subject: { patientIds, patientName: 'Lê^Hoa^Thị', sex: 'F', birthDate } })]).entry.find((e: any) => e.resource.resourceType === 'Patient').request.ifNoneExist;
+    const card = { id: 'DN4797912345678', type: 'BHYT' };
+    // 099: no province; 079 + 1 + 85: HCM, 20th century, female, born 1985: valid
+    expect(matchOf([{ id: '099185000123', type: 'CCCD' }, card])).toBe('identifier=urn%3Aiomt-gateway%3Avn%3Abhyt%7CDN4797912345678');
+    expect(matchOf([{ id: '079385000123', type: 'CCCD' }, card])).toBe('identifier=urn%3Aiomt-gateway%3Avn%3Abhyt%7CDN4797912345678'); // 3 = 21st century
+    expect(matchOf([{ id: '079185000123', type: 'CCCD' }, card])).toBe('identifier=urn%3Aiomt-gateway%3Avn%3Acccd%7C079185000123');
+    expect(matchOf([{ id: '099185000123', type: 'CCCD' }])).toBe('identifier=urn%3Aiomt-gateway%3Avn%3Acccd%7C099185000123'); // flagged, still used when alone
+  });
+
   it('a 2000-character text value and 500 results in one message: valid, all delivered, one DiagnosticReport', async () => {
     const o = new FhirHttpOutput({ destination: 'd', baseUrl: fhir.url, profileSet: 'vn-core' });
     const long = 'Kết quả: '.padEnd(2000, 'ồ');
