@@ -52,6 +52,10 @@ describe('vitals payload', () => {
     ['unknown code kept and flagged', { code: 'MDC_NOT_A_REAL_CODE' }, 'MDC_NOT_A_REAL_CODE', '%', ['unmapped-code@/observations/0/code']],
     ['unknown vendor code kept (local)', { code: 'SPO2-VENDOR' }, 'SPO2-VENDOR', '%', ['unmapped-code@/observations/0/code']],
     ['unknown unit kept and flagged', { unit: 'percent-ish' }, '150456', 'percent-ish', ['unmapped-code@/observations/0/unit']],
+    ['unit that cannot be the code\'s (heart rate in mm[Hg]) kept and flagged', { code: 'MDC_ECG_HEART_RATE', unit: 'mm[Hg]' }, '147842', 'mm[Hg]', ['unmapped-code@/observations/0/unit']],
+    ['SpO2 in Cel kept and flagged', { unit: 'Cel' }, '150456', 'Cel', ['unmapped-code@/observations/0/unit']],
+    ['convertible unit (NIBP in kPa) not flagged', { code: 'MDC_PRESS_BLD_NONINV_SYS', unit: 'kPa' }, '150021', 'kPa', []],
+    ['convertible unit (temperature in [degF]) not flagged', { code: 'MDC_TEMP', unit: '[degF]' }, '150344', '[degF]', []],
   ];
   it.each(mapped)('%s', (_name, o, code, unit, flags) => {
     const d = normalizeVitals(buf(obs(o)), ctx).drafts[0];

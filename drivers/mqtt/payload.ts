@@ -12,7 +12,7 @@
  * never dropped. Validation errors are PayloadError (the message goes to quarantine with `reason`).
  */
 import type { ObservationDraft, QualityFlag, AlarmInfo, Subject } from '../../gateway/src/contracts/observation';
-import { lookupVital, normalizeUnit, MDC_SYSTEM } from '../../gateway/src/vitals/code-map';
+import { lookupVital, normalizeUnit, unitFitsMetric, MDC_SYSTEM } from '../../gateway/src/vitals/code-map';
 
 export const MAX_OBSERVATIONS = 200;
 export const MAX_ALARMS = 100;
@@ -165,11 +165,16 @@ function mdcCode(code: string, location: string, quality: QualityFlag[]): { code
   return { code: looksMdc ? { system: MDC_SYSTEM, code } : { system: 'local', code } };
 }
 
-function unitOf(unit: string, location: string, quality: QualityFlag[]): string {
+/** The UCUM unit of a unit as sent; `expected` = the metric's usual UCUM unit in the code map, when known. */
+function unitOf(unit: string, location: string, quality: QualityFlag[], expected?: string): string {
   const u = normalizeUnit(unit);
-  if (u) return u.ucum;
-  quality.push({ code: 'unmapped-code', location, original: unit, text: 'unit is neither UCUM nor a known MDC unit: kept as sent' });
-  return unit;
+  if (!u) {
+    quality.push({ code: 'unmapped-code', location, original: unit, text: 'unit is neither UCUM nor a known MDC unit: kept as sent' });
+    return unit;
+  }
+  // a heart rate in mm[Hg] is not a heart rate: kept as sent, flagged (and so never downsampled away)
+  if (expected && !unitFitsMetric(u.ucum, expected)) quality.push({ code: 'unmapped-code', location, original: unit, text: `unit does not fit the code (expected ${expected} or a unit convertible to it): kept as sent` });
+  return u.ucum;
 }
 
 function finish(env: Envelope, drafts: ObservationDraft[], ctx: NormalizeContext): NormalizedPayload {
@@ -221,7 +226,7 @@ export function normalizeVitals(raw: Buffer, ctx: NormalizeContext): NormalizedP
     const quality: QualityFlag[] = [];
     const c = mdcCode(code, `${p}/code`, quality);
     // a value without a unit gets the metric's usual UCUM unit only when the map states one (never guessed)
-    const unit = unitSent !== undefined ? unitOf(unitSent, `${p}/unit`, quality) : c.ucum;
+    const unit = unitSent !== undefined ? unitOf(unitSent, `${p}/unit`, quality, c.ucum) : c.ucum;
     if (unit === undefined) quality.push({ code: 'unmapped-code', location: `${p}/unit`, text: 'no unit sent and none known for this code' });
     const d = base(env, ctx, t, times);
     d.code = c.code;
@@ -267,7 +272,7 @@ export function normalizeAlarms(raw: Buffer, ctx: NormalizeContext): NormalizedP
     if (item.value !== undefined) {
       if (typeof item.value !== 'number' || !Number.isFinite(item.value)) throw new PayloadError(`${p}/value`, 'must be a finite number');
       const unitSent = str(item, 'unit', p, false, 64);
-      value = { kind: 'quantity', value: item.value, unit: unitSent !== undefined ? unitOf(unitSent, `${p}/unit`, quality) : '' };
+      value = { kind: 'quantity', value: item.value, unit: unitSent !== undefined ? unitOf(unitSent, `${p}/unit`, quality, lookupVital(source)?.ucum) : '' };
     } else if (item.unit !== undefined) {
       throw new PayloadError(`${p}/unit`, 'a unit needs a value');
     } else if (text) {

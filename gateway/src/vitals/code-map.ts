@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Coding } from '../contracts/observation';
 import { packageRoot } from '../package-root';
+import { UcumLhcUtils } from '@lhncbc/ucum-lhc';
 import { isValidUcum } from '../units/ucum';
 
 export const MDC_SYSTEM = 'urn:iso:std:iso:11073:10101';
@@ -210,4 +211,29 @@ export function mdcUnit(idOrRefId: string, map: CodeMap = shippedCodeMap()): Uni
 /** `shippedCodeMap().normalizeUnit(...)`: UCUM (and the MDC unit when known) for an MDC unit, device spelling or UCUM. */
 export function normalizeUnit(unit: string): UnitLookup | undefined {
   return shippedCodeMap().normalizeUnit(unit);
+}
+
+const fits = new Map<string, boolean>();
+let ucumUtils: ReturnType<typeof UcumLhcUtils.getInstance> | undefined;
+
+/**
+ * Can a value in UCUM unit `unit` be a value of a metric whose usual UCUM unit is `expected`? True when
+ * they are the same or commensurable (UCUM: one converts to the other, e.g. `/min` and `{beats}/min`,
+ * `mm[Hg]` and `kPa`, `Cel` and `[degF]`); false for a heart rate in `mm[Hg]` or an SpO2 in `Cel`, a unit
+ * that changes the value's meaning. Checked with @lhncbc/ucum-lhc (NLM's UCUM library); cached.
+ */
+export function unitFitsMetric(unit: string, expected: string): boolean {
+  if (unit === expected) return true;
+  const k = `${unit}\u0000${expected}`;
+  let ok = fits.get(k);
+  if (ok === undefined) {
+    try {
+      ok = (ucumUtils ??= UcumLhcUtils.getInstance()).convertUnitTo(unit, 1, expected).status === 'succeeded';
+    } catch {
+      ok = false;
+    }
+    if (fits.size >= 4096) fits.clear();
+    fits.set(k, ok);
+  }
+  return ok;
 }

@@ -24,6 +24,17 @@ describe('IHE PCD post-normalization', () => {
     expect(d.value).toMatchObject({ unit: 'bpm' }); // the lab path keeps units as it always did
   });
 
+  it.each([
+    ['147842^MDC_ECG_HEART_RATE^MDC', '266016^MDC_DIM_MMHG^MDC', 'mm[Hg]', ['unmapped-code']],
+    ['150456^MDC_PULS_OXIM_SAT_O2^MDC', '268192^MDC_DIM_DEGC^MDC', 'Cel', ['unmapped-code']],
+    ['147842^MDC_ECG_HEART_RATE^MDC', '264864^MDC_DIM_BEAT_PER_MIN^MDC', '/min', []],
+    ['150021^MDC_PRESS_BLD_NONINV_SYS^MDC', 'kPa^kPa^UCUM', 'kPa', []],
+  ])('OBX-3 %s in OBX-6 %s: unit %s, flags %j (a unit that cannot be the metric\'s is kept and flagged)', (code, unit, ucum, flags) => {
+    const [d] = parse([MSH(), 'PID|||P1', 'OBR|1||S1|182777000^monitoring of patient^SCT', `OBX|1|NM|${code}|1.1.1.1|72|${unit}|||||R`]).drafts;
+    expect(d.value).toMatchObject({ kind: 'quantity', value: 72, unit: ucum });
+    expect((d.quality ?? []).map((q) => q.code)).toEqual(flags);
+  });
+
   it('ORU^R40 (the ACM report) is accepted and read as alarms', () => {
     const r = parse([MSH('R40', 'IHE_PCD_ACM_001^IHE PCD^1.3.6.1.4.1.19376.1.6.1.4.1^ISO'), 'PID|||P1', 'OBR|1||A-1^CS|196616^MDC_EVT_ALARM^MDC', 'OBX|1|ST|196916^MDC_EVT_SENSOR_DISCONN^MDC|1.1.1.1.1|lead off||||||F']);
     expect(r.drafts).toHaveLength(1);

@@ -27,7 +27,7 @@
  */
 import type { AlarmInfo, Equipment, ObservationDraft, QualityFlag } from '../contracts/observation';
 import type { Hl7Message, Hl7Segment } from '../../../drivers/hl7-mllp/hl7-message';
-import { MDC_SYSTEM, mdcUnit, shippedCodeMap, type CodeMap, type VitalLookup } from './code-map';
+import { MDC_SYSTEM, mdcUnit, shippedCodeMap, unitFitsMetric, type CodeMap, type VitalLookup } from './code-map';
 import { shippedVendorMaps, type VendorCodeMap } from './vendor-maps';
 
 /** The parse result fields the hook rewrites (a subset of OruParseResult, to avoid an import cycle). */
@@ -114,6 +114,8 @@ export function pcdNormalizer(msg: Hl7Message, map: CodeMap = shippedCodeMap(), 
           const u = system === 'MDC' ? (mdcUnit(id, map) ?? mdcUnit(text, map)) : (map.normalizeUnit(id) ?? (text ? map.normalizeUnit(text) : undefined));
           if (u) v.unit = u.ucum;
           else quality.push({ code: 'unmapped-code', location: seg.location(6), text: 'OBX-6 unit is neither an MDC unit nor UCUM: kept as sent' });
+          // a metric in a unit that cannot be its unit (heart rate in mm[Hg]) changes its meaning: flagged
+          if (u && hit?.ucum && !unitFitsMetric(u.ucum, hit.ucum)) quality.push({ code: 'unmapped-code', location: seg.location(6), original: [id, text, system].join('^').replace(/\^+$/, ''), text: `OBX-6 unit does not fit OBX-3 (expected ${hit.ucum} or a unit convertible to it): kept as sent` });
         }
       }
       // IEEE 11073-20601 special values are not measurements
