@@ -160,4 +160,17 @@ describe('alarms payload (IHE PCD ACM)', () => {
     }
     expect(checkAlarms(payload)).toBe(false);
   });
+
+  it.each([
+    ['1e-400', true],
+    ['-2.5E-330', true],
+    ['0.' + '0'.repeat(330) + '1', true],
+    ['0e-400', false],
+    ['1e-300', false],
+    ['5e-324', false],
+  ])('a value of %s is %s quarantined as an underflow (JSON.parse would read it as 0)', (num, bad) => {
+    const raw = Buffer.from(`{"time":"2026-11-30T10:15:00Z","bed":"1e-400","observations":[{"code":150456,"value":${num},"unit":"%"}]}`);
+    if (bad) expect(() => normalizeVitals(raw, ctx)).toThrow(/too small for a double/);
+    else expect(normalizeVitals(raw, ctx).drafts[0].value).toEqual({ kind: 'quantity', value: Number(num), unit: '%' });
+  });
 });

@@ -141,7 +141,30 @@ function parseJson(raw: Buffer): Obj {
     throw new PayloadError('', 'payload is not JSON');
   }
   if (!isObj(v)) throw new PayloadError('', 'payload must be a JSON object');
+  // JSON.parse turns 1e-400 into 0 without a word: a measured value would change its meaning
+  if (/[eE]-\d{3}|\.\d{300}/.test(text)) underflow(text);
   return v;
+}
+
+const NUMBER = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
+
+/** Throws when a JSON number written with a non-zero digit reads as 0 (below 5e-324, IEEE 754 double). */
+function underflow(text: string): void {
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (ch === 0x22) {
+      // skip a string (RFC 8259 §7: backslash escapes)
+      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
+      continue;
+    }
+    if (ch !== 0x2d && (ch < 0x30 || ch > 0x39)) continue;
+    NUMBER.lastIndex = i;
+    const m = NUMBER.exec(text);
+    if (!m) continue;
+    const mantissa = m[0].split(/[eE]/)[0];
+    if (Number(m[0]) === 0 && /[1-9]/.test(mantissa)) throw new PayloadError('', `number ${m[0].slice(0, 32)} is too small for a double and would read as 0`);
+    i += m[0].length - 1;
+  }
 }
 
 /** Code-map answers per code as sent (a monitor sends the same few codes all day); fresh objects per draft. */
