@@ -3,6 +3,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import Ajv2020 from 'ajv/dist/2020';
 import { normalizeAlarms, normalizeVitals, PayloadError } from './payload';
+import type { Observation } from '../../gateway/src/contracts/observation';
+import { Downsampler } from '../../gateway/src/vitals/downsample';
 
 const ROOT = join(__dirname, '..', '..');
 const vitalsSchema = JSON.parse(readFileSync(join(ROOT, 'docs', 'schemas', 'vitals.schema.json'), 'utf8'));
@@ -99,6 +101,9 @@ describe('vitals payload', () => {
     ['bad EUI-64', { ...ISSUE_EXAMPLE, eui64: '00A037' }, '/eui64'],
     ['bad containment', obs({ containment: '1.x' }), '/observations/0/containment'],
     ['empty unit', obs({ unit: '' }), '/observations/0/unit'],
+    ['interpretation not in Table 0078', obs({ interpretation: ['HIGH'] }), '/observations/0/interpretation'],
+    ['interpretation not an array', obs({ interpretation: 'H' }), '/observations/0/interpretation'],
+    ['empty interpretation', obs({ interpretation: [] }), '/observations/0/interpretation'],
   ];
   it.each(bad)('refuses %s (and so does the schema)', (_n, payload, path) => {
     let err: unknown;
@@ -117,6 +122,24 @@ describe('vitals payload', () => {
       expect(() => normalizeVitals(buf(p), ctx)).not.toThrow();
       expect(checkVitals(p), JSON.stringify(checkVitals.errors)).toBe(true);
     }
+  });
+
+  it.each([
+    [['H'], true],
+    [['LL', 'A'], true],
+    [['N'], false],
+    [undefined, false],
+  ])('interpretation %j → OBX-8 flags; an abnormal value passes the EMR\'s downsampling (%s)', (interpretation, passes) => {
+    const payload = (t: string) => ({ time: t, observations: [{ code: 'MDC_ECG_HEART_RATE', value: 190, unit: '/min', ...(interpretation ? { interpretation } : {}) }] });
+    expect(checkVitals(payload('2026-11-30T10:15:00Z'))).toBe(true);
+    const sampler = new Downsampler('emr', { intervalMs: 60_000 });
+    const [first, second] = ['2026-11-30T10:15:00Z', '2026-11-30T10:15:10Z'].map((t, i) => {
+      const d = normalizeVitals(buf(payload(t)), ctx).drafts[0];
+      return { ...d, id: `o${i}`, messageId: i, messageUid: `m${i}`, seq: 1, deviceId: 'bedside-mqtt', driver: 'mqtt-monitor', receivedAt: t } as Observation;
+    });
+    expect(first.interpretation).toEqual(interpretation);
+    expect(sampler.filter([first]).kept).toHaveLength(1);
+    expect(sampler.filter([second]).kept).toHaveLength(passes ? 1 : 0);
   });
 
   it('refuses invalid UTF-8', () => {

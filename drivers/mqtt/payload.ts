@@ -24,6 +24,8 @@ const PRIORITIES = ['PH', 'PM', 'PL', 'PN'] as const;
 const STATES = ['inactive', 'active', 'latched', 'acknowledged', 'silenced'] as const;
 const PHASES = ['start', 'start-only', 'continue', 'end', 'present', 'update', 'escalate', 'inactivate', 'de-escalate', 'reset'] as const;
 const KINDS = ['physiological', 'technical'] as const;
+/** HL7 Table 0078 abnormal flags a device may set on a value (as PCD-01 OBX-8); H/L/HH/LL are the usual ones. */
+const TABLE_0078 = ['<', '>', 'A', 'AA', 'B', 'D', 'H', 'HH', 'I', 'L', 'LL', 'MS', 'N', 'R', 'S', 'U', 'VS', 'W'] as const;
 
 /** A payload that does not match its schema; `path` is a JSON pointer-like location (no PHI in `message`). */
 export class PayloadError extends Error {
@@ -238,7 +240,7 @@ export function normalizeVitals(raw: Buffer, ctx: NormalizeContext): NormalizedP
   const drafts = list.map((item, i): ObservationDraft => {
     const p = `/observations/${i}`;
     if (!isObj(item)) throw new PayloadError(p, 'must be an object');
-    onlyKeys(item, p, ['code', 'value', 'unit', 'time', 'containment']);
+    onlyKeys(item, p, ['code', 'value', 'unit', 'time', 'containment', 'interpretation']);
     const code = codeOf(item, 'code', p, true)!;
     const v = item.value;
     if (typeof v !== 'number' || !Number.isFinite(v)) throw new PayloadError(`${p}/value`, 'must be a finite number');
@@ -246,6 +248,9 @@ export function normalizeVitals(raw: Buffer, ctx: NormalizeContext): NormalizedP
     const t = time(item, 'time', p, false) ?? env.time;
     const containment = str(item, 'containment', p, false, 64);
     if (containment !== undefined && !/^\d+(\.\d+){0,4}$/.test(containment)) throw new PayloadError(`${p}/containment`, 'must be an MDS.VMD.CHAN.METRIC path such as 1.3.1.150456');
+    // the device's own limit check (OBX-8 in PCD-01): an abnormal value passes a destination's downsampling
+    const interp = item.interpretation;
+    if (interp !== undefined && (!Array.isArray(interp) || interp.length < 1 || interp.length > 5 || !interp.every((f) => (TABLE_0078 as readonly unknown[]).includes(f)))) throw new PayloadError(`${p}/interpretation`, `must be an array of 1-5 HL7 Table 0078 flags (${TABLE_0078.join(' ')})`);
     const quality: QualityFlag[] = [];
     const c = mdcCode(code, `${p}/code`, quality);
     // a value without a unit gets the metric's usual UCUM unit only when the map states one (never guessed)
@@ -257,6 +262,7 @@ export function normalizeVitals(raw: Buffer, ctx: NormalizeContext): NormalizedP
     d.valueType = 'NM';
     d.value = { kind: 'quantity', value: v, unit: unit ?? '' };
     if (containment) d.subId = containment;
+    if (interp) d.interpretation = [...(interp as string[])];
     if (quality.length) d.quality = quality;
     return d;
   });
