@@ -687,6 +687,22 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     expect(committed.at(-1)!.record).toMatchObject({ sopInstanceUid: '2.25.7001', studyInstanceUid: '2.25.7002', transferSyntaxUid: TS.deflatedLE });
   }, 60_000);
 
+  it.each([
+    ['worklist, no allow-list, all interfaces', { services: { worklist: { find: async () => [] } } }, true],
+    ['worklist with allowFrom', { services: { worklist: { find: async () => [] } }, allowFrom: '10.1.2.0/24' }, false],
+    ['worklist with allowed callers', { services: { worklist: { find: async () => [] } }, allowedCallers: [{ aeTitle: 'CT01' }] }, false],
+    ['storage only, no allow-list', {}, false],
+  ] as Array<[string, Partial<DicomScpOptions>, boolean]>)('%s: the status says whether the worklist (patient names) is open to any caller → %s', async (_what, opts, open) => {
+    // the default imaging flow listens on 0.0.0.0 with the worklist on and no allow-list: any host
+    // reaching the port read the scheduled patients (findscu -W with any AE title), and nothing said so
+    const x = await startScp({ host: '0.0.0.0', ...opts });
+    try {
+      expect(x.scp.status().detail?.includes('worklist open to any caller')).toBe(open);
+    } finally {
+      await x.scp.close();
+    }
+  });
+
   it('kills no process: the SCP status reports the listener and no stray temp files', () => {
     expect(scp.status()).toMatchObject({ driver: 'dicom', state: 'listening' });
     expect(readdirSync(scp.tmpDir)).toEqual([]);

@@ -265,6 +265,14 @@ export class DicomStorageScp {
       this.port = typeof addr === 'object' && addr ? addr.port : this.opts.port;
       this.state = 'listening';
       this.detail = `port ${this.port} AE ${this.opts.aeTitle}${t ? ' (TLS)' : ''}`;
+      // the worklist answers patient names, ids and birth dates: with no allow-list at all, anyone who
+      // reaches the port (any AE title) can read it (findscu -W -k PatientName=*). Said where the
+      // operator looks (status, log at warn), as the orders listener does for its own default
+      const loopback = /^(127\.|::1$|localhost$)/.test(this.opts.host ?? '');
+      if (this.opts.services?.worklist && !this.callers.length && !this.opts.allowFrom && !loopback) {
+        this.detail += '; worklist open to any caller: set allowed callers or allowFrom';
+        this.log.warn({ port: this.port }, 'DICOM worklist without an allow-list: any host that reaches the port can read the scheduled patients; set allowedCallers (DICOM_ALLOWED_CALLERS) or allowFrom (DICOM_ALLOW_FROM)');
+      }
       if (signal) {
         if (signal.aborted) void this.close();
         else signal.addEventListener('abort', () => void this.close(), { once: true });
