@@ -2,11 +2,14 @@
  * The embedded broker with mqtt.js clients and a real store on disk (the e2e test in
  * test/e2e/mqtt-broker.test.ts uses mosquitto_pub/_sub and kill -9).
  */
+import { copyFileSync, mkdirSync, renameSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import mqtt, { type MqttClient } from 'mqtt';
 import type { CommitResult, InboundMessage, ObservationSink, QuarantineInput } from '../../gateway/src/contracts/driver';
 import { GatewayStore } from '../../gateway/src/store/gateway-store';
 import { tempDir, waitFor } from '../../test/helpers/env';
+import { MqttCredentials } from './credentials';
 import { MqttBroker } from './broker';
 
 const t = tempDir('iomt-mqtt-broker-');
@@ -199,5 +202,27 @@ describe('MQTT broker: device status', () => {
     const err = await connect('bed-03', pw['bed-03']).then(() => undefined, (e) => e);
     expect((err as { code?: number }).code).toBe(4);
     expect(broker.status()).toMatchObject({ deviceId: 'icu-mqtt', driver: 'mqtt-monitor' });
+  });
+
+  it('a password replaced (revoke + add between two polls) closes the connection made with the old one; the new one connects', async () => {
+    const c = await connect('bed-01', pw['bed-01']);
+    const closed = new Promise((r) => c.once('close', r));
+    // the password is rotated (revoke + add, as the CLI does) and the file replaced in one step, so the
+    // broker's poll sees only the final file, where bed-01 is active (not revoked)
+    const rotate = join(t.dir, 'rotate');
+    mkdirSync(rotate);
+    copyFileSync(join(t.dir, 'mqtt-clients.json'), join(rotate, 'mqtt-clients.json'));
+    const cli = new MqttCredentials(rotate);
+    await cli.revoke('bed-01');
+    const fresh = (await cli.add('bed-01')).password;
+    renameSync(join(rotate, 'mqtt-clients.json'), join(t.dir, 'mqtt-clients.json'));
+    const gone = await Promise.race([closed.then(() => true), new Promise((r) => setTimeout(() => r(false), 2000))]);
+    expect(gone).toBe(true);
+    expect(broker.clientStates().find((s) => s.clientId === 'bed-01')?.offlineReason).toBe('revoked');
+    expect(((await connect('bed-01', pw['bed-01']).then(() => undefined, (e) => e)) as { code?: number }).code).toBe(4);
+    const again = await connect('bed-01', fresh);
+    await new Promise((r) => setTimeout(r, 400)); // a few polls: the new login's connection stays
+    expect(again.connected).toBe(true);
+    pw['bed-01'] = fresh;
   });
 });

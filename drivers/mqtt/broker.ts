@@ -131,6 +131,8 @@ export class MqttBroker {
   private flaggedResults = 0;
   private pollTimer: NodeJS.Timeout | undefined;
   private credVersion = '';
+  /** The login (createdAt of its credentials record) each connection authenticated with. */
+  private readonly loginOf = new WeakMap<Client, string>();
   /** Called when a client id is seen for the first time (the node registers its status). */
   onClientAdded?: (clientId: string) => void;
 
@@ -319,14 +321,20 @@ export class MqttBroker {
     }
     if (v === this.credVersion) return;
     this.loadKnownClients();
-    for (const [id, c] of this.clients) {
-      if (!c.revoked) continue;
-      const live = (this.broker as unknown as { clients: Record<string, Client> }).clients[id];
-      if (live) {
-        this.log.warn({ clientId: id }, 'MQTT client revoked: disconnected');
-        c.offlineReason = 'revoked';
-        live.close();
-      }
+    let logins: Map<string, string>;
+    try {
+      logins = new Map(this.credentials.list().filter((r) => !r.revokedAt).map((r) => [r.clientId, r.createdAt]));
+    } catch {
+      return;
+    }
+    // a connection stays only while the login it authenticated with is still active: revoked, removed, or
+    // replaced (revoke + add = a new password, maybe within one poll: the file then never shows 'revoked')
+    for (const [id, live] of Object.entries((this.broker as unknown as { clients: Record<string, Client> }).clients)) {
+      const login = this.loginOf.get(live);
+      if (login === undefined || logins.get(id) === login) continue;
+      this.log.warn({ clientId: id }, logins.has(id) ? 'MQTT client password replaced: the connection made with the old one is closed' : 'MQTT client revoked: disconnected');
+      this.clientState(id).offlineReason = 'revoked';
+      live.close();
     }
   }
 
@@ -373,8 +381,12 @@ export class MqttBroker {
     if (peer && peer.subject?.CN && peer.subject.CN !== client.id) return refuse(5, 'client certificate CN does not match the client id');
     // a client that gave up (connect timeout) while its CONNECT waited costs no hashing
     if ((client as unknown as { closed?: boolean }).closed || (client.conn as net.Socket).destroyed) return done(Object.assign(new Refusal('connection closed before authentication'), { returnCode: 3 }), false);
+    const loginNow = () => this.credentials.list().find((r) => r.clientId === client.id && !r.revokedAt)?.createdAt;
+    const login = loginNow();
     const ok = await this.credentials.verify(client.id, password?.toString('utf8') ?? '');
-    if (!ok) return refuse(4, 'wrong password, unknown or revoked client');
+    // the login must be the same before and after the (asynchronous) check: not revoked or replaced meanwhile
+    if (!ok || login === undefined || loginNow() !== login) return refuse(4, 'wrong password, unknown or revoked client');
+    this.loginOf.set(client, login);
     done(null, true);
   }
 
