@@ -64,6 +64,13 @@ describe('BHYT XML4 export (review)', () => {
     expect(rows.map((r) => r.GIA_TRI)).toEqual(['6.1']);
   });
 
+  it('a deleted (D) or wrong (W) result withdraws the row it replaces; another result stays', () => {
+    for (const st of [{ statusCode: 'D', status: 'entered-in-error' }, { statusCode: 'W', status: 'entered-in-error' }] as const) {
+      const rows = xml4Rows([OBS(), OBS({ id: 'o2', subject: { specimenId: 'S2' } }), OBS({ id: 'U2-1', ...st, value: undefined })], MAP);
+      expect(rows.map((r) => r.STT + ':' + r.GIA_TRI), st.statusCode).toEqual(['1:5.40']);
+    }
+  });
+
   it('XML parses (python3 expat) with the XML4 element names, Vietnamese and markup characters intact', () => {
     const rows = xml4Rows([OBS({ value: { kind: 'text', text: 'Âm tính <5 & "ổn"\u0001' } })], MAP);
     const xml = toXml4(rows);

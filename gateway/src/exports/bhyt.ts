@@ -12,7 +12,8 @@
  * - MA_LK: the visit key, from the order's PV1-19 visit number (`OrderInfo.visitNumber`, HL7 v2.5.1
  *   3.4.3.19 CX-1) when the HIS or the device sent one; else empty and the HIS joins on the specimen.
  * - Only results a claim can use: production (MSH-11/H.12 P), status final or corrected (Table 0085
- *   F, C, U); a correction replaces the row of the result it corrects (same device, specimen, test).
+ *   F, C, U, A); a correction replaces the row of the result it corrects (same device, specimen, test),
+ *   a deletion (D) or wrong result (W) removes it.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -119,7 +120,14 @@ export function xml4Rows(observations: Observation[], map: BhytCodeMap): Xml4Row
   let anon = 0;
   for (const o of observations) {
     if ((o.processingId ?? 'P') !== 'P') continue;
-    if (!CLAIMABLE.has(statusLetter(o))) continue;
+    const letter = statusLetter(o);
+    // Table 0085 D (delete) / W (wrong): the result sent before is withdrawn, so is its claim row
+    if (letter === 'D' || letter === 'W' || o.status === 'entered-in-error') {
+      const k = resultKey(o);
+      if (k) byKey.delete(k);
+      continue;
+    }
+    if (!CLAIMABLE.has(letter)) continue;
     const m = mapRow(o, map);
     const { value, unit } = giaTri(o);
     const row: Xml4Row = {

@@ -9,7 +9,7 @@
  *   identifier (MRN, CCCD, BHYT, BHXH, other; or the message's own when the device named none),
  *   Device ← MA_MAY (else EUI-64, else the gateway's device id), Specimen ← the specimen id per
  *   device, DiagnosticReport ← `${messageUid}-r${n}`. A second delivery of the same bundle creates nothing.
- * - a corrected result (Table 0085 C, status corrected/amended) is a conditional update
+ * - a corrected, amended, deleted or wrong result (Table 0085 C, A, D, W) is a conditional update
  *   `PUT Observation?identifier=<resultKey system>|<deviceId|specimen|code|subId>`: it replaces the
  *   result it corrects (same device, specimen, test), or creates it when the server never had it.
  * - DICOM instances (category 'imaging') also give an ImagingStudy (./imaging-study.ts), conditional create
@@ -157,8 +157,10 @@ function specimenEntry(o: Observation, key: string, patientRef: string | undefin
   return { fullUrl: stableUuid(key, `Specimen|${value}`), resource: r, request: { method: 'POST', url: 'Specimen', ifNoneExist: identifierQuery(opts.site.systems.specimen, value) } };
 }
 
-// Table 0085 C; A (amended, HL7 v2.6+, tolerated by the parser) replaces the result it amends too
-const isCorrection = (o: Observation) => o.statusCode === 'C' || o.statusCode === 'A' || (!o.statusCode && (o.status === 'corrected' || o.status === 'amended'));
+// Table 0085 C (correction), A (amended, v2.6+, tolerated by the parser), D (delete the result) and W (post
+// original as wrong): each replaces the result sent before (D/W as entered-in-error), never stands beside it
+const REPLACES = new Set(['C', 'A', 'D', 'W']);
+const isCorrection = (o: Observation) => (o.statusCode ? REPLACES.has(o.statusCode) : o.status === 'corrected' || o.status === 'amended' || o.status === 'entered-in-error');
 
 /** Stable across messages: the same device, specimen, test (and sub-id) — what a correction replaces. */
 export function resultKey(o: Observation): string | undefined {

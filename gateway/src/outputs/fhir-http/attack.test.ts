@@ -185,7 +185,7 @@ describe('FHIR output under attack (issue 13 review)', () => {
     expect(bundleOf(o, [OBS({ effectiveAt: '2025-03-01' })]).entry.find((e: any) => e.resource.resourceType === 'Observation').resource.effectiveDateTime).toBe('2025-03-01');
   });
 
-  it('SN `<>^5` (not equal) is never sent as the plain 5; an amended result (0085 A) replaces what it amends', () => {
+  it('SN `<>^5` (not equal) is never sent as the plain 5; an amended (A), deleted (D) or wrong (W) result replaces the one sent before', () => {
     const o = new FhirHttpOutput({ destination: 'd', baseUrl: fhir.url });
     const obsOf = (over: Partial<Observation>) => bundleOf(o, [OBS(over)]).entry.find((e: any) => e.resource.resourceType === 'Observation');
     const ne = obsOf({ value: { kind: 'structured-numeric', comparator: '<>', num1: '5', unit: 'mmol/L' } });
@@ -193,9 +193,26 @@ describe('FHIR output under attack (issue 13 review)', () => {
     expect(ne.resource.valueString).toBe('<>5');
     expect(obsOf({ value: { kind: 'structured-numeric', comparator: '=', num1: '5', unit: 'mmol/L' } }).resource.valueQuantity).toEqual({ value: 5, unit: 'mmol/L', system: 'http://unitsofmeasure.org', code: 'mmol/L' });
     expect(obsOf({ value: { kind: 'structured-numeric', comparator: '>=', num1: '5', unit: 'mmol/L' } }).resource.valueQuantity.comparator).toBe('>=');
+    for (const statusCode of ['D', 'W'] as const) {
+      const del = obsOf({ statusCode, status: 'entered-in-error', value: undefined });
+      expect(del.resource.status).toBe('entered-in-error');
+      expect(del.request.method, statusCode).toBe('PUT'); // replaces the result it withdraws
+    }
+    expect(obsOf({ statusCode: 'X', status: 'cancelled', value: undefined }).request.method).toBe('POST');
     const amended = obsOf({ statusCode: 'A', status: 'amended' });
     expect(amended.resource.status).toBe('amended');
     expect(amended.request).toEqual({ method: 'PUT', url: 'Observation?identifier=urn%3Aiomt-gateway%3Aresult%7Can-1%2FS1%2FLN%2F2345-7%2F' });
+  });
+
+  it('Medplum: a result later deleted by the lab (0085 D) is entered-in-error on the server, not a second Observation beside the final one', async () => {
+    const o = new FhirHttpOutput({ destination: 'd', baseUrl: fhir.url });
+    const sub = { patientIds: [{ id: 'BN-DEL', type: 'MR' }], specimenId: 'S-DEL' };
+    const f = OBS({ id: 'DF-1', messageUid: 'DF', subject: sub });
+    const d = OBS({ id: 'DD-1', messageUid: 'DD', subject: sub, statusCode: 'D', status: 'entered-in-error', value: undefined });
+    expect((await o.write([entry(o, 'DF', [f])], sig()))[0].outcome).toBe('delivered');
+    expect((await o.write([entry(o, 'DD', [d])], sig()))[0].outcome).toBe('delivered');
+    const found = await fhir.search('Observation', { identifier: 'urn:iomt-gateway:result|an-1/S-DEL/LN/2345-7/' });
+    expect(found.map((x: any) => x.status)).toEqual(['entered-in-error']);
   });
 
   it('the Patient is matched on a valid identifier before a flagged one (a CCCD with a wrong province or century)', () => {
