@@ -10,14 +10,19 @@ import { parseHl7 } from '../../../drivers/hl7-mllp/hl7-message';
 import { validateOruR01v251 } from '../../../test/helpers/hl7v251-validator';
 
 describe('CCCD (NĐ 137/2015: PPP G YY RRRRRR)', () => {
-  const cases: Array<[string, { birthDate?: string; sex?: string }, RegExp[]]> = [
+  const NOW = Date.parse('2026-11-30T00:00:00Z');
+  const cases: Array<[string, { birthDate?: string; sex?: string; now?: number }, RegExp[]]> = [
     ['079185000123', {}, []], // HCMC, G=1 female 19xx, 85
     ['079185000123', { birthDate: '19850312', sex: 'F' }, []],
     ['001200001234', { birthDate: '2000-01-01', sex: 'm' }, []], // Hà Nội, G=2 male 20xx, 00
     ['096305000001', { birthDate: '20050101', sex: 'F' }, []], // Cà Mau, G=3 female 20xx
     ['079185000123', { sex: 'M' }, [/sex digit/]],
     ['079185000123', { birthDate: '19860312' }, [/year digits/]],
-    ['079285000123', { birthDate: '19850312' }, [/year digits/]], // G=2 says 20xx
+    ['079285000123', { birthDate: '19850312', now: NOW }, [/future/, /year digits/]], // G=2 says 2085
+    ['079485000123', { now: NOW }, [/future/]], // G=4: born 2185, no one's number yet
+    ['079326000123', { now: NOW }, []], // G=3: born 2026
+    ['079327000123', { now: NOW }, [/future/]], // 2027
+    ['001984000001', { now: NOW }, [/future/]], // G=9: 2384
     ['003185000123', {}, [/province/]], // 003 is not a province code
     ['099185000123', {}, [/province/]],
     ['07918500012', {}, [/12 digits/]],

@@ -29,12 +29,14 @@ function birthYear(birthDate: string | undefined): number | undefined {
  * Problems of a CCCD number (empty = valid). With `birthDate` / `sex` (HL7 Table 0001 M/F) the century,
  * year and sex digits are cross-checked (NĐ 137/2015 art. 7: G = 0/1 born 19xx male/female, 2/3 20xx, 4/5 21xx ...).
  */
-export function checkCccd(value: string, ctx: { birthDate?: string; sex?: string } = {}): string[] {
+export function checkCccd(value: string, ctx: { birthDate?: string; sex?: string; now?: number } = {}): string[] {
   if (!/^\d{12}$/.test(value)) return ['CCCD must be 12 digits'];
   const problems: string[] = [];
   if (!CCCD_PROVINCES.has(value.slice(0, 3))) problems.push('CCCD digits 1-3 are not a province code');
   const g = Number(value[3]);
   const year = 1900 + Math.floor(g / 2) * 100 + Number(value.slice(4, 6));
+  // a birth year after this year (G 4-9 = 22nd-24th century, or 2/3 with a later YY) is no one's number yet
+  if (year > new Date(ctx.now ?? Date.now()).getUTCFullYear()) problems.push('CCCD century/year digits (4-6) give a birth year in the future');
   const born = birthYear(ctx.birthDate);
   if (born !== undefined && born !== year) problems.push('CCCD century/year digits (4-6) do not match the birth date');
   const sex = ctx.sex?.trim().toUpperCase();
