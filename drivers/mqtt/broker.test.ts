@@ -154,6 +154,11 @@ describe('MQTT broker: publish', () => {
     await c.publishAsync('iomt/bed-03/waveform', '{}', { qos: 1 });
     expect(store.listQuarantine(1000).length).toBe(q0 + 1);
     expect(store.listQuarantine(1)[0].reason).toMatch(/unknown topic 'waveform'/);
+    // a topic can carry a patient id: kept in the quarantine entry, never in the status (or the log line beside it)
+    await c.publishAsync('iomt/bed-03/patient/PID-4711', '{}', { qos: 1 });
+    expect(store.listQuarantine(1)[0].reason).toContain('patient/PID-4711');
+    expect(broker.clientStatus('bed-03').lastError).toMatch(/^payload quarantined \(#\d+\): unknown topic/);
+    expect(JSON.stringify([broker.clientStatus('bed-03'), broker.status()])).not.toContain('PID-4711');
   });
 
   it('store failure: no PUBACK, the connection is closed (the client re-sends)', async () => {

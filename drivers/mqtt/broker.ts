@@ -426,7 +426,9 @@ export class MqttBroker {
       if (raw.length > (this.opts.maxPayloadBytes ?? 262_144)) throw Object.assign(new PayloadError('', `payload of ${raw.length} bytes is over the limit of ${this.opts.maxPayloadBytes ?? 262_144}`), { tooLarge: true });
       if (kind === 'vitals') norm = normalizeVitals(raw, { clientId: id, receivedAt, maxSkewMs: this.opts.maxSkewMs });
       else if (kind === 'alarms') norm = normalizeAlarms(raw, { clientId: id, receivedAt, maxSkewMs: this.opts.maxSkewMs });
-      else throw new PayloadError('', `unknown topic '${packet.topic.slice(prefix.length).slice(0, 64)}' (use vitals, alarms or status)`);
+      // the topic goes to the quarantine (protected like the payload), not to the log or the status: a
+      // device's topic can carry patient data (iomt/<id>/patient/<patient id>)
+      else throw Object.assign(new PayloadError('', `unknown topic '${packet.topic.slice(prefix.length).slice(0, 64)}' (use vitals, alarms or status)`), { logText: 'unknown topic under iomt/<clientId>/ (use vitals, alarms or status; the topic is in the quarantine entry)' });
     } catch (e) {
       if (!(e instanceof PayloadError)) {
         // a bug, not the device's fault: nothing is acknowledged, the device keeps the message
@@ -487,7 +489,7 @@ export class MqttBroker {
     }
     metrics.quarantined.inc({ device: this.opts.deviceId });
     this.clientState(id).quarantined++;
-    this.error(id, `payload quarantined (#${qid}): ${e.message}`);
+    this.error(id, `payload quarantined (#${qid}): ${(e as { logText?: string }).logText ?? e.message}`);
     // the client learns why on its own errors topic (QoS 0; MQTT 3.1.1 has no negative PUBACK)
     setImmediate(() =>
       this.broker.publish(
