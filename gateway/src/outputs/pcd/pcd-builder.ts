@@ -97,6 +97,8 @@ export function nmText(n: number): string {
 function valueFields(o: Observation): [string, string, string] {
   const v = o.value;
   if (!v) return ['', '', ''];
+  // an alarm's value is its source metric's (OBX-3 is the event): /min of a heart-rate alarm is beats per minute
+  if (o.alarm?.source && o.code.system === MDC_SYSTEM && !lookupVital(o.code.code)?.ucum && lookupVital(o.alarm.source)?.ucum) o = { ...o, code: { system: MDC_SYSTEM, code: o.alarm.source } };
   switch (v.kind) {
     case 'quantity':
       if (v.comparator) return ['SN', `${e(v.comparator)}^${v.decimal ?? nmText(v.value)}`, unitField(v.unit, o.code)];
