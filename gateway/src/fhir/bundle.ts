@@ -29,6 +29,7 @@ import {
   gender,
   identifierQuery,
   interpretation,
+  LOINC,
   OBS_CATEGORY,
   observationStatus,
   referenceRange,
@@ -247,8 +248,15 @@ function reportEntry(obs: Observation[], key: string, n: number, obsUrls: string
   r.status = reportStatus(obs);
   // HL7 v2.5.1 Table 0074 diagnostic service section (OBR-24), else RAD for DICOM instances, else LAB
   r.category = [{ coding: [{ system: V2_0074, code: ord.section || (first.category === 'imaging' ? 'RAD' : 'LAB') }] }];
-  const svc = ord.service ?? first.code;
-  r.code = { coding: [coding(svc, opts.site)], ...(svc.display ? { text: svc.display } : {}) };
+  // OBR-4 / ASTM O.5 ordered service; else the one test of the group; a group of several tests without an
+  // ordered service is not named after its first test (that would misname the report): LOINC 11502-2 for lab
+  const oneTest = obs.every((o) => o.code.system === first.code.system && o.code.code === first.code.code);
+  const svc = ord.service ?? (oneTest ? first.code : undefined);
+  r.code = svc
+    ? { coding: [coding(svc, opts.site)], ...(svc.display ? { text: svc.display } : {}) }
+    : first.category === 'laboratory' || !first.category
+      ? { coding: [{ system: LOINC, code: '11502-2', display: 'Laboratory report' }], text: 'Laboratory report' }
+      : { text: `${first.category} results` };
   if (refs.patient) r.subject = { reference: refs.patient };
   const eff = fhirDateTime(ord.collectedAt, opts.site.localTimeOffset) ?? fhirDateTime(first.effectiveAt, opts.site.localTimeOffset);
   if (eff) r.effectiveDateTime = eff;

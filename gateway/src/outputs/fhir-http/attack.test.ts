@@ -215,6 +215,18 @@ describe('FHIR output under attack (issue 13 review)', () => {
     expect(found.map((x: any) => x.status)).toEqual(['entered-in-error']);
   });
 
+  it('a DiagnosticReport of several tests without an ordered service is not named after its first test', () => {
+    const o = new FhirHttpOutput({ destination: 'd', baseUrl: fhir.url });
+    const rep = (obs: Observation[]) => bundleOf(o, obs).entry.find((e: any) => e.resource.resourceType === 'DiagnosticReport').resource;
+    const glu = OBS();
+    const urea = OBS({ id: 'U1-2', seq: 2, code: { system: 'LN', code: '3094-0', display: 'Urea' } });
+    expect(rep([glu, urea]).code).toEqual({ coding: [{ system: 'http://loinc.org', code: '11502-2', display: 'Laboratory report' }], text: 'Laboratory report' });
+    expect(rep([glu]).code).toEqual({ coding: [{ system: 'http://loinc.org', code: '2345-7', display: 'Glucose' }], text: 'Glucose' });
+    const svc = { system: 'local', code: 'BIO', display: 'Sinh hoá máu' };
+    expect(rep([glu, urea].map((x) => ({ ...x, order: { service: svc } }))).code.text).toBe('Sinh hoá máu');
+    expect(() => validateResource(rep([glu, urea]))).not.toThrow();
+  });
+
   it('the Patient is matched on a valid identifier before a flagged one (a CCCD with a wrong province or century)', () => {
     const o = new FhirHttpOutput({ destination: 'd', baseUrl: fhir.url });
     const matchOf = (patientIds: Array<{ id: string; type: string }>, birthDate = '19850312') =>
