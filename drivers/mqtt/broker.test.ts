@@ -134,6 +134,16 @@ describe('MQTT broker: publish', () => {
     expect(broker.clientStatus('bed-02').lastError).toMatch(/outside its own topic/);
   });
 
+  it('publishing to its own errors topic closes the connection, stores nothing and says why (status)', async () => {
+    const c = await connect('bed-02', pw['bed-02']);
+    const before = messagesOf().length;
+    const closed = new Promise((r) => c.once('close', r));
+    c.publish('iomt/bed-02/errors', '{"reason":"forged"}', { qos: 1 });
+    await closed;
+    expect(messagesOf().length).toBe(before);
+    expect(broker.clientStatus('bed-02').lastError).toMatch(/errors refused/);
+  });
+
   it('a bad payload is quarantined with the reason, acknowledged, and the reason is published on iomt/<id>/errors', async () => {
     const c = await connect('bed-03', pw['bed-03']);
     await c.subscribeAsync('iomt/bed-03/errors', { qos: 0 });

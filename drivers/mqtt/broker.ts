@@ -413,7 +413,12 @@ export class MqttBroker {
       if (isWill || text === 'offline' || /"state"\s*:\s*"offline"/.test(text)) this.mark(id, isWill ? 'will' : 'disconnect');
       if (kind === 'status') return done(null);
     }
-    if (packet.topic.slice(prefix.length) === 'errors') return done(new Refusal('iomt/<clientId>/errors is written by the gateway only'));
+    if (packet.topic.slice(prefix.length) === 'errors') {
+      // MQTT 3.1.1 3.3.5: not accepted, so the connection is closed; the reason is kept (status, log)
+      metrics.rejected.inc({ device: this.opts.deviceId, reason: 'mqtt-acl' });
+      this.error(id, 'publish to iomt/<clientId>/errors refused (written by the gateway only): connection closed');
+      return done(new Refusal('iomt/<clientId>/errors is written by the gateway only'));
+    }
     const receivedAt = new Date();
     const c = this.clientState(id);
     c.lastMessageAt = receivedAt.toISOString();
