@@ -127,9 +127,9 @@ export class RawAssociation {
     socket.on('error', () => undefined);
   }
 
-  static connect(port: number, host = '127.0.0.1'): Promise<RawAssociation> {
+  static connect(port: number, host = '127.0.0.1', localAddress?: string): Promise<RawAssociation> {
     return new Promise((resolve, reject) => {
-      const s = net.connect(port, host, () => resolve(new RawAssociation(s)));
+      const s = net.connect({ port, host, ...(localAddress ? { localAddress } : {}) }, () => resolve(new RawAssociation(s)));
       s.once('error', reject);
     });
   }

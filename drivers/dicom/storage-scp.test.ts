@@ -16,7 +16,7 @@ import { makeCerts } from '../../test/helpers/tls';
 import type { DicomDataset, DicomInstanceRecord } from './contracts';
 import { fileMetaLength, TS } from './part10';
 import { associateRq, contextResults, cStoreCommand, pData, RawAssociation, RELEASE_RQ, userInfoItems } from './raw-scu';
-import { DicomStorageScp, instanceFileName, MPPS_SOP_CLASS, type DicomScpOptions } from './storage-scp';
+import { DicomStorageScp, instanceFileName, MPPS_SOP_CLASS, MWL_FIND_SOP_CLASS, type DicomScpOptions } from './storage-scp';
 
 const run = promisify(execFile);
 const FIX = join(__dirname, 'fixtures');
@@ -692,12 +692,34 @@ describe('DICOM storage SCP with dcmtk (storescu, echoscu, findscu) and a real s
     ['worklist with allowFrom', { services: { worklist: { find: async () => [] } }, allowFrom: '10.1.2.0/24' }, false],
     ['worklist with allowed callers', { services: { worklist: { find: async () => [] } }, allowedCallers: [{ aeTitle: 'CT01' }] }, false],
     ['storage only, no allow-list', {}, false],
-  ] as Array<[string, Partial<DicomScpOptions>, boolean]>)('%s: the status says whether the worklist (patient names) is open to any caller → %s', async (_what, opts, open) => {
+  ] as Array<[string, Partial<DicomScpOptions>, boolean]>)('%s: the status says whether the worklist (patient names) is limited to loopback → %s', async (_what, opts, open) => {
     // the default imaging flow listens on 0.0.0.0 with the worklist on and no allow-list: any host
     // reaching the port read the scheduled patients (findscu -W with any AE title), and nothing said so
     const x = await startScp({ host: '0.0.0.0', ...opts });
     try {
-      expect(x.scp.status().detail?.includes('worklist open to any caller')).toBe(open);
+      expect(x.scp.status().detail?.includes('worklist/MPPS only from loopback')).toBe(open);
+    } finally {
+      await x.scp.close();
+    }
+  });
+
+  it.each([
+    ['no allow-list, from 127.0.0.1', {}, '127.0.0.1', 0],
+    ['no allow-list, from 127.0.0.2 (another host)', {}, '127.0.0.2', 3],
+    ['allowFrom 127.0.0.0/8, from 127.0.0.2', { allowFrom: '127.0.0.0/8' }, '127.0.0.2', 0],
+    ['allowed caller MOD1, from 127.0.0.2', { allowedCallers: [{ aeTitle: 'MOD1' }] }, '127.0.0.2', 0],
+  ] as Array<[string, Partial<DicomScpOptions>, string, number]>)('worklist and MPPS contexts (patient data) %s → result %i; storage and echo always', async (_what, opts, from, want) => {
+    // issue 10 §3: a service that gives out patient data is never "anyone" by default (PS3.8 9.3.3.2 result 3: abstract syntax not supported)
+    const x = await startScp({ host: '0.0.0.0', services: { worklist: { find: async () => [] }, mpps: { nCreate: async () => 0, nSet: async () => 0 } }, ...opts });
+    try {
+      const a = await RawAssociation.connect(x.port, '127.0.0.1', from);
+      a.write(associateRq({ calling: 'MOD1', called: AET, contexts: [MWL_FIND_SOP_CLASS, MPPS_SOP_CLASS, '1.2.840.10008.1.1', '1.2.840.10008.5.1.4.1.1.2'].map((abstractSyntax) => ({ abstractSyntax, transferSyntaxes: [TS.explicitLE] })) }));
+      const ac = await a.read();
+      expect(ac?.type).toBe(0x02);
+      const r = contextResults(ac!.body);
+      expect([r.get(1)?.result, r.get(3)?.result]).toEqual([want, want]);
+      expect([r.get(5)?.result, r.get(7)?.result]).toEqual([0, 0]);
+      a.socket.destroy();
     } finally {
       await x.scp.close();
     }

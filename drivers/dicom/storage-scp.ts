@@ -49,6 +49,8 @@ dimse.log.setLevel((process.env.IOMT_DICOM_LIB_LOG as 'trace' | 'debug' | 'info'
 export const DRIVER_NAME = 'dicom';
 export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1'; // PS3.4 A
 export const MWL_FIND_SOP_CLASS = '1.2.840.10008.5.1.4.31'; // PS3.4 K.6.1.2
+/** Who may use the worklist and MPPS when the SCP has no allow-list at all (issue 10 §3). */
+export const PATIENT_SERVICES_DEFAULT_FROM = ['127.0.0.1', '::1'];
 export const MPPS_SOP_CLASS = '1.2.840.10008.3.1.2.3.3'; // PS3.4 F.7
 /** Storage SOP classes (PS3.4 B.5): everything under the storage root, plus these outside it. */
 export const STORAGE_ROOT = '1.2.840.10008.5.1.4.1.1.';
@@ -269,9 +271,11 @@ export class DicomStorageScp {
       // reaches the port (any AE title) can read it (findscu -W -k PatientName=*). Said where the
       // operator looks (status, log at warn), as the orders listener does for its own default
       const loopback = /^(127\.|::1$|localhost$)/.test(this.opts.host ?? '');
-      if (this.opts.services?.worklist && !this.callers.length && !this.opts.allowFrom && !loopback) {
-        this.detail += '; worklist open to any caller: set allowed callers or allowFrom';
-        this.log.warn({ port: this.port }, 'DICOM worklist without an allow-list: any host that reaches the port can read the scheduled patients; set allowedCallers (DICOM_ALLOWED_CALLERS) or allowFrom (DICOM_ALLOW_FROM)');
+      if ((this.opts.services?.worklist || this.opts.services?.mpps) && !this.callers.length && !this.opts.allowFrom && !loopback) {
+        // issue 10 §3: like the orders listener, a service that gives out (or changes) patient data is never
+        // "anyone" by default: without allowedCallers/allowFrom only 127.0.0.1 and ::1 get its context
+        this.detail += '; worklist/MPPS only from loopback: set allowed callers or allowFrom';
+        this.log.warn({ port: this.port }, 'DICOM worklist/MPPS without an allow-list: only loopback (127.0.0.1, ::1) may use them; set allowedCallers (DICOM_ALLOWED_CALLERS) or allowFrom (DICOM_ALLOW_FROM) to the modalities');
       }
       if (signal) {
         if (signal.aborted) void this.close();
@@ -381,10 +385,13 @@ export class DicomStorageScp {
     // time (the library would echo the SCU's window, and its C-STORE state machine is synchronous)
     assoc.setNegotiateAsyncOps(false);
     const services = this.opts.services ?? {};
+    // the worklist answers patient names, ids and birth dates, MPPS changes what the RIS is told: with no
+    // allow-list at all (no allowed callers, no allowFrom) only loopback peers get these contexts
+    const patientServices = this.callers.length > 0 || !!this.opts.allowFrom || PATIENT_SERVICES_DEFAULT_FROM.includes(info.address);
     for (const { context } of assoc.getPresentationContexts() as Array<{ context: PresentationContext }>) {
       const as = context.getAbstractSyntaxUid();
       const offered =
-        as === VERIFICATION_SOP_CLASS || (as === MWL_FIND_SOP_CLASS && services.worklist) || (as === MPPS_SOP_CLASS && services.mpps)
+        as === VERIFICATION_SOP_CLASS || (as === MWL_FIND_SOP_CLASS && services.worklist && patientServices) || (as === MPPS_SOP_CLASS && services.mpps && patientServices)
           ? PLAIN_TRANSFER_SYNTAXES
           : this.opts.storage !== false && isStorageSopClass(as)
             ? STORAGE_TRANSFER_SYNTAXES
