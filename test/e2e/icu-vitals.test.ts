@@ -200,4 +200,27 @@ describe('ICU vitals: PCD-01 in → EMR (downsampled), alarm manager (ACM), upst
     expect(store.destinationStats('emr')[0]).toMatchObject({ delivered: 2, pending: 0, dead: 0 });
     expect(store.destinationStats('alarm-manager')[0]).toMatchObject({ delivered: 1, pending: 0, dead: 0 });
   });
+
+  it('a vital whose outbox append failed passes the EMR\'s downsampling when the flow sends it again (not thinned as a repeat of itself)', { timeout: 20_000 }, async () => {
+    const at = new Date().toISOString();
+    const r = await store.submit({
+      deviceId: 'bedside-mqtt', driver: 'mqtt-monitor', raw: Buffer.from('retry-case'), receivedAt: new Date(at), sender: 'dev-retry', messageType: 'MQTT vitals',
+      drafts: [{ code: { system: 'urn:iso:std:iso:11073:10101', code: '147842', display: 'MDC_ECG_HEART_RATE' }, status: 'preliminary', statusCode: 'R', category: 'vital-signs', valueType: 'NM', value: { kind: 'quantity', value: 77, unit: '/min' }, effectiveAt: at, equipment: { id: 'dev-retry' }, location: { bed: 'RETRY-01' } }],
+    });
+    const emrNode = nodes.find((n) => n.id === 'emr')!;
+    const real = store.appendOutbox.bind(store);
+    let failed = 0;
+    (store as unknown as { appendOutbox: typeof real }).appendOutbox = async (...a: Parameters<typeof real>) => {
+      if (a[0] === 'emr' && failed++ === 0) throw new Error('disk full (test)');
+      return real(...a);
+    };
+    try {
+      await expect(input(emrNode, r.observations, r.messageUid, r.messageId)).rejects.toThrow(/disk full/);
+      await input(emrNode, r.observations, r.messageUid, r.messageId); // the flow tracker's re-emission
+    } finally {
+      (store as unknown as { appendOutbox: typeof real }).appendOutbox = real;
+    }
+    expect(failed).toBe(2);
+    await waitFor(() => emr.received.some((m) => m.text.includes('RETRY-01')), 10_000);
+  });
 });

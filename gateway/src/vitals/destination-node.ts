@@ -66,7 +66,8 @@ export function startVitalsDestination(o: VitalsDestinationOptions): boolean {
     // not this destination's kind (e.g. alarms at a PCD-01 EMR): nothing to queue, nothing lost (the ACM destination takes them)
     const mine = o.select ? o.select(all) : all;
     // downsampled-away values stay in the store and are counted (iomt_vitals_downsampled_total)
-    const { kept } = sampler.filter(mine);
+    // remembered only once queued: a message re-emitted after a failed append is thinned as if new
+    const { kept, commit } = sampler.select(mine);
     if (!kept.length) {
       done();
       return;
@@ -82,6 +83,7 @@ export function startVitalsDestination(o: VitalsDestinationOptions): boolean {
     rt.store
       .appendOutbox(destination, [{ key, messageId: msg._iomt.messageId, payload: prepared.payload, contentType: prepared.contentType }])
       .then(() => {
+        commit();
         worker.wake();
         done();
       })

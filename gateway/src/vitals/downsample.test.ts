@@ -65,4 +65,21 @@ describe('Downsampler (one value per parameter per interval; alarms never thinne
     expect(d.filter([obs('147842', t(120))]).kept).toHaveLength(1);
     expect(d.filter([obs('147842', t(0))]).kept).toHaveLength(1); // device clock went back > interval
   });
+
+  it('select(): what passed is remembered only on commit (a message re-emitted after a failed outbox append passes again)', () => {
+    const d = new Downsampler('emr-retry', { intervalMs: 60_000 });
+    const first = obs('147842', t(0));
+    const a = d.select([first]);
+    expect(a.kept).toEqual([first]);
+    // the append failed: no commit; the flow re-emits the same message
+    const b = d.select([first]);
+    expect(b.kept).toEqual([first]);
+    b.commit();
+    // now queued: the same value and a later one within the interval are thinned
+    expect(d.select([first]).kept).toEqual([]);
+    expect(d.filter([obs('147842', t(30))]).kept).toEqual([]);
+    // inside one message, two values of one parameter still see each other before the commit
+    const two = d.select([obs('147842', t(60)), obs('147842', t(61))]);
+    expect(two.kept.map((o) => o.effectiveAt)).toEqual([t(60)]);
+  });
 });

@@ -49,10 +49,23 @@ export class Downsampler {
     return `${device}\u0000${o.location?.bed ?? ''}\u0000${o.code.system}|${o.code.code}\u0000${o.subId ?? ''}`;
   }
 
-  /** The observations this destination gets; the rest are counted as downsampled. */
+  /** The observations this destination gets; the rest are counted as downsampled. Remembers the kept ones at once. */
   filter(observations: Observation[]): { kept: Observation[]; dropped: number } {
-    if (!(this.opts.intervalMs > 0)) return { kept: observations, dropped: 0 };
+    const r = this.select(observations);
+    r.commit();
+    return r;
+  }
+
+  /**
+   * As filter(), but what passed is remembered only by `commit()`, to be called once the destination
+   * queued it durably. A value whose queueing failed and that comes again (the flow re-emits a message
+   * whose outbox append failed) must pass again: remembered at once, it was thinned as a repeat of itself
+   * and the destination never got that interval's value.
+   */
+  select(observations: Observation[]): { kept: Observation[]; dropped: number; commit(): void } {
+    if (!(this.opts.intervalMs > 0)) return { kept: observations, dropped: 0, commit: () => undefined };
     const kept: Observation[] = [];
+    const passed = new Map<string, number>();
     let dropped = 0;
     for (const o of observations) {
       if (this.bypass(o)) {
@@ -61,17 +74,17 @@ export class Downsampler {
       }
       const t = Date.parse(o.effectiveAt ?? o.receivedAt);
       const key = Downsampler.parameterKey(o);
-      const prev = this.last.get(key);
+      const prev = passed.get(key) ?? this.last.get(key);
       // pass the first value, a value at least intervalMs after the last passed one, or one from before it (clock reset)
       if (prev === undefined || Number.isNaN(t) || t - prev >= this.opts.intervalMs || t < prev - this.opts.intervalMs) {
-        if (!Number.isNaN(t)) this.remember(key, t);
+        if (!Number.isNaN(t)) passed.set(key, t);
         kept.push(o);
       } else {
         dropped++;
       }
     }
     if (dropped) downsampledTotal.inc({ destination: this.destination }, dropped);
-    return { kept, dropped };
+    return { kept, dropped, commit: () => passed.forEach((t, key) => this.remember(key, t)) };
   }
 
   private bypass(o: Observation): boolean {
