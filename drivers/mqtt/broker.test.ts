@@ -193,6 +193,14 @@ describe('MQTT broker: publish', () => {
 });
 
 describe('MQTT broker: device status', () => {
+  it('a device that published "offline" on its status topic and then sends vitals on the same connection is shown online again', async () => {
+    const c = await connect('bed-02', pw['bed-02']);
+    await c.publishAsync('iomt/bed-02/status', 'offline', { qos: 1 });
+    expect(broker.clientStatus('bed-02').state).toBe('disconnected');
+    await c.publishAsync('iomt/bed-02/vitals', VITALS(81), { qos: 1 });
+    expect(broker.clientStatus('bed-02').state).toBe('connected');
+  });
+
   it('a will marks the device offline (reason will); a clean disconnect as disconnect', async () => {
     const c = await connect('bed-02', pw['bed-02'], { will: { topic: 'iomt/bed-02/status', payload: Buffer.from('offline'), qos: 1, retain: false } });
     await waitFor(() => broker.clientStatus('bed-02').state === 'connected', 3000).catch(() => { throw new Error(JSON.stringify(broker.clientStates())); });

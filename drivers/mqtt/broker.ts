@@ -421,6 +421,11 @@ export class MqttBroker {
     }
     const receivedAt = new Date();
     const c = this.clientState(id);
+    if (!isWill && !c.connected && (this.broker as unknown as { clients: Record<string, Client> }).clients[id] === client) {
+      // it said "offline" on its status topic but is still connected and sending: online again
+      c.connected = true;
+      c.offlineReason = undefined;
+    }
     c.lastMessageAt = receivedAt.toISOString();
     this.lastMessageAt = c.lastMessageAt;
     c.messages++;
