@@ -318,7 +318,7 @@ export function buildTransactionBundle(observations: Observation[], key: string,
   const studyUrl = new Map<string, string>();
   for (const [uid, items] of studies) {
     const refs = refsOf.get(items[0].o)!;
-    const resource = imagingStudyResource(items, { subject: refs.patient ?? refs.device, device: refs.device }, { accessionSystem: opts.site.systems.accession, profile: profiles(opts, 'ImagingStudy') });
+    const resource = imagingStudyResource(items, { subject: refs.patient ?? refs.device, device: refs.device }, { accessionSystem: opts.site.systems.accession, profile: profiles(opts, 'ImagingStudy'), localTimeOffset: opts.site.localTimeOffset });
     studyUrl.set(uid, add(imagingStudyEntry(stableUuid(key, `ImagingStudy|${uid}`), resource, uid))!);
   }
   let n = 0;

@@ -76,7 +76,7 @@ export interface ImagingStudyEntry {
  * One ImagingStudy per Study Instance UID among `obs` (all must have an ImagingRef). `subject` is the
  * Patient reference, else the Device (R4 ImagingStudy.subject is 1..1: Patient | Device | Group).
  */
-export function imagingStudyResource(study: Array<{ o: Observation; ref: ImagingRef }>, refs: { subject: string; device: string }, opts: { accessionSystem?: string; profile?: string[] }): Json {
+export function imagingStudyResource(study: Array<{ o: Observation; ref: ImagingRef }>, refs: { subject: string; device: string }, opts: { accessionSystem?: string; profile?: string[]; localTimeOffset?: string }): Json {
   const first = study[0];
   const r: Json = { resourceType: 'ImagingStudy' };
   if (opts.profile?.length) r.meta = { profile: opts.profile };
@@ -89,7 +89,7 @@ export function imagingStudyResource(study: Array<{ o: Observation; ref: Imaging
   const modalities = [...new Set(study.map((x) => x.ref.modality).filter((m): m is string => !!m))];
   if (modalities.length) r.modality = modalities.map((code) => ({ system: DCM, code }));
   r.subject = { reference: refs.subject };
-  const started = study.map((x) => fhirDateTime(x.o.effectiveAt)).filter((t): t is string => !!t).sort()[0];
+  const started = study.map((x) => fhirDateTime(x.o.effectiveAt, opts.localTimeOffset)).filter((t): t is string => !!t).sort()[0];
   if (started) r.started = started;
   const series = new Map<string, Array<{ o: Observation; ref: ImagingRef }>>();
   for (const x of study) {

@@ -181,6 +181,10 @@ describe('FHIR output under attack (issue 13 review)', () => {
     expect(rep.effectiveDateTime).toBe('2025-03-01T09:55:00+07:00');
     expect(spec.collection.collectedDateTime).toBe('2025-03-01T09:55:00+07:00');
     for (const e of b.entry) expect(() => validateResource(e.resource)).not.toThrow();
+    // DICOM DA/TM carry no offset either: ImagingStudy.started keeps the time
+    const st = '1.2.826.0.1.3680043.8.498.9';
+    const img = OBS({ category: 'imaging', code: { system: 'DCM', code: '110026' }, value: { kind: 'reference', pointer: 'dicom/x/y/z.dcm' }, effectiveAt: '2025-03-01T14:05:00', imaging: { studyInstanceUid: st, seriesInstanceUid: `${st}.1`, sopInstanceUid: `${st}.1.1`, sopClassUid: '1.2.840.10008.5.1.4.1.1.2', modality: 'CT' } });
+    expect(bundleOf(o, [img]).entry.find((e: any) => e.resource.resourceType === 'ImagingStudy').resource.started).toBe('2025-03-01T14:05:00+07:00');
     // a date only stays a date; an offset given stays as given
     expect(bundleOf(o, [OBS({ effectiveAt: '2025-03-01' })]).entry.find((e: any) => e.resource.resourceType === 'Observation').resource.effectiveDateTime).toBe('2025-03-01');
   });
