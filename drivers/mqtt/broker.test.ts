@@ -227,6 +227,18 @@ describe('MQTT broker: device status', () => {
     expect(broker.status()).toMatchObject({ deviceId: 'icu-mqtt', driver: 'mqtt-monitor' });
   });
 
+  it('a publish right after the revoke (before the next poll) is refused: no PUBACK, not stored', async () => {
+    const id = 'bed-05';
+    pw[id] = (await broker.credentials.add(id)).password;
+    const c = await connect(id, pw[id]);
+    await c.publishAsync(`iomt/${id}/vitals`, VITALS(70), { qos: 1 });
+    const before = messagesOf().length;
+    await new MqttCredentials(t.dir).revoke(id); // another process (CLI, admin API)
+    const answer = await Promise.race([c.publishAsync(`iomt/${id}/vitals`, VITALS(71), { qos: 1 }).then(() => 'PUBACK', () => 'closed'), new Promise((r) => c.once('close', () => r('closed')))]);
+    expect(answer).toBe('closed');
+    expect(messagesOf().length).toBe(before);
+  });
+
   it('a password replaced (revoke + add between two polls) closes the connection made with the old one; the new one connects', async () => {
     const c = await connect('bed-01', pw['bed-01']);
     const closed = new Promise((r) => c.once('close', r));

@@ -133,6 +133,8 @@ export class MqttBroker {
   private credVersion = '';
   /** The login (createdAt of its credentials record) each connection authenticated with. */
   private readonly loginOf = new WeakMap<Client, string>();
+  /** Active logins in the credentials file: client id → createdAt of its record. */
+  private activeLogins = new Map<string, string>();
   /** Called when a client id is seen for the first time (the node registers its status). */
   onClientAdded?: (clientId: string) => void;
 
@@ -301,11 +303,13 @@ export class MqttBroker {
   private loadKnownClients(): void {
     try {
       this.credVersion = this.credentials.version();
-      for (const r of this.credentials.list()) {
+      const list = this.credentials.list();
+      for (const r of list) {
         const c = this.clientState(r.clientId);
         c.known = true;
         c.revoked = !!r.revokedAt;
       }
+      this.activeLogins = new Map(list.filter((r) => !r.revokedAt).map((r) => [r.clientId, r.createdAt]));
     } catch (e) {
       this.log.error({ err: (e as Error).message }, 'cannot read the MQTT credentials file');
     }
@@ -321,12 +325,7 @@ export class MqttBroker {
     }
     if (v === this.credVersion) return;
     this.loadKnownClients();
-    let logins: Map<string, string>;
-    try {
-      logins = new Map(this.credentials.list().filter((r) => !r.revokedAt).map((r) => [r.clientId, r.createdAt]));
-    } catch {
-      return;
-    }
+    const logins = this.activeLogins;
     // a connection stays only while the login it authenticated with is still active: revoked, removed, or
     // replaced (revoke + add = a new password, maybe within one poll: the file then never shows 'revoked')
     for (const [id, live] of Object.entries((this.broker as unknown as { clients: Record<string, Client> }).clients)) {
@@ -401,6 +400,15 @@ export class MqttBroker {
       metrics.rejected.inc({ device: this.opts.deviceId, reason: 'mqtt-acl' });
       this.error(id, 'publish outside its own topic iomt/<clientId>/ refused: connection closed');
       return done(new Refusal('not authorized: topic outside iomt/<clientId>/'));
+    }
+    const login = this.loginOf.get(client);
+    if (login !== undefined) {
+      // a revoke or a new password counts from the moment the file says so, not from the next poll (a stat per publish)
+      this.pollCredentials();
+      if (this.activeLogins.get(id) !== login) {
+        this.error(id, 'login revoked or replaced: publish refused without PUBACK, connection closed');
+        return done(new Refusal('login revoked'));
+      }
     }
     this.guarded.get(client.conn)?.frame();
     // retained messages would be kept in the broker's memory for any topic a device invents: not kept
