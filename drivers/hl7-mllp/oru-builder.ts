@@ -2,6 +2,7 @@
  * Observations → ORU^R01^ORU_R01 HL7 v2.5.1 (protocols.md §3.4, §3.6; HL7 v2.5.1 7.3.1).
  * Pure and deterministic for the same input and `now` (and process TZ, which gives MSH-7's offset).
  */
+import { nmText } from '../../gateway/src/units/number-text';
 import type { Observation, ObservationStatus, PatientIdentifier, QualityFlag, Subject } from '../../gateway/src/contracts/observation';
 import { isValidUcum } from '../../gateway/src/units/ucum';
 import { escapeControls, escapeHl7, formatHl7Timestamp } from './hl7-message';
@@ -144,7 +145,7 @@ const DATE_FORMS: Record<string, RegExp> = {
 
 function numberText(v: { value: number; decimal?: string }): string {
   // the number as the device sent it keeps its precision ('4.20'); HL7 v2.5.1 2.A.47 NM allows it
-  return v.decimal && NM_FORM.test(v.decimal) ? v.decimal : String(v.value);
+  return v.decimal && NM_FORM.test(v.decimal) ? v.decimal : nmText(v.value);
 }
 
 function valueOf(o: Observation, isUcum: (u: string) => boolean): { type: string; value: string; unit: string } {

@@ -15,6 +15,7 @@
  *   F, C, U, A); a correction replaces the row of the result it corrects (same device, specimen, test),
  *   a deletion (D) or wrong result (W) removes it.
  */
+import { nmText } from '../units/number-text';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Observation } from '../contracts/observation';
@@ -90,7 +91,7 @@ export function giaTri(o: Observation): { value: string; unit: string } {
   if (!v) return { value: '', unit: '' };
   switch (v.kind) {
     case 'quantity':
-      return { value: `${v.comparator ?? ''}${v.decimal ?? String(v.value)}`, unit: v.unit };
+      return { value: `${v.comparator ?? ''}${v.decimal ?? nmText(v.value)}`, unit: v.unit };
     case 'text':
       return { value: v.text, unit: v.unit ?? '' };
     case 'coded':

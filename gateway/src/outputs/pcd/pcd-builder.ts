@@ -8,6 +8,7 @@
  * with their OBX-4 containment (MDS.VMD.CHAN.METRIC: the device's own when it sent one, else `m.1.1.n`).
  * OBX-6 is the MDC unit when the code map knows it (IHE PCD prefers MDC units), else UCUM.
  */
+import { nmText } from '../../units/number-text';
 import type { AlarmInfo, Observation, QualityFlag } from '../../contracts/observation';
 import { escapeHl7, formatHl7Timestamp } from '../../../../drivers/hl7-mllp/hl7-message';
 import { isValidUcum } from '../../units/ucum';
@@ -78,20 +79,8 @@ function unitField(unit: string | undefined, code?: { system: string; code: stri
   return `${e(unit)}^^L`;
 }
 
-/**
- * A number as HL7 NM text: optional sign, digits, optional decimal point (HL7 v2.6 2.A.47: no exponent).
- * JavaScript writes 1e-7 and -1e+308 in exponent form, which a receiver reads as text or refuses; the same
- * digits are written out in full instead (shortest round-trip digits, so Number(text) === n).
- */
-export function nmText(n: number): string {
-  const s = String(n);
-  const m = /^(-?)(\d)(?:\.(\d+))?e([+-]\d+)$/.exec(s);
-  if (!m) return s;
-  const digits = m[2] + (m[3] ?? '');
-  const point = 1 + Number(m[4]);
-  const body = point <= 0 ? `0.${'0'.repeat(-point)}${digits}` : point >= digits.length ? digits + '0'.repeat(point - digits.length) : `${digits.slice(0, point)}.${digits.slice(point)}`;
-  return m[1] + body;
-}
+/** A number as HL7 NM text, never in exponent form (gateway/src/units/number-text.ts). */
+export { nmText };
 
 /** OBX-2 and OBX-5 for a value (HL7 v2.6 2.A NM / ST / CWE / SN). */
 function valueFields(o: Observation): [string, string, string] {
