@@ -214,9 +214,7 @@ export function normalizeUnit(unit: string): UnitLookup | undefined {
 }
 
 const fits = new Map<string, boolean>();
-/** ucum-lhc's convertUnitTo (not in gateway/src/types/lhncbc-ucum-lhc.d.ts, which lists validateUnitString only). */
-type UcumConvert = { convertUnitTo(from: string, value: number, to: string): { status: string } };
-let ucumUtils: UcumConvert | undefined;
+let ucumUtils: ReturnType<typeof UcumLhcUtils.getInstance> | undefined;
 
 /**
  * Can a value in UCUM unit `unit` be a value of a metric whose usual UCUM unit is `expected`? True when
@@ -230,7 +228,7 @@ export function unitFitsMetric(unit: string, expected: string): boolean {
   let ok = fits.get(k);
   if (ok === undefined) {
     try {
-      ok = (ucumUtils ??= UcumLhcUtils.getInstance() as unknown as UcumConvert).convertUnitTo(unit, 1, expected).status === 'succeeded';
+      ok = (ucumUtils ??= UcumLhcUtils.getInstance()).convertUnitTo(unit, 1, expected).status === 'succeeded';
     } catch {
       ok = false;
     }
