@@ -124,14 +124,24 @@ describe('MQTT broker: publish', () => {
     await waitFor(() => messagesOf().length === before + 1, 3000);
   });
 
-  it('publishing under another device\'s topic closes the connection and stores nothing', async () => {
-    const c = await connect('bed-02', pw['bed-02']);
+  it('publishing under another device\'s topic closes the connection, stores no result, and keeps it in quarantine once (retries included)', async () => {
     const before = messagesOf().length;
-    const closed = new Promise((r) => c.once('close', r));
-    c.publish('iomt/bed-01/vitals', VITALS(99), { qos: 1 });
-    await closed;
+    const quarantinedBefore = store.listQuarantine(1000).length;
+    const payload = VITALS(99);
+    for (let i = 0; i < 2; i++) {
+      // the device retries the same publish after reconnecting: one quarantine entry, not one per retry
+      const c = await connect('bed-02', pw['bed-02']);
+      const closed = new Promise((r) => c.once('close', r));
+      c.publish('iomt/bed-01/vitals', payload, { qos: 1 });
+      await closed;
+      c.end(true);
+    }
     expect(messagesOf().length).toBe(before);
     expect(broker.clientStatus('bed-02').lastError).toMatch(/outside its own topic/);
+    const added = store.listQuarantine(1000).slice(0, store.listQuarantine(1000).length - quarantinedBefore);
+    expect(added).toHaveLength(1);
+    expect(added[0].reason).toMatch(/outside the client's own topic iomt\/bed-02\//);
+    expect(JSON.parse(store.getQuarantine(added[0].id)!.raw.toString('utf8')).observations).toBeDefined();
   });
 
   it('publishing to its own errors topic closes the connection, stores nothing and says why (status)', async () => {

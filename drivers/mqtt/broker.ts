@@ -20,7 +20,8 @@
  *   `{"topic","reason","quarantineId"}` on `iomt/<clientId>/errors` (the client may subscribe to it);
  * - store cannot commit (disk full, I/O): no PUBACK, the connection is closed; the client re-sends after
  *   it reconnects (QoS 1 with DUP);
- * - publish outside `iomt/<clientId>/`: not stored, the connection is closed (counted, logged).
+ * - publish outside `iomt/<clientId>/`: not stored as results, kept in quarantine with the reason (once per
+ *   client, topic and content), the connection is closed (counted, logged).
  * QoS 0 goes the same way (committed before the broker moves on) but the client gets no answer, so
  * nothing is promised to it.
  *
@@ -396,8 +397,10 @@ export class MqttBroker {
     const id = client.id;
     const prefix = `${TOPIC_ROOT}/${id}/`;
     if (!packet.topic.startsWith(prefix)) {
-      // ACL (issue 12 §1): not stored; MQTT 3.1.1 3.3.5: close the connection
+      // ACL (issue 12 §1): not stored as results; MQTT 3.1.1 3.3.5: close the connection. What was refused is
+      // kept in quarantine with the reason (once per client + topic + content: a device retries it for ever)
       metrics.rejected.inc({ device: this.opts.deviceId, reason: 'mqtt-acl' });
+      await this.quarantineRefused(id, packet);
       this.error(id, 'publish outside its own topic iomt/<clientId>/ refused: connection closed');
       return done(new Refusal('not authorized: topic outside iomt/<clientId>/'));
     }
@@ -485,6 +488,30 @@ export class MqttBroker {
     }
     reportCommitted(this.log, result, inbound, this.onCommitted, { connId: id, msg: 'duplicate MQTT publish (same client, topic and payload): acknowledged again, not stored' });
     done(null);
+  }
+
+  /** Refused publishes already in quarantine (client|topic|sha256), bounded: the oldest forgotten first. */
+  private readonly refusedSeen = new Set<string>();
+
+  /** Keep a publish refused by the ACL in quarantine (first 64 KiB), once per client, topic and content. */
+  private async quarantineRefused(clientId: string, packet: PublishPacket): Promise<void> {
+    const raw = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload ?? '');
+    const key = `${clientId}|${packet.topic}|${createHash('sha256').update(raw).digest('hex')}`;
+    if (this.refusedSeen.has(key)) return;
+    try {
+      await this.sink.quarantine({
+        deviceId: this.opts.deviceId,
+        driver: DRIVER_NAME,
+        raw: raw.subarray(0, 64 * 1024),
+        reason: `publish outside the client's own topic iomt/${clientId}/: refused (no PUBACK), connection closed`,
+        errorCode: 'GW_ERR_UNSUPPORTED',
+        meta: { clientId, topic: packet.topic.slice(0, 256), qos: packet.qos, bytes: raw.length },
+      });
+      this.refusedSeen.add(key);
+      if (this.refusedSeen.size > 1024) this.refusedSeen.delete(this.refusedSeen.values().next().value as string);
+    } catch {
+      // the store cannot take it now: the refusal stands (no PUBACK), the device keeps the message
+    }
   }
 
   private async quarantined(client: Client, packet: PublishPacket, raw: Buffer, e: PayloadError, done: (e?: Error | null) => void): Promise<void> {
