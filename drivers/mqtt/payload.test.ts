@@ -74,6 +74,9 @@ describe('vitals payload', () => {
     expect(skewed.flags).toEqual(['device-clock-skew', 'patient-unassociated']);
     expect(skewed.drafts[0].effectiveAt).toBe('2026-11-30T10:30:00.000Z');
     expect(Math.round(skewed.skewMs / 1000)).toBe(899);
+    // each result carries it too, so the EMR sees it (NTE / FHIR note), not only the gateway's message flag
+    expect(skewed.drafts[0].quality).toEqual([{ code: 'clock-skew', location: 'time', original: '2026-11-30T10:30:00Z', text: "device time ahead of the gateway's by 899 s: kept as sent" }]);
+    expect(n.drafts[0].quality ?? []).toEqual([]);
   });
 
   it('containment path → subId, per-observation time, EUI-64 upper-cased', () => {

@@ -206,7 +206,12 @@ function finish(env: Envelope, drafts: ObservationDraft[], ctx: NormalizeContext
   const skewMs = Date.parse(env.time) - ctx.receivedAt.getTime();
   const flags: string[] = [];
   // the device's time is kept as sent (its meaning); a clock far from ours is flagged, not corrected
-  if (Math.abs(skewMs) > (ctx.maxSkewMs ?? 300_000)) flags.push('device-clock-skew');
+  if (Math.abs(skewMs) > (ctx.maxSkewMs ?? 300_000)) {
+    flags.push('device-clock-skew');
+    // on each result too: the message flag stays in the gateway, the result's flag reaches the EMR (NTE / FHIR note)
+    const text = `device time ${skewMs > 0 ? 'ahead of' : 'behind'} the gateway's by ${Math.round(Math.abs(skewMs) / 1000)} s: kept as sent`;
+    for (const d of drafts) (d.quality ??= []).push({ code: 'clock-skew', location: 'time', original: env.time, text });
+  }
   if (!env.subject) flags.push('patient-unassociated');
   return { drafts, flags, skewMs };
 }

@@ -70,6 +70,7 @@ export interface QualityFlag {
     | 'raw-signal' // an instrument's raw signal (RLU, OD, ...), forwarded only because the profile says so
     | 'charset-fallback' // bytes invalid in the declared charset: decoded with the profile's fallback charset
     | 'unmapped-code' // code or unit not in the profile's maps: sent as the device's local code
+    | 'clock-skew' // the device's time is far from the gateway's receipt time: kept as sent, flagged so the EMR sees it
     | 'invalid-identifier'; // a patient identifier that fails its own rule (CCCD/BHXH/BHYT, protocols.md §7.1): kept as sent
   /** Where: HL7 `OBX^3^5` (segment^seq^field), ASTM `R^4^4` (record^position^field). */
   location?: string;
