@@ -107,6 +107,11 @@ export interface OrderInfo {
   service?: Coding; // OBR-4
   collectedAt?: string; // OBR-7, ISO 8601
   section?: string; // OBR-24
+  /** Imaging orders (protocols.md §5.3; HL7 v2.5.1 OBR-19 placer field 1, OBR-20 placer field 2, ZDS-1 / IPC-3):
+   * the Requested Procedure ID, the Scheduled Procedure Step ID and the Study Instance UID the RIS assigned. */
+  requestedProcedureId?: string;
+  scheduledStepId?: string;
+  studyInstanceUid?: string;
   /** PV1-19 visit number (HL7 v2.5.1 3.4.3.19): the HIS's visit key, exported as MA_LK (QĐ 130 XML4). PHI-adjacent. */
   visitNumber?: string;
   /** Specimen type, HL7 Table 0487 (BLD, SER, PLAS, UR ...): SPM-4; from the order, the device or the profile. */
