@@ -89,7 +89,32 @@ describe('MPPS handler (real store, real order cache)', () => {
     expect(segs[0]).toMatch(/^MSH\|\^~\\&\|IOMT-GW\|\|\|\|\d{14}[+-]\d{4}\|\|ORM\^O01\^ORM_O01\|C0\|P\|2\.5\.1\|+UNICODE UTF-8$/);
     expect(segs[1]).toBe('PID|1||BN0067890^^^BV_DEMO^MR||Nguyễn^Văn An||19790130|M');
     expect(segs[2]).toBe('ORC|SC|ORD-1|ORD-1||IP||||20250301101500');
-    expect(segs[3]).toBe('OBR|1|ORD-1|ORD-1|CTCHEST^CT ngực không cản quang^99RIS||||||||||||||ACC-1||||20250301101500||CT');
+    // OBR-19 Requested Procedure ID, OBR-20 SPS ID, ZDS-1 Study Instance UID from the worklist item (protocols.md §5.3)
+    expect(segs[3]).toBe('OBR|1|ORD-1|ORD-1|CTCHEST^CT ngực không cản quang^99RIS||||||||||||||ACC-1|RP-ORD-1|SPS-ORD-1||20250301101500||CT');
+    const study = cache.worklistEntry(id)!.imaging.studyInstanceUid;
+    expect(study).toMatch(/^2\.25\.\d+$/);
+    expect(segs[4]).toBe(`ZDS|${study}^IOMT-GW^Application^DICOM`);
+    expect(segs).toHaveLength(5);
+  });
+
+  it.each([
+    { name: 'keys from the worklist item win over the N-CREATE', acc: 'ACC-1', sss: { AccessionNumber: 'ACC-1', RequestedProcedureID: 'RP-X', ScheduledProcedureStepID: 'SPS-X', StudyInstanceUID: '' }, rp: 'RP-ORD-1', sps: 'SPS-ORD-1', study: 'order' },
+    { name: 'unscheduled: keys from the Scheduled Step Attributes Sequence', acc: 'NO-SUCH', sss: { AccessionNumber: 'NO-SUCH', RequestedProcedureID: 'RP-U', ScheduledProcedureStepID: 'SPS-U', StudyInstanceUID: '1.2.840.99.7' }, rp: 'RP-U', sps: 'SPS-U', study: '1.2.840.99.7' },
+    { name: 'unscheduled without keys: OBR-19/20 empty, no ZDS', acc: 'NO-SUCH', sss: { AccessionNumber: 'NO-SUCH' }, rp: '', sps: '', study: '' },
+  ])('OBR-19/20 and ZDS-1 on IP and CM: $name', async ({ sss, rp, sps, study }) => {
+    const h = createMppsHandler(runtime);
+    expect(await h.nCreate('1.2.3.120', create('x', { ScheduledStepAttributesSequence: [sss] }), ctx)).toBe(0);
+    // the N-SET repeats no Scheduled Step Attributes: the COMPLETED report still carries them
+    expect(await h.nSet('1.2.3.120', set('COMPLETED'), ctx)).toBe(0);
+    const uid = study === 'order' ? cache.worklistEntry(cache.findBySpecimen('ORD-1')!.id)!.imaging.studyInstanceUid : study;
+    for (const i of [0, 1]) {
+      const segs = orm(i);
+      const obr = segs.find((x) => x.startsWith('OBR|'))!.split('|');
+      expect([obr[19], obr[20]]).toEqual([rp, sps]);
+      const zds = segs.filter((x) => x.startsWith('ZDS|'));
+      expect(zds).toEqual(uid ? [`ZDS|${uid}^IOMT-GW^Application^DICOM`] : []);
+      expect(commits[i].result.observations[0].order ?? {}).toMatchObject({ ...(rp ? { requestedProcedureId: rp } : {}), ...(sps ? { scheduledStepId: sps } : {}), ...(uid ? { studyInstanceUid: uid } : {}) });
+    }
   });
 
   it('N-SET COMPLETED → ORC-5 CM; a further N-SET → 0x0110 (may no longer be updated); unknown instance → 0x0112', async () => {

@@ -133,6 +133,14 @@ export function mppsDraft(status: PpsStatus, ds: DicomDataset, entry: WorklistEn
   if (entry?.placerOrderNumber) order.placerOrderNumber = entry.placerOrderNumber;
   if (entry?.fillerOrderNumber) order.fillerOrderNumber = entry.fillerOrderNumber;
   if (entry?.service) order.service = { system: entry.service.system ?? '', code: entry.service.code, ...(entry.service.display ? { display: entry.service.display } : {}) };
+  // the worklist item's keys, else the Scheduled Step Attributes Sequence (0040,0270) of the N-CREATE (PS3.4 F.7.2.1):
+  // (0040,1001) Requested Procedure ID → OBR-19, (0040,0009) SPS ID → OBR-20, (0020,000D) Study Instance UID → ZDS-1 (protocols.md §5.3)
+  const rp = entry?.imaging.requestedProcedureId ?? link.requestedProcedureId;
+  if (rp) order.requestedProcedureId = rp;
+  const sps = entry?.imaging.spsId ?? link.spsId;
+  if (sps) order.scheduledStepId = sps;
+  const study = entry?.imaging.studyInstanceUid ?? link.studyInstanceUid;
+  if (study) order.studyInstanceUid = study;
   const modality = entry?.imaging.modality ?? keyValue(ds.Modality);
   if (modality) order.section = modality;
   if (Object.keys(order).length) draft.order = order;
@@ -153,6 +161,9 @@ function subjectOf(ds: DicomDataset, link: MppsLink): Record<string, string> {
     if (v) out[k] = v;
   }
   if (link.accessionNumber) out.AccessionNumber = link.accessionNumber;
+  if (link.requestedProcedureId) out.RequestedProcedureID = link.requestedProcedureId;
+  if (link.spsId) out.ScheduledProcedureStepID = link.spsId;
+  if (link.studyInstanceUid) out.StudyInstanceUID = link.studyInstanceUid;
   return out;
 }
 
@@ -173,7 +184,12 @@ export function createMppsHandler(runtime: MppsRuntime, opts: MppsHandlerOptions
     const raw = Buffer.from(JSON.stringify(ds), 'utf8');
     // an unscheduled step's N-SET carries no patient: report it with what its N-CREATE said (kept in order_mpps)
     const view: DicomDataset = remembered ? { ...remembered, ...Object.fromEntries(Object.entries(ds).filter(([, v]) => keyValue(v) !== '')) } : ds;
-    const viewLink: MppsLink = remembered?.AccessionNumber && !link.accessionNumber ? { ...link, accessionNumber: remembered.AccessionNumber } : link;
+    const viewLink: MppsLink = { ...link };
+    if (remembered) {
+      // the N-CREATE's Scheduled Step Attributes (kept in order_mpps) where the N-SET repeats none
+      const keep: Array<[keyof MppsLink, string]> = [['accessionNumber', 'AccessionNumber'], ['requestedProcedureId', 'RequestedProcedureID'], ['spsId', 'ScheduledProcedureStepID'], ['studyInstanceUid', 'StudyInstanceUID']];
+      for (const [k, dk] of keep) if (!viewLink[k] && remembered[dk]) viewLink[k] = remembered[dk];
+    }
     const sha = createHash('sha256').update(raw).digest('hex');
     const entry = orderId !== undefined ? cache.worklistEntry(orderId) : undefined;
     const msg: InboundMessage = {

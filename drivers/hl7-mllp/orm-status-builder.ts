@@ -8,6 +8,7 @@
  * The observation is the MPPS draft mpps.ts commits: `code` = the MPPS SOP class as an OID URN,
  * `value` = { kind: 'coded', system: 'HL70038', code: IP|CM|DC }, `order` = the worklist order's
  * placer/filler numbers, service (OBR-4) and modality (section → OBR-24), `subject.accession` (OBR-18),
+ * `order.requestedProcedureId` (OBR-19), `order.scheduledStepId` (OBR-20), `order.studyInstanceUid` (ZDS-1),
  * `effectiveAt` (status time), `comments` (discontinue reason → NTE).
  */
 import type { Observation } from '../../gateway/src/contracts/observation';
@@ -95,11 +96,16 @@ export function buildOrmStatus(observations: Observation[], opts: OrmStatusBuild
     const svc = ord.service;
     obr[4] = svc ? trimComps([e(svc.code), e(svc.display), e(svc.system)]) : '""';
     obr[18] = e(o.subject?.accession);
+    obr[19] = e(ord.requestedProcedureId); // (0040,1001) Requested Procedure ID (protocols.md §5.3; IHE RAD TF-2 4.4.4.1.2.1)
+    obr[20] = e(ord.scheduledStepId); // (0040,0009) Scheduled Procedure Step ID (§5.3)
     obr[22] = when;
     obr[24] = e(ord.section);
     segs.push(trimFields(obr));
     let nte = 0;
     for (const c of o.comments ?? []) segs.push(`NTE|${++nte}|L|${e(c)}`);
+    // ZDS-1 Study Instance UID (protocols.md §5.3; IHE RAD TF-2 4.4.4.1.2.1.x): RP uid^application^Application^DICOM,
+    // closing the order group as in IHE RAD ORM^O01 (ORC OBR [{NTE}] ZDS)
+    if (ord.studyInstanceUid) segs.push(`ZDS|${trimComps([e(ord.studyInstanceUid), e(opts.sendingApp), 'Application', 'DICOM'])}`);
   }
   return segs.join('\r');
 }
