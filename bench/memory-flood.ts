@@ -34,7 +34,7 @@ async function serve(dataDir: string): Promise<void> {
   createRootLogger((process.env.IOMT_BENCH_LOG_LEVEL ?? 'warn') as Parameters<typeof createRootLogger>[0]);
   const { GatewayStore } = await import('../gateway/src/store/gateway-store');
   const { Hl7Receiver } = await import('../drivers/hl7-mllp/hl7-receiver');
-  const { sharedMemoryBudget } = await import('../gateway/src/pipeline/memory-budget');
+  const { sharedMemoryBudget, reclaimStats } = await import('../gateway/src/pipeline/memory-budget');
   const store = GatewayStore.open({ dataDir });
   const rx = new Hl7Receiver({ deviceId: 'flood', host: '0.0.0.0', port: 0, maxConnections: 64, maxPerAddress: 64 }, store);
   const { port } = await rx.start();
@@ -49,7 +49,7 @@ async function serve(dataDir: string): Promise<void> {
   serveAsTarget(port, async () => {
     await rx.close();
     await store.close();
-  }, () => ({ budgetMaxBytes: budget.maxBytes, budgetPeakBytes: budget.peakUsed, budgetUsed: budget.used, atPeakMiB: Object.fromEntries(Object.entries(at).map(([k, v]) => [k, Math.round(v / MiB)])) }));
+  }, () => ({ budgetMaxBytes: budget.maxBytes, budgetPeakBytes: budget.peakUsed, budgetUsed: budget.used, gc: { runs: reclaimStats.runs, maxMs: +reclaimStats.maxMs.toFixed(1), totalMs: Math.round(reclaimStats.totalMs) }, atPeakMiB: Object.fromEntries(Object.entries(at).map(([k, v]) => [k, Math.round(v / MiB)])) }));
 }
 
 function send(port: number, host: string, head: Buffer, body: Buffer, tail: Buffer): Promise<string> {
@@ -107,7 +107,7 @@ async function main(): Promise<void> {
     await target.stop(10_000);
     const stats = target.lastJson('STATS') ?? {};
     const result = { clients, mb, budget: stats.budgetMaxBytes, budgetPeakMiB: +(stats.budgetPeakBytes / MiB).toFixed(1), idleMiB: +(idle / 1024).toFixed(0), peakRssMiB: +(Math.max(peak, hwm) / 1024).toFixed(0), seconds, aa };
-    console.log(JSON.stringify({ ...result, mainAtPeakMiB: stats.atPeakMiB }));
+    console.log(JSON.stringify({ ...result, gc: stats.gc, mainAtPeakMiB: stats.atPeakMiB }));
     if (aa !== clients) {
       console.error(`only ${aa} of ${clients} messages answered AA:`, acks.filter((a) => !a.includes('MSA|AA')).slice(0, 3));
       process.exitCode = 1;

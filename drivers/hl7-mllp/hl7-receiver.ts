@@ -18,7 +18,7 @@ import type { OrderParseResult } from './order-parser';
 import type { OruParseResult } from './oru-parser';
 import { DEFAULT_HL7_WORKER_THRESHOLD, isLargeHl7, prepareHl7, type Hl7Prepared, type Hl7PrepareOptions, type Hl7WorkerThreshold } from './hl7-worker-parse';
 import { sharedHl7WorkerPool, type Hl7WorkerPool } from './hl7-worker-pool';
-import { WORK_EXPANSION_FACTOR } from '../../gateway/src/pipeline/memory-budget';
+import { reclaimAfterWork, WORK_EXPANSION_FACTOR } from '../../gateway/src/pipeline/memory-budget';
 
 /**
  * Where ORM^O01 / OML^O21 orders go (the order cache). Called after the raw message is committed to
@@ -162,6 +162,7 @@ export class Hl7Receiver {
       return await this.process(raw, conn, large);
     } finally {
       release?.();
+      if (large) reclaimAfterWork(raw.length); // its garbage returned before the next large message grows the heap (issue 10 §7)
     }
   }
 

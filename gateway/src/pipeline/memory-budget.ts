@@ -23,6 +23,8 @@
  * is charged, readers get correspondingly less. Large messages are thus processed one or a few at a
  * time while the others wait with their sockets paused.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { componentLogger } from '../log/logger';
 import { metrics } from '../metrics/registry';
 
@@ -224,4 +226,54 @@ export function inflightBudgetBytes(env: NodeJS.ProcessEnv = process.env): numbe
   const n = /^\d+$/.test(raw) ? Number(raw) : NaN;
   if (!(Number.isSafeInteger(n) && n >= 1024 * 1024)) throw new RangeError(`IOMT_INFLIGHT_MAX_BYTES '${raw}' is not a number of bytes ≥ 1048576`);
   return n;
+}
+
+/**
+ * Bytes of a message at and above which the process runs a full V8 collection once its work is
+ * released (reclaimAfterWork). 4 MiB: rare in practice (a 1,000-result ORU is ~200 KB).
+ */
+export const RECLAIM_AFTER_BYTES = 4 * 1024 * 1024;
+
+let gcFn: ((o?: { type: 'major'; execution: 'sync' }) => void) | null | undefined;
+
+/** V8's collector (the same as `node --expose-gc`'s global gc), or null when the runtime refuses. */
+function collector(): typeof gcFn {
+  if (gcFn !== undefined) return gcFn;
+  gcFn = null;
+  try {
+    const g = (globalThis as { gc?: typeof gcFn }).gc;
+    if (typeof g === 'function') return (gcFn = g);
+    setFlagsFromString('--expose-gc');
+    const f = runInNewContext('gc') as unknown;
+    if (typeof f === 'function') gcFn = f as NonNullable<typeof gcFn>;
+  } catch {
+    gcFn = null;
+  }
+  return gcFn;
+}
+
+/** Full collections run by reclaimAfterWork and their total pause (diagnostics, bench/memory-flood.ts). */
+export const reclaimStats = { runs: 0, totalMs: 0, maxMs: 0 };
+
+/**
+ * After a large message (≥ RECLAIM_AFTER_BYTES) was answered: run one full V8 collection now (issue
+ * 10 §7). The message's garbage (its MLLP frame and growth buffers, the result values copied back from
+ * the parse thread, the store's JSON and row buffers) is otherwise collected only when V8 next decides
+ * to, after several more large messages: 32 concurrent 8 MB messages peaked ~320 MiB RSS without it
+ * (docs/BENCHMARKS.md). The heap is small at that moment (the large objects are dead), so the pause is
+ * a few ms (reclaimStats). IOMT_GC_AFTER_LARGE=0 turns it off.
+ */
+export function reclaimAfterWork(bytes: number, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (bytes < RECLAIM_AFTER_BYTES || env.IOMT_GC_AFTER_LARGE === '0') return false;
+  const gc = collector();
+  if (!gc) return false;
+  const t0 = performance.now();
+  // a full mark-compact, synchronous; the options form pauses about half as long as plain gc() (max
+  // ~25 against ~55 ms here, 32 × 8 MB) and frees the same (it does not clear WeakRefs)
+  gc({ type: 'major', execution: 'sync' });
+  const ms = performance.now() - t0;
+  reclaimStats.runs++;
+  reclaimStats.totalMs += ms;
+  reclaimStats.maxMs = Math.max(reclaimStats.maxMs, ms);
+  return true;
 }
