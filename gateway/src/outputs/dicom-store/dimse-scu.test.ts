@@ -54,7 +54,7 @@ describe('dcmjs-dimse internals overridden by dimse-scu.ts (pinned 0.3.3)', () =
   it('Network (the base class of Scp) still has the methods we override and call', () => {
     expect(dimse.version).toBe('0.3.3');
     const proto = Object.getPrototypeOf(dimse.Scp).prototype as Record<string, unknown>;
-    for (const m of ['_sendDimse', '_sendPDataTF', 'sendRequests', 'sendAssociationRequest', 'sendAssociationReleaseRequest', 'sendAbort', '_reset']) expect(typeof proto[m], m).toBe('function');
+    for (const m of ['_sendDimse', '_sendPDataTF', '_processPdu', 'sendRequests', 'sendAssociationRequest', 'sendAssociationReleaseRequest', 'sendAbort', '_reset']) expect(typeof proto[m], m).toBe('function');
   });
 });
 

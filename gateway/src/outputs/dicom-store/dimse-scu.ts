@@ -16,6 +16,15 @@
  * than the peer's Maximum Length (PS3.8 9.3.5, D.1), awaiting 'drain' after each write (memory bound:
  * one PDU plus the socket buffer). The last fragment is held back until the whole file's SHA-256 and
  * size matched the index row: a file changed on disk is never delivered (A-ABORT instead).
+ *
+ * Receiving: every byte from the PACS passes drivers/dicom/pdu-framer.ts before the library sees it
+ * (as in the storage SCP). The library's accumulator would buffer a PDU up to its declared length
+ * (4 GiB) and re-join it on every chunk; a faulty or impersonated PACS could exhaust the heap. A
+ * P-DATA-TF longer than our Maximum Length Received (PS3.8 D.1; config maxPduLength, at most 4 MiB), an
+ * A-ASSOCIATE-AC/RJ, A-RELEASE or A-ABORT over 64 KiB, or an unknown PDU type is refused at its header:
+ * A-ABORT (PS3.8 9.3.8, service provider, reason 1 unrecognised PDU / 6 invalid parameter) and close;
+ * the association fails with AssociationError 'aborted' (the output makes the instance 'retry', the
+ * rest of the batch 'unavailable').
  */
 import { createReadStream } from 'node:fs';
 import { createHash } from 'node:crypto';
@@ -24,6 +33,7 @@ import * as tls from 'node:tls';
 import { createInflateRaw } from 'node:zlib';
 import { association as dimseAssociation, constants, Dataset, log as dimseLog, requests, Scp } from 'dcmjs-dimse';
 import type { Readable } from 'node:stream';
+import { PduFramer } from '../../../../drivers/dicom/pdu-framer';
 
 /** Where the data set bytes come from. */
 export type DatasetSource =
@@ -87,7 +97,13 @@ type AnyNetwork = {
   sendAbort(source?: number, reason?: number): void;
   sendRequests(r: unknown): void;
   _reset(): void;
+  _processPdu(pdu: Buffer): Promise<void>;
 };
+
+/** A-ABORT PDU (PS3.8 9.3.8): type 07, length 4, source 2 (service provider), the reason. */
+function abortPdu(reason: number): Buffer {
+  return Buffer.from([0x07, 0, 0, 0, 0, 4, 0, 0, 2, reason]);
+}
 
 // the library logs every association and PDU at info on the console (its own loglevel instance, shared
 // with the storage SCP, which reads the same variable); the gateway logs what matters itself
@@ -246,6 +262,26 @@ export class StoreAssociation {
       if (!this.closedError) this.closedError = e;
       this.busy?.reject(this.closedError);
     };
+    // the framer replaces the library's 'data' listener (its PduAccumulator, Network constructor in
+    // dcmjs-dimse 0.3.3) and hands each whole PDU to Network._processPdu (checked by dimse-scu.test.ts)
+    const framer = new PduFramer({ maxPDataBytes: opts.maxPduLength > 0 ? opts.maxPduLength : 64 * 1024 }, (pdu) => {
+      this.network.lastPduTime = Date.now();
+      this.network._processPdu(pdu).catch((e: Error) => this.network.emit('networkError', e));
+    });
+    socket.removeAllListeners('data');
+    let refused = false;
+    socket.on('data', (d: Buffer) => {
+      const v = framer.push(d);
+      if (v.ok || refused) return; // after a refusal the framer keeps nothing
+      refused = true;
+      socket.pause();
+      // PS3.8 9.3.8: A-ABORT, source 2 service provider, reason 1 unrecognised PDU / 6 invalid PDU parameter value
+      socket.end(abortPdu(v.reason.startsWith('unknown') ? 1 : 6));
+      setTimeout(() => socket.destroy(), 1000).unref();
+      const err = new AssociationError('aborted', `PDU from the PACS refused: ${v.reason}`);
+      fail(err);
+      this.network.emit('networkError', err); // ends a pending negotiation
+    });
     this.network.on('abort', (a: { source?: number; reason?: number }) => fail(new AssociationError('aborted', `A-ABORT from the PACS (source ${a?.source}, reason ${a?.reason})`)));
     this.network.on('networkError', (e: Error) => fail(new AssociationError(/timeout/i.test(e.message) ? 'timeout' : 'closed', e.message)));
     this.network.on('streamError', (e: Error) => {
