@@ -170,6 +170,22 @@ describe('alarms payload (IHE PCD ACM)', () => {
     expect(d.alarm).toMatchObject({ phase: 'end', state: 'inactive', kind: 'technical' });
   });
 
+  // the common alarm events are in the code map (IEEE 11073-10101 partition 3): they go out with their numeric
+  // MDC code and are not flagged; an event outside it is kept as sent and flagged
+  it.each([
+    ['MDC_EVT_ECG_ASYSTOLE', '199684', false],
+    ['MDC_EVT_APNEA', '199680', false],
+    ['MDC_EVT_DESAT', '199854', false],
+    ['MDC_EVT_LEAD_DISCONN', '196876', false],
+    ['MDC_EVT_BATT_LO', '196802', false],
+    ['3::66', '196674', false],
+    ['MDCX_VENDOR_VFIB', 'MDCX_VENDOR_VFIB', true],
+  ])('alarm event %s goes out as MDC %s (flagged: %s)', (event, code, flagged) => {
+    const d = normalizeAlarms(buf(alarm({ event })), ctx).drafts[0];
+    expect(d.code).toMatchObject({ system: 'urn:iso:std:iso:11073:10101', code });
+    expect((d.quality ?? []).some((q) => q.code === 'unmapped-code' && q.location === '/alarms/0/event')).toBe(flagged);
+  });
+
   const badAlarms: Array<[string, unknown, string]> = [
     ['priority outside PH/PM/PL/PN', alarm({ priority: 'HIGH' }), '/alarms/0/priority'],
     ['no id', { time: '2026-11-30T10:15:02Z', alarms: [{ source: 150456, priority: 'PL' }] }, '/alarms/0/id'],

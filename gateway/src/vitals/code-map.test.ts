@@ -112,4 +112,40 @@ describe('code map (firmware-config/code-maps/mdc-loinc-ucum.json)', () => {
     const row = { refid: 'MDC_A', numeric: 1, kind: 'metric' as const, confidence: 'C' as const };
     expect(() => new CodeMap({ terms: [row, { ...row, refid: 'MDC_B' }], units: [] })).toThrow(/duplicate/);
   });
+
+  // Alarm/event codes (IEEE 11073-10101 partition 3), each [refid, partition, term] as the cited source writes it
+  // (the row's $source): the table's numeric must be partition * 65536 + term and all three spellings resolve.
+  const events: [string, number, number][] = [
+    ['MDC_EVT_ALARM', 3, 8],
+    ['MDC_EVT_HI_GT_LIM', 3, 42],
+    ['MDC_EVT_LO_LT_LIM', 3, 64],
+    ['MDC_EVT_LO_VAL_LT_LIM', 3, 66],
+    ['MDC_EVT_BATT_LO', 3, 194],
+    ['MDC_EVT_LEAD_DISCONN', 3, 268],
+    ['MDC_EVT_SENSOR_DISCONN', 3, 308],
+    ['MDC_EVT_APNEA', 3, 3072],
+    ['MDC_EVT_ECG_ASYSTOLE', 3, 3076],
+    ['MDC_EVT_DESAT', 3, 3246],
+  ];
+  it.each(events)('event %s = %i::%i', (refid, partition, term) => {
+    const num = partition * 65536 + term;
+    for (const key of [refid, String(num), `${partition}::${term}`]) {
+      const v = lookupVital(key);
+      expect(v, key).toBeDefined();
+      expect(v!.kind).toBe('event');
+      expect(v!.mdc).toEqual({ system: 'urn:iso:std:iso:11073:10101', code: String(num), display: refid });
+    }
+  });
+
+  it('every event row with a cited partition::term in its $source matches its numeric; unconfirmed rows say so', () => {
+    const file = JSON.parse(readFileSync(join(__dirname, '../../../firmware-config/code-maps/mdc-loinc-ucum.json'), 'utf8')) as { terms: Array<{ refid: string; numeric: number; kind: string; confidence: string; $source?: string }> };
+    const cited = file.terms.filter((t) => t.kind === 'event' && t.$source);
+    expect(cited.length).toBeGreaterThanOrEqual(14);
+    for (const t of cited) {
+      const m = /\b3::?(\d+)\b/.exec(t.$source!);
+      if (m) expect(t.numeric, t.refid).toBe(3 * 65536 + Number(m[1]));
+      else expect(t.confidence, `${t.refid}: no cited number, so it must be marked unconfirmed`).toBe('U');
+      expect(t.numeric >> 16, t.refid).toBe(3);
+    }
+  });
 });
