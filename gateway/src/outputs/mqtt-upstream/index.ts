@@ -16,6 +16,7 @@ export const mqttUpstreamOutputDefinition = {
     topicPrefix: { default: 'iomt', description: 'Topic prefix: <prefix>/<gateway>/<vitals|alarms>/<device>.' },
     gateway: { default: 'gateway', description: 'The gateway name in the topic.' },
     tls: { description: 'ca / cert / key for mqtts://.' },
+    allowPlaintext: { default: false, description: 'Allow mqtt:// (no TLS) to a broker beyond loopback; default false: refused at start, patient data would cross the network unencrypted.' },
     pubackTimeoutMs: { default: 10_000, description: 'Wait this long for a PUBACK, then retry.' },
     connectTimeoutMs: { default: 10_000, description: 'Wait this long for CONNACK.' },
   },

@@ -31,8 +31,55 @@ describe('mqtt-upstream output → mosquitto, through the durable outbox', () =>
 
   it('config problems are listed', () => {
     expect(mqttUpstreamProblems({ destination: 'u', url: 'http://x' })).toEqual(['url: scheme must be mqtt: or mqtts:, not http:']);
-    expect(mqttUpstreamProblems({ destination: 'u', url: 'mqtt://x:1', topicPrefix: 'a/#' })).toHaveLength(1);
+    expect(mqttUpstreamProblems({ destination: 'u', url: 'mqtt://127.0.0.1:1', topicPrefix: 'a/#' })).toHaveLength(1);
     expect(mqttUpstreamProblems({ destination: 'u', url: 'mqtts://broker:8883', topicPrefix: 'vn/bv' })).toEqual([]);
+  });
+
+  // plain mqtt:// beyond loopback would carry patient data unencrypted: refused unless allowPlaintext
+  it.each([
+    ['mqtt://bus.province.vn:1883', undefined, true],
+    ['mqtt://10.20.0.5:1883', undefined, true],
+    ['mqtt://[fe80::1]:1883', false, true],
+    ['mqtt://bus.province.vn:1883', true, false],
+    ['mqtt://127.0.0.1:1883', undefined, false],
+    ['mqtt://127.8.0.1:1883', undefined, false],
+    ['mqtt://localhost:1883', undefined, false],
+    ['mqtt://[::1]:1883', undefined, false],
+    ['mqtts://bus.province.vn:8883', undefined, false],
+  ] as const)('%s with allowPlaintext %s: refused %s', (url, allowPlaintext, refused) => {
+    const p = mqttUpstreamProblems({ destination: 'u', url, allowPlaintext });
+    expect(p.some((x) => /^url: mqtt:\/\/ to .* unencrypted .*allowPlaintext/.test(x))).toBe(refused);
+    expect(p).toHaveLength(refused ? 1 : 0);
+    if (refused) expect(() => new MqttUpstreamOutput({ destination: 'u', url, allowPlaintext })).toThrow(/unencrypted/);
+  });
+
+  it('the node stops in error with the reason for mqtt:// off this box; allowPlaintext (an env template) lets it past that rule', async () => {
+    const made: Array<{ errors: unknown[]; status?: { fill?: string; text?: string } }> = [];
+    const types = new Map<string, new (c: Record<string, unknown>) => unknown>();
+    const RED = {
+      nodes: {
+        createNode(node: Record<string, unknown>, config: { id: string }) {
+          const n = { errors: [] as unknown[], status: undefined as { fill?: string; text?: string } | undefined };
+          made.push(n);
+          Object.assign(node, { id: config.id, on: () => undefined, status: (st: { fill?: string; text?: string }) => (n.status = st), error: (e: unknown) => n.errors.push(e), warn: () => undefined, log: () => undefined, send: () => undefined });
+        },
+        registerType: (name: string, ctor: new (c: Record<string, unknown>) => unknown) => types.set(name, ctor),
+      },
+    };
+    ((await import('./node-red/iomt-mqtt-upstream')).default as unknown as (r: unknown) => void)(RED);
+    const Up = types.get('iomt-mqtt-upstream')!;
+    const cfg = { id: 'up', destination: 'upstream', url: 'mqtt://bus.province.vn:1883', topicPrefix: 'iomt', processingIds: 'P', allowPlaintext: '${H12C_ALLOW_PLAIN:-false}' };
+    new Up(cfg);
+    expect(made[0].status?.fill).toBe('red');
+    expect(String(made[0].errors[0])).toMatch(/unencrypted beyond this machine: use mqtts:\/\/, or set allowPlaintext/);
+    process.env.H12C_ALLOW_PLAIN = 'true';
+    try {
+      new Up(cfg);
+      // no runtime in this test, so it may still fail later to start: but not for the plaintext rule
+      expect(made[1].errors.map(String).join(' ')).not.toMatch(/unencrypted/);
+    } finally {
+      delete process.env.H12C_ALLOW_PLAIN;
+    }
   });
 
   it('two hospitals with the shipped flow (destination "upstream") on one provincial broker stay connected side by side', { timeout: 30_000 }, async () => {

@@ -21,6 +21,7 @@ import { connectAsync, type IClientOptions, type MqttClient } from 'mqtt';
 import type { Observation } from '../../contracts/observation';
 import type { DeliveryOutcome, Output, OutboxEntry } from '../../contracts/output';
 import { componentLogger, StateChangeLog } from '../../log/logger';
+import { isLoopbackHost } from '../../tls/http-tls';
 
 export interface MqttUpstreamOptions {
   destination: string;
@@ -35,6 +36,11 @@ export interface MqttUpstreamOptions {
   /** Gateway name in the topic (default 'gateway'). */
   gateway?: string;
   tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; rejectUnauthorized?: boolean };
+  /**
+   * Allow plain mqtt:// to a broker beyond loopback (patient data unencrypted on the network: a closed
+   * network the site trusts). Default false: such a URL is refused at start (mqttUpstreamProblems).
+   */
+  allowPlaintext?: boolean;
   /** Wait this long for a PUBACK, then 'retry' (default 10 s). */
   pubackTimeoutMs?: number;
   connectTimeoutMs?: number;
@@ -51,6 +57,11 @@ export function mqttUpstreamProblems(o: Partial<MqttUpstreamOptions>): string[] 
     p.push(`url: '${o.url ?? ''}' is not a URL (mqtt://host:port or mqtts://host:port)`);
   }
   if (u && u.protocol !== 'mqtt:' && u.protocol !== 'mqtts:') p.push(`url: scheme must be mqtt: or mqtts:, not ${u.protocol}`);
+  // vitals and alarms are patient data: plain MQTT only to this box (as the HTTP port: plain only on loopback
+  // unless IOMT_HTTP_INSECURE), else mqtts:// (MQTT 3.1.1 5.4.9: TLS is how MQTT protects data in transit)
+  if (u && u.protocol === 'mqtt:' && !isLoopbackHost(u.hostname) && o.allowPlaintext !== true) {
+    p.push(`url: mqtt:// to ${u.hostname.slice(0, 253)} would send patient data unencrypted beyond this machine: use mqtts://, or set allowPlaintext (only on a network you trust)`);
+  }
   if (o.topicPrefix !== undefined && (!/^[^#+\x00]{1,64}$/.test(o.topicPrefix) || o.topicPrefix.startsWith('/') || o.topicPrefix.endsWith('/'))) p.push('topicPrefix: 1-64 characters, no + # or leading/trailing /');
   return p;
 }

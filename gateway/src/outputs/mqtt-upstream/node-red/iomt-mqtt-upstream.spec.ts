@@ -15,6 +15,7 @@ export const MQTT_UPSTREAM_SPEC: NodeSpec = {
     { name: 'topicPrefix', type: 'string', default: 'iomt', pattern: '^[^#+/\\x00][^#+\\x00]{0,62}[^#+/\\x00]?$', description: 'topic prefix: <prefix>/<gateway>/<vitals|alarms>/<device>' },
     { name: 'gateway', type: 'string', default: '${FACILITY_ID:-gateway}', description: 'this gateway\'s name in the topic' },
     { name: 'downsampleS', type: 'int', default: '0', min: 0, max: 86400, runtimeDefault: 0, description: 'one value per parameter per this many seconds; 0 = every value (the bus gets everything). Alarms are never thinned' },
+    { name: 'allowPlaintext', type: 'bool', default: '${UPSTREAM_MQTT_ALLOW_PLAINTEXT:-false}', description: 'allow mqtt:// (no TLS) to a broker beyond this machine; default false: the node stops in error, patient data would cross the network unencrypted' },
     { name: 'tlsCa', type: 'file', default: '', description: 'CA file to verify the broker (mqtts://; empty = system CAs)' },
     { name: 'tlsCert', type: 'file', default: '', description: 'client certificate file (PEM), when the broker asks for one' },
     { name: 'tlsKey', type: 'file', default: '', description: 'client key file (PEM)' },

@@ -5,7 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { MqttUpstreamOutput } from '../mqtt-upstream-output';
-import { resolveEnvTemplate, resolveNumber } from '../../../config/env-template';
+import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../config/env-template';
 import { reportStartFailure, showStatus, specProblems, type RedNode } from '../../../node-red/device-node';
 import { processingIdSet, startVitalsDestination } from '../../../vitals/destination-node';
 import { MQTT_UPSTREAM_SPEC } from './iomt-mqtt-upstream.spec';
@@ -37,6 +37,7 @@ export = function register(RED: any): void {
         topicPrefix: s(config.topicPrefix) || 'iomt',
         gateway: s(config.gateway) || 'gateway',
         tls: { ca: file(config.tlsCa), cert: file(config.tlsCert), key: file(config.tlsKey) },
+        allowPlaintext: resolveBool(config.allowPlaintext, false),
         pubackTimeoutMs: resolveNumber(config.pubackTimeoutS, 10) * 1000,
       });
       startVitalsDestination({
