@@ -10,7 +10,8 @@ import { decodeJwt } from 'jose';
 import { tempDir, waitFor } from '../helpers/env';
 import { startFhirServer, type FhirTestServer } from '../helpers/fhir-server';
 import { startOAuthServer, type OAuthTestServer } from '../helpers/oauth-server';
-import { GatewayStore } from '../../gateway/src/store/gateway-store';
+import { join } from 'node:path';
+import { DB_FILE, GatewayStore } from '../../gateway/src/store/gateway-store';
 import { OutboxWorker } from '../../gateway/src/pipeline/outbox-worker';
 import { FhirHttpOutput } from '../../gateway/src/outputs/fhir-http';
 import type { FhirHttpOutputOptions } from '../../gateway/src/outputs/fhir-http';
@@ -83,7 +84,7 @@ describe('FHIR R4 output → Medplum FHIR router, OAuth2 from oidc-provider', ()
       auth === 'basic'
         ? { type: 'client-credentials', tokenUrl: oauth.tokenUrl, clientId: oauth.basic.clientId, clientSecret: oauth.basic.clientSecret, scope: 'system/Observation.c system/Patient.c' }
         : { type: 'client-credentials', tokenUrl: oauth.tokenUrl, clientId: oauth.jwt.clientId, privateKeyPem: oauth.jwt.privateKeyPem, keyId: oauth.jwt.keyId, alg: 'RS384' };
-    return new FhirHttpOutput({ destination, baseUrl: fhir.url, auth: a, profileSet: 'vn-core', requestTimeoutMs: 5000, ...extra });
+    return new FhirHttpOutput({ destination, baseUrl: fhir.url, auth: a, profileSet: 'vn-core', requestTimeoutMs: 5000, ...extra }, { storeFile: join(tmp.dir, DB_FILE) });
   }
 
   async function queue(out: FhirHttpOutput, r: CommitResult) {
@@ -213,6 +214,45 @@ describe('FHIR R4 output → Medplum FHIR router, OAuth2 from oidc-provider', ()
     expect(await byObsId(firstHgbId)).toBeUndefined();
     // the other five results of the corrected message were new finals of their own: conditional creates
     expect((await fhir.search('Observation', { specimen: `Specimen/${finalHgb.specimen.reference.split('/')[1]}` })).filter((o: any) => o.code.coding[0].code === 'HGB')).toHaveLength(1);
+    expect(fhir.invalid).toEqual([]);
+  });
+
+  // issue 13 review: F, a rerun F (same device, specimen, test), then C was dead-lettered ("Conditional PUT
+  // matched multiple resources"). A correction / withdrawal applies to the latest result only.
+  it.each([
+    { letter: 'C', status: 'corrected', value: 12.6 },
+    { letter: 'W', status: 'entered-in-error', value: 12.6 },
+  ])('F, rerun F, then $letter: the rerun becomes $status, the first final stays, nothing dead', async ({ letter, status, value }) => {
+    const sp = `S-R${letter}`;
+    const msg = (ctl: string, v: string, st: string) =>
+      ORU.replace('HL7-0001', ctl).replace(/S-1001/g, sp).replace('|11.6|g/dL|13.0-17.0|L|||F|', `|${v}|g/dL|13.0-17.0|L|||${st}|`);
+    const out = output(`emr-r${letter}`, 'basic', { requestTimeoutMs: 20_000 }); // the in-memory server slows as it fills
+    const sink = sinkFor('xn1000', 'XN-HH-01');
+    const submit = (t: string) => sink.submit({ deviceId: 'xn1000', driver: 'hl7-mllp', raw: Buffer.from(t), drafts: oruDrafts(t) });
+    const f1 = await submit(msg(`R${letter}-1`, '11.6', 'F'));
+    const f2 = await submit(msg(`R${letter}-2`, '11.9', 'F')); // the analyser re-ran the specimen
+    const c = await submit(msg(`R${letter}-3`, String(value), letter));
+    for (const r of [f1, f2, c]) await queue(out, r);
+    run(out);
+    await delivered(`emr-r${letter}`, 3);
+    expect(store.deadLetters(`emr-r${letter}`)).toEqual([]);
+    const first = await byObsId(f1.observations[0].id);
+    expect(first).toMatchObject({ status: 'final', valueQuantity: { value: 11.6 } });
+    expect(await byObsId(f2.observations[0].id)).toBeUndefined(); // replaced in place
+    const latest = await byObsId(c.observations[0].id);
+    expect(latest).toMatchObject({ status, valueQuantity: { value } });
+    expect(latest.id).not.toBe(first.id);
+    expect(latest.meta.versionId).not.toBe('1'); // an update of the rerun's resource, not a new one
+    const hgbs = (await fhir.search('Observation', { specimen: `Specimen/${first.specimen.reference.split('/')[1]}` })).filter((o: any) => o.code.coding[0].code === 'HGB');
+    expect(hgbs.map((o: any) => o.status).sort()).toEqual([status, 'final'].sort());
+    // a second correction replaces that same resource again (it targets the correction now standing there)
+    const c2 = await submit(msg(`R${letter}-4`, '13.1', 'C'));
+    await queue(out, c2);
+    workers[0].wake();
+    await delivered(`emr-r${letter}`, 4);
+    const again = await byObsId(c2.observations[0].id);
+    expect(again).toMatchObject({ id: latest.id, status: 'corrected', valueQuantity: { value: 13.1 } });
+    expect(await byObsId(f1.observations[0].id)).toMatchObject({ id: first.id, status: 'final' });
     expect(fhir.invalid).toEqual([]);
   });
 

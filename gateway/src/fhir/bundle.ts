@@ -9,9 +9,11 @@
  *   identifier (MRN, CCCD, BHYT, BHXH, other; or the message's own when the device named none),
  *   Device ← MA_MAY (else EUI-64, else the gateway's device id), Specimen ← the specimen id per
  *   device, DiagnosticReport ← `${messageUid}-r${n}`. A second delivery of the same bundle creates nothing.
- * - a corrected, amended, deleted or wrong result (Table 0085 C, A, D, W) is a conditional update
- *   `PUT Observation?identifier=<resultKey system>|<deviceId|specimen|code|subId>`: it replaces the
- *   result it corrects (same device, specimen, test), or creates it when the server never had it.
+ * - a corrected, amended, deleted or wrong result (Table 0085 C, A, D, W) is a conditional update that replaces
+ *   the LATEST earlier result of the same device, specimen and test (sub-id) the gateway stored (a rerun
+ *   included): `PUT Observation?identifier=<observation system>|<that result's id>` (opts.correctionTarget,
+ *   ./result-history.ts); with no earlier result known, `PUT Observation?identifier=<resultKey system>|<key>`,
+ *   which replaces the one result of that key or creates it when the server never had it.
  * - DICOM instances (category 'imaging') also give an ImagingStudy (./imaging-study.ts), conditional create
  *   on the Study Instance UID (urn:dicom:uid), referenced from their DiagnosticReport (imagingStudy).
  * References between entries are urn:uuid fullUrls (deterministic, from the key) that the server rewrites.
@@ -44,6 +46,13 @@ export interface BundleOptions {
   site: FhirSiteConfig;
   /** Profile set from site.profileSets ('none', 'base', 'vn-core'). */
   profileSet?: string;
+  /**
+   * For a correction (C, A, D, W): the observation id of the earlier result it replaces, the latest one of the
+   * same device + specimen + test the gateway stored (./result-history.ts). Resolved once, before the bundle
+   * is built, so the bundle stays deterministic. Without it (or no earlier result known) the conditional
+   * update is on the result key.
+   */
+  correctionTarget?: (o: Observation) => string | undefined;
 }
 
 /** Deterministic urn:uuid (RFC 4122 layout, version 5 bits) from the outbox key and a resource's identity. */
@@ -161,7 +170,7 @@ function specimenEntry(o: Observation, key: string, patientRef: string | undefin
 // Table 0085 C (correction), A (amended, v2.6+, tolerated by the parser), D (delete the result) and W (post
 // original as wrong): each replaces the result sent before (D/W as entered-in-error), never stands beside it
 const REPLACES = new Set(['C', 'A', 'D', 'W']);
-const isCorrection = (o: Observation) => (o.statusCode ? REPLACES.has(o.statusCode) : o.status === 'corrected' || o.status === 'amended' || o.status === 'entered-in-error');
+export const isCorrection = (o: Observation): boolean => (o.statusCode ? REPLACES.has(o.statusCode) : o.status === 'corrected' || o.status === 'amended' || o.status === 'entered-in-error');
 
 /** Stable across messages: the same device, specimen, test (and sub-id) — what a correction replaces. */
 export function resultKey(o: Observation): string | undefined {
@@ -175,7 +184,11 @@ function qualityNote(f: NonNullable<Observation['quality']>[number]): string {
   const parts = [`IOMT-GW data quality: ${f.code}`];
   if (f.location) parts.push(`at ${f.location}`);
   if (f.text) parts.push(`- ${f.text}`);
-  if (f.original !== undefined && f.original.length <= 200) parts.push(`(device sent: ${f.original})`);
+  if (f.original !== undefined) {
+    // a long original is cut, and the note says so (never a silent change of what the device sent)
+    const chars = [...f.original];
+    parts.push(chars.length <= 200 ? `(device sent: ${f.original})` : `(device sent: ${chars.slice(0, 200).join('')}… (cut at 200 of ${chars.length} characters))`);
+  }
   return parts.join(' ');
 }
 
@@ -218,7 +231,11 @@ function observationEntry(o: Observation, key: string, refs: { patient?: string;
   if (prof && (category !== 'vital-signs' || (refs.patient && eff))) r.meta = { profile: prof };
   const fullUrl = stableUuid(key, `Observation|${o.id}`);
   if (isCorrection(o) && rk) {
-    return { fullUrl, resource: r, request: { method: 'PUT', url: `Observation?${identifierQuery(sys.resultKey, rk)}` } };
+    // the latest earlier result of this device + specimen + test, by its own (per occurrence) observation id:
+    // after a rerun the key matches several resources and a conditional update on it fails (R4 3.1.0.4.3: 412)
+    const target = opts.correctionTarget?.(o);
+    const on = target ? identifierQuery(sys.observation, target) : identifierQuery(sys.resultKey, rk);
+    return { fullUrl, resource: r, request: { method: 'PUT', url: `Observation?${on}` } };
   }
   return { fullUrl, resource: r, request: { method: 'POST', url: 'Observation', ifNoneExist: identifierQuery(sys.observation, o.id) } };
 }

@@ -17,7 +17,8 @@
 import type { Observation } from '../../contracts/observation';
 import type { DeliveryOutcome, Output, OutboxEntry } from '../../contracts/output';
 import { componentLogger, StateChangeLog } from '../../log/logger';
-import { buildTransactionBundle } from '../../fhir/bundle';
+import { buildTransactionBundle, isCorrection } from '../../fhir/bundle';
+import { correctionTargets } from '../../fhir/result-history';
 import { loadSiteConfig, type FhirSiteConfig } from '../../identifiers/site-config';
 import { TokenSource } from './auth';
 import { httpRequest, HttpNetworkError, type HttpResponse } from './http';
@@ -63,7 +64,16 @@ export class FhirHttpOutput implements Output {
   /** The last exchange reached the server (for the node's status dot). */
   reachable: boolean | undefined;
 
-  constructor(opts: FhirHttpOutputOptions) {
+  /** The store's SQLite file, read (read-only) at prepare time for what a correction replaces. */
+  private readonly storeFile: string | undefined;
+
+  /**
+   * @param deps.storeFile the gateway store's database file (`<dataDir>/gateway.db`): a correction (Table 0085
+   *   C, A, D, W) then replaces the latest earlier result of its device + specimen + test; without it, the one
+   *   result of that key (a rerun makes that ambiguous: the server answers 412 → dead letter).
+   */
+  constructor(opts: FhirHttpOutputOptions, deps: { storeFile?: string } = {}) {
+    this.storeFile = deps.storeFile;
     const { config, problems } = resolveFhirHttpOutputConfig(opts);
     if (problems.length) throw new TypeError(`fhir-http output: ${problems.map((p) => `${p.path}: ${p.reason}`).join('; ')}`);
     this.config = config;
@@ -75,7 +85,9 @@ export class FhirHttpOutput implements Output {
   }
 
   prepare(observations: Observation[], key: string): { payload: Buffer; contentType?: string } {
-    const bundle = buildTransactionBundle(observations, key, { site: this.site, profileSet: this.config.profileSet });
+    // the store is read once here, when the outbox entry is built: a re-delivery sends these same bytes
+    const correctionTarget = this.storeFile ? correctionTargets(this.storeFile, observations, isCorrection) : undefined;
+    const bundle = buildTransactionBundle(observations, key, { site: this.site, profileSet: this.config.profileSet, correctionTarget });
     return { payload: Buffer.from(JSON.stringify(bundle), 'utf8'), contentType: FHIR_JSON };
   }
 

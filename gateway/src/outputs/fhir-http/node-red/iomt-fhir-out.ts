@@ -4,7 +4,9 @@
  * (key = the inbound message uid, so a re-emitted message is not queued twice) and calls done() only
  * after that commit. The outbox worker POSTs it (fhir-http-output.ts). Settings: node-options.ts.
  */
+import { join } from 'node:path';
 import { FhirHttpOutput } from '../fhir-http-output';
+import { DB_FILE } from '../../../store/gateway-store';
 import { fhirOutSettings, type FhirOutNodeConfig } from '../node-options';
 import { getRuntime } from '../../../runtime';
 import { resolveEnvTemplate } from '../../../config/env-template';
@@ -22,8 +24,8 @@ export = function register(RED: any): void {
       const invalid = specProblems(FHIR_OUT_SPEC, config);
       if (invalid) return void fail(invalid, 'invalid configuration');
       const s = fhirOutSettings(config);
-      const output = new FhirHttpOutput(s.options);
       const rt = getRuntime();
+      const output = new FhirHttpOutput(s.options, { storeFile: join(rt.settings.dataDir, DB_FILE) });
       rt.store.setDestinationPolicy(destination, s.policy);
       let worker: ReturnType<typeof rt.registerDestination>;
       try {
