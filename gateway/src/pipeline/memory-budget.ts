@@ -21,7 +21,8 @@
  * it after the answer. Work is granted when it fits beside the bytes held and the other
  * work, and always when no other work runs (so work never waits for readers: no deadlock); while work
  * is charged, readers get correspondingly less. Large messages are thus processed one or a few at a
- * time while the others wait with their sockets paused.
+ * time while the others wait with their sockets paused. After each, the receiver calls reclaimAfterWork
+ * (one full V8 collection) so its garbage is gone before the next one.
  */
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -29,8 +30,9 @@ import { componentLogger } from '../log/logger';
 import { metrics } from '../metrics/registry';
 
 /**
- * 32 MiB: 32 concurrent 8 MB messages peaked at ~330 MiB RSS with it and ~420 MiB with 64 MiB
- * (bench/memory-flood.ts, docs/BENCHMARKS.md); still thousands of ordinary messages in flight.
+ * 32 MiB: 32 concurrent 8 MB messages peaked at ~330 MiB RSS with it and ~420 MiB with 64 MiB, ~272
+ * with it and reclaimAfterWork (16 MiB: no clear gain) (bench/memory-flood.ts, docs/BENCHMARKS.md);
+ * still thousands of ordinary messages in flight.
  */
 export const DEFAULT_INFLIGHT_MAX_BYTES = 32 * 1024 * 1024;
 export const DEFAULT_INFLIGHT_HEADROOM_BYTES = 8 * 1024 * 1024;
