@@ -856,20 +856,31 @@ class GatewayScp extends Scp {
       .find(query, { callingAeTitle: this.calling, calledAeTitle: this.called, remoteAddress: this.info.address })
       .then((matches) => {
         // PS3.7 9.1.2.1.6: one Pending (FF00) per match with its identifier, then Success
-        const out = matches.map((m) => {
-          const r = responses.CFindResponse.fromRequest(request);
-          r.setDataset(new Dataset(m));
-          r.setStatus(Status.Pending);
-          return r;
-        });
+        const lib = this as unknown as { datasetNameMap?: Record<string, unknown>; datasetWriteOptions?: Record<string, unknown> };
+        const out = findPendingResponses(request, matches, this.mwlTransferSyntax(), { nameMap: lib.datasetNameMap, writeOptions: lib.datasetWriteOptions });
         const last = responses.CFindResponse.fromRequest(request);
         last.setStatus(Status.Success);
-        callback([...out, last]);
+        // the library writes each PDU with its own socket.write: corked, the whole answer leaves in one writev
+        this.socket.cork();
+        try {
+          callback([...out, last]);
+        } finally {
+          this.socket.uncork();
+        }
       })
       .catch((e: Error) => {
         this.log.error({ err: e.message }, 'worklist provider failed');
         fail(0xc000); // PS3.4 K.4.1.1.4 / C.4.1.1.4: failure, unable to process
       });
+  }
+
+  /** The transfer syntax accepted for the worklist on this association (the identifiers are encoded in it once). */
+  private mwlTransferSyntax(): string {
+    const assoc = (this as unknown as { association?: Assoc }).association;
+    for (const { context: pc } of assoc?.getPresentationContexts() ?? []) {
+      if (pc.getAbstractSyntaxUid() === MWL_FIND_SOP_CLASS && pc.getResult() === PCR.Accept) return pc.getAcceptedTransferSyntaxUid() ?? TS.implicitLE;
+    }
+    return TS.implicitLE;
   }
 
   override nCreateRequest(request: InstanceType<typeof dimse.requests.NCreateRequest>, callback: (r: InstanceType<typeof responses.NCreateResponse>) => void): void {
@@ -914,6 +925,76 @@ class GatewayScp extends Scp {
   override cCancelRequest(): void {
     /* C-FIND answers are sent at once; nothing to cancel */
   }
+}
+
+// ---------------------------------------------------------------- C-FIND answers, encoded once per query
+
+// dcmjs as dcmjs-dimse loads it (the same CommonJS module: its Dataset encodes with these functions)
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const dcmjsData = (require('dcmjs') as {
+  data: {
+    DicomMetaDictionary: { nameMap: Record<string, unknown>; denaturalizeDataset(ds: unknown, nameMap?: Record<string, unknown>): Record<string, unknown> };
+    DicomMessage: { write(dict: Record<string, unknown>, stream: unknown, ts: string, opts: Record<string, unknown>): number };
+    WriteBufferStream: new (defaultSize?: number, littleEndian?: boolean) => { size: number; getBuffer(): ArrayBuffer };
+  };
+}).data;
+
+/** A Dataset whose encoding in `ts` was done already (the library's getDenaturalizedDataset would redo it). */
+class EncodedDataset extends Dataset {
+  constructor(
+    elements: Record<string, unknown>,
+    private readonly encodedTs: string,
+    private readonly bytes: Buffer,
+  ) {
+    super(elements, encodedTs);
+  }
+
+  override getDenaturalizedDataset(...a: Parameters<InstanceType<typeof Dataset>['getDenaturalizedDataset']>): Buffer {
+    // a transcode (another accepted syntax) builds a new plain Dataset from the elements, so this holds
+    return this.getTransferSyntaxUid() === this.encodedTs ? this.bytes : super.getDenaturalizedDataset(...a);
+  }
+}
+
+/**
+ * The Pending C-FIND responses for `matches` (PS3.7 9.1.2.1.6 / PS3.4 K.4.1.1.3.1: one FF00 per match,
+ * the identifier in `ts`). Byte for byte what dcmjs-dimse 0.3.3 sends for `new Dataset(match, ts)`
+ * (storage-scp-cfind.test.ts), but built once per query: the library's Dataset allocates and zeroes a
+ * 256 KiB dcmjs write buffer per identifier and three per command (2-5 ms each here), and spreads the
+ * whole DICOM name map per identifier when a (even empty) name map is set. Here: every identifier is
+ * denaturalized and written into one buffer, and the Pending command set (identical for every match)
+ * is encoded once.
+ */
+export function findPendingResponses(
+  request: InstanceType<typeof dimse.requests.CFindRequest>,
+  matches: Array<Record<string, unknown>>,
+  ts: string,
+  opts: { nameMap?: Record<string, unknown>; writeOptions?: Record<string, unknown> } = {},
+): Array<InstanceType<typeof responses.CFindResponse>> {
+  if (!matches.length) return [];
+  const { DicomMetaDictionary, DicomMessage, WriteBufferStream } = dcmjsData;
+  // as the library: its name map (default {}) merged over dcmjs's; an empty one changes nothing
+  const nameMap = opts.nameMap && Object.keys(opts.nameMap).length ? { ...DicomMetaDictionary.nameMap, ...opts.nameMap } : undefined;
+  const stream = new WriteBufferStream();
+  const ranges: Array<[number, number]> = [];
+  for (const m of matches) {
+    const start = stream.size;
+    DicomMessage.write(nameMap ? DicomMetaDictionary.denaturalizeDataset(m, nameMap) : DicomMetaDictionary.denaturalizeDataset(m), stream, ts, opts.writeOptions ?? {});
+    ranges.push([start, stream.size]);
+  }
+  const all = Buffer.from(stream.getBuffer());
+  let command: { key: string; bytes: Buffer } | undefined;
+  return matches.map((m, i) => {
+    const r = responses.CFindResponse.fromRequest(request);
+    r.setDataset(new EncodedDataset(m, ts, all.subarray(ranges[i][0], ranges[i][1])));
+    r.setStatus(Status.Pending);
+    const cmd = r.getCommandDataset() as unknown as { getElements(): Record<string, unknown>; getDenaturalizedCommandDataset(): Buffer };
+    const key = JSON.stringify(cmd.getElements());
+    if (command?.key === key) {
+      const bytes = command.bytes;
+      cmd.getDenaturalizedCommandDataset = () => bytes;
+    } else command = { key, bytes: cmd.getDenaturalizedCommandDataset() };
+    return r;
+  });
 }
 
 /**
