@@ -12,8 +12,10 @@
  * - MA_LK: the visit key, from the order's PV1-19 visit number (`OrderInfo.visitNumber`, HL7 v2.5.1
  *   3.4.3.19 CX-1) when the HIS or the device sent one; else empty and the HIS joins on the specimen.
  * - Only results a claim can use: production (MSH-11/H.12 P), status final or corrected (Table 0085
- *   F, C, U, A); a correction replaces the row of the result it corrects (same device, specimen, test),
- *   a deletion (D) or wrong result (W) removes it.
+ *   F, C, U, A); one row per result key (same device, specimen, test): a rerun takes the row's place, a
+ *   correction replaces the row of the LATEST result of that key (the rule of the FHIR output,
+ *   gateway/src/fhir/result-history.ts), a deletion (D) or wrong result (W) withdraws that latest result
+ *   only: the result before it (the first run) has the row again.
  */
 import { nmText } from '../units/number-text';
 import { readFileSync } from 'node:fs';
@@ -118,6 +120,8 @@ const statusLetter = (o: Observation) => o.statusCode ?? ({ final: 'F', correcte
  */
 export function xml4Rows(observations: Observation[], map: BhytCodeMap): Xml4Row[] {
   const byKey = new Map<string, Xml4Row>();
+  // per key, the rows of the earlier runs under the latest one: a withdrawal of the latest gives the row back
+  const earlier = new Map<string, Xml4Row[]>();
   let anon = 0;
   for (const o of observations) {
     if ((o.processingId ?? 'P') !== 'P') continue;
@@ -125,7 +129,11 @@ export function xml4Rows(observations: Observation[], map: BhytCodeMap): Xml4Row
     // Table 0085 D (delete) / W (wrong): the result sent before is withdrawn, so is its claim row
     if (letter === 'D' || letter === 'W' || o.status === 'entered-in-error') {
       const k = resultKey(o);
-      if (k) byKey.delete(k);
+      if (k) {
+        byKey.delete(k);
+        const prev = earlier.get(k)?.pop();
+        if (prev) byKey.set(k, prev);
+      }
       continue;
     }
     if (!CLAIMABLE.has(letter)) continue;
@@ -147,7 +155,10 @@ export function xml4Rows(observations: Observation[], map: BhytCodeMap): Xml4Row
       MA_MAY: o.equipment?.machineCode ?? '',
     };
     const key = resultKey(o) ?? `#${++anon}`;
-    byKey.delete(key); // a later result of the same key (a correction) takes the later place
+    const before = byKey.get(key);
+    // a rerun (F, U) keeps the row it follows underneath; a correction (C, A) replaces the latest one
+    if (before && (letter === 'F' || letter === 'U')) earlier.set(key, [...(earlier.get(key) ?? []), before]);
+    byKey.delete(key); // a later result of the same key takes the later place
     byKey.set(key, row);
   }
   return [...byKey.values()].map((r, i) => ({ ...r, STT: i + 1 }));
