@@ -135,6 +135,25 @@ describe('iomt-fhir-out node: MLLP in → outbox → FHIR server', () => {
     expect(await fhir.search('Observation')).toHaveLength(1);
   });
 
+  it('F, a rerun F and a C for the same specimen: the node reads the store, the rerun is corrected, the first stays final, nothing dead', async () => {
+    const before = store.destinationStats('emr')[0]?.delivered ?? 0;
+    const msg = (id: string, v: string, st: string) => oru(id).replace(`S-${id}`, 'S-RERUN').replace('|5.40|mmol/L|3.9-6.4|N|||F|', `|${v}|mmol/L|3.9-6.4|N|||${st}|`);
+    expect(await send('r1', msg('N-0101', '5.40', 'F'))).toMatch(/MSA\|AA/);
+    expect(await send('r2', msg('N-0102', '5.90', 'F'))).toMatch(/MSA\|AA/);
+    expect(await send('r3', msg('N-0103', '6.10', 'C'))).toMatch(/MSA\|AA/);
+    await waitFor(() => {
+      if (store.deadLetters('emr').length) throw new Error(`dead: ${store.deadLetters('emr')[0].lastError}`);
+      return store.destinationStats('emr')[0]?.delivered === before + 3;
+    }, 30_000);
+    const mine: Array<[string, number]> = [];
+    for (const o of await fhir.search('Observation')) {
+      const sp = o.specimen ? ((await fhir.repo.readReference({ reference: o.specimen.reference } as never)) as { accessionIdentifier?: { value: string } }) : undefined;
+      if (sp?.accessionIdentifier?.value === 'S-RERUN') mine.push([o.status, o.valueQuantity.value]);
+    }
+    expect(mine.sort()).toEqual([['corrected', 6.1], ['final', 5.4]]);
+    expect(fhir.invalid).toEqual([]);
+  });
+
   it('a node whose secret variable is not set fails visibly, naming the variable, never a value', async () => {
     const Out = types.get('iomt-fhir-out')!;
     const bad = new Out({ id: 'n-bad', destination: 'emr2', baseUrl: fhir.url, authType: 'client-credentials', tokenUrl: oauth.tokenUrl, clientId: 'gw-basic', clientSecretEnv: 'E2E_NOT_SET_SECRET', processingIds: 'P' });
