@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import bcrypt from 'bcryptjs';
 import { loadSettings } from '../config/settings';
-import { prepareDatabase, MIGRATIONS } from '../store/migrations';
+import { prepareDatabase, MIGRATIONS, SCHEMA_VERSION } from '../store/migrations';
 import { AuditLog } from '../audit/audit-log';
 import { AccountError, UserStore } from './users';
 import { openAccounts } from './accounts';
@@ -153,7 +153,7 @@ describe('first admin bootstrap (openAccounts)', () => {
     writeFileSync(join(dir, 'admin.json'), JSON.stringify({ user: 'admin', passwordHash: bcrypt.hashSync('old admin password', 4) }));
     const a = openAccounts(settings(), { pruneIntervalMs: 0 });
     try {
-      expect(a.db.pragma('user_version', { simple: true })).toBe(3);
+      expect(a.db.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION); // upgraded through every migration (3 added users and audit)
       expect(a.admin.generatedPassword).toBeUndefined();
       expect(await a.users.verifyUser('admin', 'old admin password')).toEqual({ user: 'admin', role: 'admin' });
       expect(a.messageIdByUid('0123456789ABCDEFGH')).toBe(1);
