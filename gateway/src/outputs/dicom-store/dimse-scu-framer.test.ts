@@ -5,8 +5,14 @@
  * buffer what the PACS keeps sending (without the framer, dcmjs-dimse's accumulator holds it all).
  */
 import * as net from 'node:net';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { tempDir } from '../../../../test/helpers/env';
+import { writeSyntheticDicom } from '../../../../bench/dicom-synth';
+import type { Observation } from '../../contracts/observation';
 import { AssociationError, StoreAssociation } from './dimse-scu';
+import { DicomStoreOutput } from './dicom-store-output';
 
 const SC = '1.2.840.10008.5.1.4.1.1.7';
 const ELE = '1.2.840.10008.1.2.1';
@@ -154,4 +160,31 @@ describe('SCU receive framing against a hostile PACS', () => {
     expect(extMiB() - ext0).toBeLessThan(16);
     expect(rssMiB() - rss0).toBeLessThan(48);
   }, 20_000);
+});
+
+describe('dicom-store output against a hostile PACS: the outbox entries stay (retry / unavailable), never delivered', () => {
+  it.each([
+    { phase: 'associate' as const, want: ['unavailable', 'unavailable'] },
+    { phase: 'store' as const, want: ['retry', 'unavailable'] },
+  ])('a 4 GiB PDU announced during $phase → $want', async ({ phase, want }) => {
+    fake = await fakePacs({ phase, attack: header(0x04, 0xfffffff0), floodMiB: 64 });
+    const tmp = tempDir('iomt-scu-framer-');
+    try {
+      mkdirSync(join(tmp.dir, 'dicom/test'), { recursive: true });
+      const out = new DicomStoreOutput({ destination: 'pacs', host: '127.0.0.1', port: fake.port, calledAeTitle: 'PACS', callingAeTitle: 'IOMT_GW', dataDir: tmp.dir, lingerMs: 0, dimseTimeoutMs: 10_000 });
+      const entries = [1, 2].map((i) => {
+        const obj = writeSyntheticDicom(join(tmp.dir, `dicom/test/${i}.dcm`), 64 * 1024, { sopClassUid: SC });
+        const obs = { id: `M${i}-1`, messageId: i, messageUid: `M${i}`, seq: 1, deviceId: 'ct', driver: 'dicom', sourceMessageId: obj.sopInstanceUid, receivedAt: '2026-11-30T10:00:00.000Z', code: { system: 'urn:ietf:rfc:3986', code: `urn:oid:${SC}` }, category: 'imaging', status: 'final', value: { kind: 'reference', pointer: `dicom/test/${i}.dcm`, application: 'iomt-gateway', typeOfData: 'application', subtype: 'dicom' } } as Observation;
+        return { id: i, destination: 'pacs', key: `k${i}`, payload: out.prepare([obs], `k${i}`).payload, attempts: 0, createdAt: Date.now() };
+      });
+      const ext0 = extMiB();
+      const outcomes = await out.write(entries, new AbortController().signal);
+      expect(outcomes.map((o) => o.outcome)).toEqual(want);
+      expect(outcomes[0].error).toMatch(/refused|closed|aborted/);
+      await out.close();
+      expect(extMiB() - ext0).toBeLessThan(16);
+    } finally {
+      tmp.cleanup();
+    }
+  }, 30_000);
 });
