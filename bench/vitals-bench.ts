@@ -8,6 +8,8 @@
  * only) with the gateway's per-thread split, peak RSS, published / acknowledged / committed.
  *
  *   npm run bench:vitals [-- --beds 500 --sustained-s 30 --burst-rate 5000 --burst-s 10 --json FILE --no-doc]
+ *   (--targets gateway: one target only; --gateway-route: aedes routes device publishes on, the A/B baseline;
+ *   --gateway-null-store: no commit, the transport's CPU alone)
  *
  * The gateway target is bench/vitals-gateway.ts (store + broker, no Node-RED flow). mosquitto runs with
  * allow_anonymous false and a password file, persistence off (its default): it acknowledges QoS 1 from
@@ -111,7 +113,7 @@ async function phase(target: { name: string; pid: number; url: string; creds: Re
 }
 
 async function gatewayTarget(dir: string, creds: Record<string, string>): Promise<{ t: ChildTarget; url: string }> {
-  const { target, ready } = await spawnReady(process.execPath, [...scriptArgs('vitals-gateway'), '--data', dir], { env: { ...process.env, IOMT_LOG_LEVEL: 'error' } });
+  const { target, ready } = await spawnReady(process.execPath, [...scriptArgs('vitals-gateway'), '--data', dir, ...(process.argv.includes('--gateway-route') ? ['--route'] : []), ...(process.argv.includes('--gateway-null-store') ? ['--null-store'] : [])], { env: { ...process.env, IOMT_LOG_LEVEL: 'error' } });
   void creds;
   return { t: target, url: `mqtt://127.0.0.1:${ready.port}` };
 }

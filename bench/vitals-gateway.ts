@@ -2,7 +2,8 @@
  * Benchmark target for bench:vitals: the gateway's MQTT device path alone — the real store (writer worker,
  * group commit, fsync) and the embedded broker (validation, normalization, commit before PUBACK) — in
  * its own process, so its CPU and RSS are measured apart from the load generator.
- * argv: --data DIR. Protocol: bench-lib serveAsTarget (READY {port,pid}; STATS on SIGTERM, with the
+ * argv: --data DIR [--route: aedes routes device publishes on, as before the skip; A/B only] [--null-store:
+ * no commit at all, the transport's own CPU; A/B only]. Protocol: bench-lib serveAsTarget (READY {port,pid}; STATS on SIGTERM, with the
  * commit latency (submit → durable, as the broker waits for it) and the event-loop delay, in ms).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
@@ -22,8 +23,13 @@ runMain(async () => {
   const commitMs: number[] = [];
   const loop = monitorEventLoopDelay({ resolution: 10 });
   loop.enable();
+  // --null-store: the commit is a no-op (no SQLite, no worker): the target's CPU is the MQTT transport plus
+  // validation and normalization only (the transport A/B of bench:vitals; never a durability measurement)
+  let nullId = 0;
+  const nullStore = a['null-store'] !== undefined;
   const sink = {
     submit: async (m: InboundMessage) => {
+      if (nullStore) return { messageId: ++nullId, messageUid: String(nullId), duplicate: false, observations: [] };
       const t0 = performance.now();
       const r = await store.submit(m);
       if (commitMs.length < 2_000_000) commitMs.push(performance.now() - t0);
@@ -31,7 +37,7 @@ runMain(async () => {
     },
     quarantine: (q: QuarantineInput) => store.quarantine(q),
   };
-  const broker = new MqttBroker({ deviceId: 'icu-mqtt', dataDir: a.data, host: '127.0.0.1', port: 0, maxConnections: 10_000, maxPerAddress: 10_000 }, sink, (r) => {
+  const broker = new MqttBroker({ deviceId: 'icu-mqtt', dataDir: a.data, host: '127.0.0.1', port: 0, maxConnections: 10_000, maxPerAddress: 10_000, routeDevicePublishes: a.route !== undefined }, sink, (r) => {
     if (!r.duplicate) committed++;
   });
   const { port } = await broker.start();

@@ -200,6 +200,44 @@ describe('MQTT broker: publish', () => {
     const err = await c.subscribeAsync(['iomt/bed-02/#', '#', 'iomt/bed-01/#'], { qos: 1 }).then(() => undefined, (e) => e);
     expect((err as { packet?: { granted: number[] } }).packet?.granted).toEqual([128, 128, 1]);
   });
+
+  it('device publishes are consumed, not routed back through aedes (unless routeDevicePublishes); the errors notice still arrives', async () => {
+    const echoes = async (b: MqttBroker, p: number): Promise<{ echoed: string[]; skipped: number }> => {
+      const c = await new Promise<MqttClient>((resolve, reject) => {
+        const x = mqtt.connect(`mqtt://127.0.0.1:${p}`, { clientId: 'bed-01', username: 'bed-01', password: pw['bed-01'], reconnectPeriod: 0, protocolVersion: 4 });
+        clients.push(x);
+        x.once('connect', () => resolve(x));
+        x.once('error', reject);
+      });
+      const echoed: string[] = [];
+      c.on('message', (topic) => echoed.push(topic));
+      await c.subscribeAsync('iomt/bed-01/#', { qos: 1 });
+      const skipped0 = b.forwardsSkipped;
+      const before = messagesOf().length;
+      await c.publishAsync('iomt/bed-01/vitals', VITALS(61), { qos: 1 });
+      await c.publishAsync('iomt/bed-01/vitals', VITALS(62), { qos: 0 });
+      await waitFor(() => messagesOf().length === before + 2);
+      // a bad payload: its notice on iomt/bed-01/errors is the gateway's own publish, always routed
+      await c.publishAsync('iomt/bed-01/vitals', '{"observations":[]}', { qos: 1 });
+      await waitFor(() => echoed.includes('iomt/bed-01/errors'));
+      await new Promise((r) => setTimeout(r, 100));
+      await c.endAsync(true);
+      return { echoed, skipped: b.forwardsSkipped - skipped0 };
+    };
+    const consumed = await echoes(broker, port);
+    expect(consumed.echoed).toEqual(['iomt/bed-01/errors']);
+    expect(consumed.skipped).toBe(3);
+    // the same device on a broker that routes device publishes gets its own data back: the skip is what differs
+    const routing = new MqttBroker({ deviceId: 'icu-mqtt', dataDir: t.dir, host: '127.0.0.1', port: 0, routeDevicePublishes: true }, { submit: (m) => store.submit(m), quarantine: (q) => store.quarantine(q) });
+    try {
+      const r = await echoes(routing, (await routing.start()).port!);
+      expect(r.skipped).toBe(0);
+      expect(r.echoed.filter((x) => x === 'iomt/bed-01/vitals').length).toBe(3);
+      expect(r.echoed).toContain('iomt/bed-01/errors');
+    } finally {
+      await routing.close();
+    }
+  });
 });
 
 describe('MQTT broker: device status', () => {

@@ -67,6 +67,12 @@ export interface MqttBrokerOptions {
   maxSkewMs?: number;
   /** How often the credentials file is checked for revoked clients (ms, default 2000). */
   credentialsPollMs?: number;
+  /**
+   * Route device publishes on through aedes (its persistence and emitter) as a general broker would, so a
+   * device subscribed to its own `iomt/<id>/#` receives its own data back. Default false: they are consumed
+   * by the gateway only (cheaper per message; the A/B switch of bench:vitals).
+   */
+  routeDevicePublishes?: boolean;
 }
 
 export interface ClientState {
@@ -136,6 +142,10 @@ export class MqttBroker {
   private readonly loginOf = new WeakMap<Client, string>();
   /** Active logins in the credentials file: client id → createdAt of its record. */
   private activeLogins = new Map<string, string>();
+  /** Device publishes accepted by authorizePublish, not routed on by aedes (see the constructor). */
+  private readonly consumed = new WeakSet<PublishPacket>();
+  /** Device publishes whose aedes routing was skipped (tests, benches). */
+  forwardsSkipped = 0;
   /** Called when a client id is seen for the first time (the node registers its status). */
   onClientAdded?: (clientId: string) => void;
 
@@ -167,6 +177,21 @@ export class MqttBroker {
         done(null, sub.topic.startsWith(prefix) || sub.topic === `${TOPIC_ROOT}/${client.id}/#` ? sub : null);
       },
     });
+    // A device's own publishes (iomt/<id>/vitals|alarms|status, its will) are consumed by the gateway, not
+    // routed: only that device may subscribe inside iomt/<id>/ (authorizeSubscribe), and it is not sent its
+    // own data back. aedes would still run every QoS 1 publish, after the PUBACK, through its persistence
+    // (offline-subscription lookup) and emitter; that is skipped for the packets authorizePublish accepted
+    // and marked. The gateway's own publishes (iomt/<id>/errors, $SYS) have no client and are routed as usual.
+    // (typed for (packet, done) only; at run time aedes 1.2 calls it as publish(packet, client, done))
+    const route = this.broker.publish.bind(this.broker) as unknown as (p: PublishPacket, c?: unknown, d?: unknown) => void;
+    (this.broker as unknown as { publish: (p: PublishPacket, c?: Client | null | ((e?: Error | null) => void), d?: (e?: Error | null) => void) => void }).publish = (p, c, d) => {
+      if (c && typeof c !== 'function' && this.consumed.has(p)) {
+        this.consumed.delete(p);
+        this.forwardsSkipped++;
+        return d?.(null);
+      }
+      return route(p, c, d);
+    };
     this.broker.on('clientReady', (c) => this.clientUp(c));
     this.broker.on('clientDisconnect', (c) => this.clientDown(c, 'disconnect'));
     this.broker.on('keepaliveTimeout', (c) => this.mark(c.id, 'keepalive-timeout'));
@@ -416,6 +441,8 @@ export class MqttBroker {
     this.guarded.get(client.conn)?.frame();
     // retained messages would be kept in the broker's memory for any topic a device invents: not kept
     packet.retain = false;
+    // consumed here, not routed on (constructor); a refused packet is never published by aedes
+    if (!this.opts.routeDevicePublishes) this.consumed.add(packet);
     const isWill = packet === (client as unknown as { will?: unknown }).will;
     const kind = packet.topic.slice(prefix.length) as Kind;
     if (kind === 'status' || isWill) {

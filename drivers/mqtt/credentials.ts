@@ -112,9 +112,9 @@ export class MqttCredentials {
 
   /** mtime + size of the file (0 when absent): the broker polls this to notice changes. */
   version(): string {
-    if (!existsSync(this.file)) return '0';
-    const st = statSync(this.file);
-    return `${st.mtimeMs}:${st.size}`;
+    // one stat (the broker calls this on every publish): absent = '0'
+    const st = statSync(this.file, { throwIfNoEntry: false });
+    return st ? `${st.mtimeMs}:${st.size}` : '0';
   }
 
   private async update<T>(fn: (d: FileShape) => Promise<T> | T): Promise<T> {
