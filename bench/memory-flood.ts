@@ -9,6 +9,7 @@
  *   npm run bench:memory                       # built (dist/)
  *   node --import tsx bench/memory-flood.ts    # from sources
  *   options: --clients 32 --mb 8 --budget <bytes> (IOMT_INFLIGHT_MAX_BYTES) --workers <n> (IOMT_HL7_PARSE_WORKERS)
+ *            --max-rss <MiB>: exit 1 when the peak RSS reaches it (issue 10 §7: 300)
  * The child inherits the environment (e.g. MALLOC_MMAP_THRESHOLD_=131072). One JSON line per run; the
  * table in docs/BENCHMARKS.md ("Memory under 32 concurrent 8 MB messages") is written by hand from several.
  */
@@ -108,6 +109,10 @@ async function main(): Promise<void> {
     const stats = target.lastJson('STATS') ?? {};
     const result = { clients, mb, budget: stats.budgetMaxBytes, budgetPeakMiB: +(stats.budgetPeakBytes / MiB).toFixed(1), idleMiB: +(idle / 1024).toFixed(0), peakRssMiB: +(Math.max(peak, hwm) / 1024).toFixed(0), seconds, aa };
     console.log(JSON.stringify({ ...result, gc: stats.gc, mainAtPeakMiB: stats.atPeakMiB }));
+    if (args['max-rss'] && result.peakRssMiB >= Number(args['max-rss'])) {
+      console.error(`peak RSS ${result.peakRssMiB} MiB ≥ ${args['max-rss']} MiB`);
+      process.exitCode = 1;
+    }
     if (aa !== clients) {
       console.error(`only ${aa} of ${clients} messages answered AA:`, acks.filter((a) => !a.includes('MSA|AA')).slice(0, 3));
       process.exitCode = 1;
