@@ -107,7 +107,8 @@ export interface OrderInfo {
   service?: Coding; // OBR-4
   collectedAt?: string; // OBR-7, ISO 8601
   section?: string; // OBR-24
-  /** Imaging orders (protocols.md §5.3; HL7 v2.5.1 OBR-19 placer field 1, OBR-20 placer field 2, ZDS-1 / IPC-3):
+  /** Imaging orders (protocols.md §5.3; HL7 v2.5.1 OBR-19 placer field 2 = Requested Procedure ID, OBR-20 filler
+   * field 1 = SPS ID, ZDS-1 / IPC-3 = Study Instance UID):
    * the Requested Procedure ID, the Scheduled Procedure Step ID and the Study Instance UID the RIS assigned. */
   requestedProcedureId?: string;
   scheduledStepId?: string;
