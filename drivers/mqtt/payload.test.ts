@@ -158,7 +158,7 @@ describe('alarms payload (IHE PCD ACM)', () => {
     const d = n.drafts[0];
     expect(d.alarm).toEqual({ priority: 'PH', id: 'A-77', source: 'MDC_PULS_OXIM_SAT_O2', phase: 'start', state: 'active', kind: 'physiological', text: 'SpO2 LOW' });
     expect(d.value).toEqual({ kind: 'quantity', value: 84, unit: '%' });
-    expect(d.code).toMatchObject({ system: 'urn:iso:std:iso:11073:10101', code: 'MDC_EVT_LO_VAL_ALARM' });
+    expect(d.code).toMatchObject({ system: 'urn:iso:std:iso:11073:10101', code: '196674' }); // MDC_EVT_LO_VAL_LT_LIM (3::66): the code map's numeric code
     expect(d.category).toBe('vital-signs');
     expect(checkAlarms(alarmsSchema.examples[0])).toBe(true);
   });

@@ -276,7 +276,7 @@ export function normalizeVitals(raw: Buffer, ctx: NormalizeContext): NormalizedP
 
 /**
  * `iomt/<clientId>/alarms` → one draft per alarm with `alarm` set (IHE PCD ACM: priority PH/PM/PL/PN,
- * state, phase, kind, id, source, text). The draft's code is the event (`MDC_EVT_HI_VAL_ALARM`, a vendor
+ * state, phase, kind, id, source, text). The draft's code is the event (`MDC_EVT_LO_VAL_LT_LIM`, a vendor
  * `MDCX_` code) when sent, else the source; its value is the alarming value when sent, else the text.
  * @throws PayloadError
  */

@@ -104,7 +104,7 @@ export function alarmPayload(bedNo: number, alarmId: string, phase: 'start' | 'e
   return JSON.stringify({
     time: at.toISOString(),
     bed: `ICU1-${String(bedNo + 1).padStart(2, '0')}`,
-    alarms: [{ id: alarmId, source: 'MDC_PULS_OXIM_SAT_O2', event: 'MDC_EVT_LO_VAL_ALARM', priority: 'PH', state: phase === 'start' ? 'active' : 'inactive', phase, kind: 'physiological', text: 'SpO2 LOW', value: 84, unit: '%' }],
+    alarms: [{ id: alarmId, source: 'MDC_PULS_OXIM_SAT_O2', event: 'MDC_EVT_LO_VAL_LT_LIM', priority: 'PH', state: phase === 'start' ? 'active' : 'inactive', phase, kind: 'physiological', text: 'SpO2 LOW', value: 84, unit: '%' }],
   });
 }
 

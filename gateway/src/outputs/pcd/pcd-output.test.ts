@@ -171,7 +171,7 @@ describe('PCD-04 alarm value unit (IHE PCD TF-2: MDC units)', () => {
     ['MDC_TTHOR_RESP_RATE', '/min', '264928^MDC_DIM_RESP_PER_MIN^MDC'],
     ['MDC_PRESS_BLD_NONINV_SYS', 'mm[Hg]', '266016^MDC_DIM_MMHG^MDC'],
   ])('an MQTT alarm from %s with a value in %s: OBX-6 %s (the source metric\'s unit, not the event\'s)', (source, unit, obx6) => {
-    const [a] = expand([{ code: { system: 'urn:iso:std:iso:11073:10101', code: 'MDC_EVT_HI_VAL_ALARM' }, status: 'preliminary', statusCode: 'R', valueType: 'NM', value: { kind: 'quantity', value: 151, unit }, effectiveAt: RECEIVED, equipment: { id: 'dev1' }, alarm: { priority: 'PH', id: 'a1', source, phase: 'start', state: 'active' } }], 'acm');
+    const [a] = expand([{ code: { system: 'urn:iso:std:iso:11073:10101', code: 'MDC_EVT_HI_VAL_GT_LIM' }, status: 'preliminary', statusCode: 'R', valueType: 'NM', value: { kind: 'quantity', value: 151, unit }, effectiveAt: RECEIVED, equipment: { id: 'dev1' }, alarm: { priority: 'PH', id: 'a1', source, phase: 'start', state: 'active' } }], 'acm');
     const event = splitHl7(buildPcd04([a], OPTS)).filter((s) => s.id === 'OBX' && s.field(2) === 'NM');
     expect(event.map((s) => `${s.field(5)} ${s.field(6)}`)).toEqual([`151 ${obx6}`]);
   });
