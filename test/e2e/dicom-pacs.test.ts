@@ -27,7 +27,7 @@ import { newUid, writeSyntheticDicom } from '../../bench/dicom-synth';
 import type { DicomInstanceRecord } from '../../drivers/dicom/contracts';
 
 const run = promisify(execFile);
-const FIXTURES = join(__dirname, '../../../shared/fixtures/open/dicom/pydicom');
+const FIXTURES = join(__dirname, '../../drivers/dicom/fixtures'); // the pydicom files copied into the project (licence note there)
 const FILES = readdirSync(FIXTURES).filter((f) => f.endsWith('.dcm') && f !== 'no_meta.dcm');
 // storescu options to propose each file's own syntax (peers.md: compressed files need theirs proposed)
 const PROPOSE: Record<string, string[]> = {

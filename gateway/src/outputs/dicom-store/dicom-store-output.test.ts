@@ -26,7 +26,7 @@ const { data: dcmjsData } = require('dcmjs') as {
   data: { DicomMessage: { readFile(ab: ArrayBuffer): { dict: unknown } }; DicomMetaDictionary: { naturalizeDataset(d: unknown): unknown } };
 };
 
-const FIXTURES = join(__dirname, '../../../../../shared/fixtures/open/dicom/pydicom');
+const FIXTURES = join(__dirname, '../../../../drivers/dicom/fixtures'); // the pydicom files copied into the project (licence note there)
 const FILES = readdirSync(FIXTURES).filter((f) => f.endsWith('.dcm') && f !== 'no_meta.dcm');
 const JPEG_LIKE = new Set(['JPEG-lossy.dcm', 'JPEG2000.dcm', 'MR_small_RLE.dcm', 'MR_small_jpeg_ls_lossless.dcm', 'SC_rgb_jpeg_dcmtk.dcm']);
 
