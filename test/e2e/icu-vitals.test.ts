@@ -20,7 +20,7 @@ import { GatewayRuntime, setRuntime } from '../../gateway/src/runtime';
 import { loadSettings } from '../../gateway/src/config/settings';
 import { Hl7Receiver } from '../../drivers/hl7-mllp/hl7-receiver';
 import { registry } from '../../gateway/src/metrics/registry';
-import { MosquittoPeer } from '../../gateway/src/outputs/mqtt-upstream/mosquitto-peer';
+import { MosquittoPeer } from '../helpers/mosquitto-peer';
 import { IndependentHis, seg, splitHl7 } from '../helpers/independent-his';
 import { freePort, requirePeer, tempDir, waitFor } from '../helpers/env';
 

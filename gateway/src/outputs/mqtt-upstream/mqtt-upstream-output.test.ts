@@ -13,7 +13,7 @@ import { OutboxWorker } from '../../pipeline/outbox-worker';
 import { parseHl7 } from '../../../../drivers/hl7-mllp/hl7-message';
 import { parseOru } from '../../../../drivers/hl7-mllp/oru-parser';
 import { tempDir, waitFor } from '../../../../test/helpers/env';
-import { MosquittoPeer } from './mosquitto-peer';
+import { MosquittoPeer } from '../../../../test/helpers/mosquitto-peer';
 import { defaultUpstreamClientId, MqttUpstreamOutput, mqttUpstreamProblems } from './mqtt-upstream-output';
 
 const CASE = join(__dirname, '../../../../test/golden/cases/pcd01-vitals-identified/input.hl7');

@@ -8,7 +8,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createConnection } from 'node:net';
 import { userInfo } from 'node:os';
-import { freePort, requirePeer, tempDir, waitFor } from '../../../../test/helpers/env';
+import { freePort, requirePeer, tempDir, waitFor } from './env';
 
 export class MosquittoPeer {
   port = 0;
