@@ -11,16 +11,27 @@ export function tempDir(prefix = 'iomt-test-'): { dir: string; cleanup: () => vo
 }
 
 /** A free TCP port on 127.0.0.1. */
+/** Ports this process was already given: the kernel may hand a just-closed ephemeral port out again, and
+ * a test that asks for two ports (HTTP and a device port) must not get the same one twice. */
+const given = new Set<number>();
+
 export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const addr = s.address();
-      const port = typeof addr === 'object' && addr ? addr.port : 0;
-      s.close(() => resolve(port));
+  for (let i = 0; i < 50; i++) {
+    const port = await new Promise<number>((resolve, reject) => {
+      const s = createServer();
+      s.once('error', reject);
+      s.listen(0, '127.0.0.1', () => {
+        const addr = s.address();
+        const p = typeof addr === 'object' && addr ? addr.port : 0;
+        s.close(() => resolve(p));
+      });
     });
-  });
+    if (!given.has(port)) {
+      given.add(port);
+      return port;
+    }
+  }
+  throw new Error('freePort: no new free port after 50 tries');
 }
 
 /**
