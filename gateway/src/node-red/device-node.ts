@@ -1,4 +1,5 @@
 import type { CommitResult, DriverStatus } from '../contracts/driver';
+import type { GatewayStoreApi } from '../contracts/store';
 import type { Observation } from '../contracts/observation';
 import { getRuntime } from '../runtime';
 import { componentLogger } from '../log/logger';
@@ -141,4 +142,22 @@ export class DeviceEmitter {
   stop(): void {
     if (this.sweepTimer) clearInterval(this.sweepTimer);
   }
+}
+
+/**
+ * The status dot of an outbox destination node, refreshed every 2 s: `disconnected` while the worker backs off
+ * or `link()` says the peer is unreachable (false), `stopped`, `connected` while `link()` is true, else `idle`
+ * (nothing sent yet); the detail is its queue and dead letters. Returns the function that stops it.
+ */
+export function watchDestination(node: RedNode, store: GatewayStoreApi, destination: string, worker: { state: string }, link: () => boolean | undefined): () => void {
+  const refresh = () => {
+    const st = store.destinationStats(destination)[0];
+    const l = link();
+    const state = worker.state === 'backoff' || l === false ? 'disconnected' : worker.state === 'stopped' ? 'stopped' : l ? 'connected' : 'idle';
+    showStatus(node, { state, detail: st ? `queue ${st.pending}${st.dead ? `, dead ${st.dead}` : ''}` : '' });
+  };
+  const timer = setInterval(refresh, 2000);
+  timer.unref();
+  refresh();
+  return () => clearInterval(timer);
 }

@@ -9,7 +9,7 @@ import type { Observation } from '../contracts/observation';
 import type { Output } from '../contracts/output';
 import { getRuntime } from '../runtime';
 import { metrics } from '../metrics/registry';
-import { reportStartFailure, showStatus, type RedNode } from '../node-red/device-node';
+import { reportStartFailure, watchDestination, type RedNode } from '../node-red/device-node';
 import { Downsampler } from './downsample';
 
 export interface VitalsDestinationOptions {
@@ -42,14 +42,8 @@ export function startVitalsDestination(o: VitalsDestinationOptions): boolean {
     reportStartFailure(node, 'destination', `${destination}#${node.id}`, o.driverName, (e as Error).message, 'duplicate destination');
     return false;
   }
-  const refresh = () => {
-    const st = rt.store.destinationStats(destination)[0];
-    const state = worker.state === 'backoff' ? 'disconnected' : worker.state === 'stopped' ? 'stopped' : output.connected ? 'connected' : 'idle';
-    showStatus(node, { state, detail: st ? `queue ${st.pending}${st.dead ? `, dead ${st.dead}` : ''}` : '' });
-  };
-  const timer = setInterval(refresh, 2000);
-  timer.unref();
-  refresh();
+  // 'connected' only while the link to the peer is really open; 'idle' before the first delivery
+  const stopStatus = watchDestination(node, rt.store, destination, worker, () => output.connected || undefined);
 
   node.on('input', (msg: { payload?: unknown; _iomt?: { messageUid?: string; messageId?: number } }, _send, done) => {
     const all = Array.isArray(msg.payload) ? (msg.payload as Observation[]) : undefined;
@@ -90,7 +84,7 @@ export function startVitalsDestination(o: VitalsDestinationOptions): boolean {
       .catch((e: unknown) => done(e));
   });
   node.on('close', (_removed, done) => {
-    clearInterval(timer);
+    stopStatus();
     rt.unregisterDestination(destination).then(() => done(), () => done());
   });
   return true;

@@ -6,7 +6,7 @@
  * Messages without a DICOM instance (e.g. MPPS events) are passed over.
  */
 import { getRuntime } from '../../../runtime';
-import { reportStartFailure, showStatus, specProblems, type RedNode } from '../../../node-red/device-node';
+import { reportStartFailure, watchDestination, specProblems, type RedNode } from '../../../node-red/device-node';
 import { resolveEnvTemplate } from '../../../config/env-template';
 import type { Observation } from '../../../contracts/observation';
 import type { DicomInstanceRecord } from '../../../../../drivers/dicom/contracts';
@@ -42,14 +42,8 @@ export = function register(RED: any): void {
       reportStartFailure(node, 'destination', `${destination}#${node.id}`, 'dicom-store', (e as Error).message, 'duplicate destination');
       return;
     }
-    const refresh = () => {
-      const st = rt.store.destinationStats(destination)[0];
-      const state = worker.state === 'backoff' ? 'disconnected' : worker.state === 'stopped' ? 'stopped' : output.connected ? 'connected' : 'idle';
-      showStatus(node, { state, detail: st ? `queue ${st.pending}${st.dead ? `, dead ${st.dead}` : ''}` : '' });
-    };
-    const statusTimer = setInterval(refresh, 2000);
-    statusTimer.unref();
-    refresh();
+    // 'connected' only while the link to the peer is really open; 'idle' before the first delivery
+    const stopStatus = watchDestination(node, rt.store, destination, worker, () => output.connected || undefined);
 
     node.on('input', (msg: { payload?: unknown; _iomt?: { messageUid?: string; messageId?: number } }, _send, done) => {
       const observations = Array.isArray(msg.payload) ? (msg.payload as Observation[]) : undefined;
@@ -70,7 +64,7 @@ export = function register(RED: any): void {
         .catch((e: unknown) => done(e));
     });
     node.on('close', (_removed, done) => {
-      clearInterval(statusTimer);
+      stopStatus();
       rt.unregisterDestination(destination).then(() => done(), () => done());
     });
   }

@@ -10,7 +10,7 @@ import { DB_FILE } from '../../../store/gateway-store';
 import { fhirOutSettings, type FhirOutNodeConfig } from '../node-options';
 import { getRuntime } from '../../../runtime';
 import { resolveEnvTemplate } from '../../../config/env-template';
-import { reportStartFailure, showStatus, specProblems, type RedNode } from '../../../node-red/device-node';
+import { reportStartFailure, watchDestination, specProblems, type RedNode } from '../../../node-red/device-node';
 import { FHIR_OUT_SPEC } from './iomt-fhir-out.spec';
 import type { Observation } from '../../../contracts/observation';
 import { metrics } from '../../../metrics/registry';
@@ -33,14 +33,8 @@ export = function register(RED: any): void {
       } catch (e) {
         return void reportStartFailure(this, 'destination', `${destination}#${this.id}`, 'fhir-http', (e as Error).message, 'duplicate destination');
       }
-      const refresh = () => {
-        const st = rt.store.destinationStats(destination)[0];
-        const state = worker.state === 'backoff' || output.reachable === false ? 'disconnected' : worker.state === 'stopped' ? 'stopped' : output.reachable ? 'connected' : 'idle';
-        showStatus(this, { state, detail: st ? `queue ${st.pending}${st.dead ? `, dead ${st.dead}` : ''}` : '' });
-      };
-      const timer = setInterval(refresh, 2000);
-      timer.unref();
-      refresh();
+      // 'connected' only while the link to the peer is really open; 'idle' before the first delivery
+      const stopStatus = watchDestination(this, rt.store, destination, worker, () => output.reachable);
       this.on('input', (msg: { payload?: unknown; _iomt?: { messageUid?: string; messageId?: number } }, _send, done) => {
         const observations = Array.isArray(msg.payload) ? (msg.payload as Observation[]) : undefined;
         if (!observations || !msg._iomt?.messageUid) return done(new Error('iomt-fhir-out expects msg.payload = observations from an IoMT device node'));
@@ -64,7 +58,7 @@ export = function register(RED: any): void {
           .catch((e: unknown) => done(e));
       });
       this.on('close', (_removed, done) => {
-        clearInterval(timer);
+        stopStatus();
         rt.unregisterDestination(destination).then(() => done(), () => done());
       });
     } catch (e) {

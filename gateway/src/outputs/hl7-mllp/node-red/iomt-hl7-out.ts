@@ -8,7 +8,7 @@ import { readFileSync } from 'node:fs';
 import { Hl7MllpOutput } from '../hl7-mllp-output';
 import { getRuntime } from '../../../runtime';
 import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../config/env-template';
-import { reportStartFailure, showStatus, specProblems, type RedNode } from '../../../node-red/device-node';
+import { reportStartFailure, watchDestination, specProblems, type RedNode } from '../../../node-red/device-node';
 import { HL7_OUT_SPEC } from './iomt-hl7-out.spec';
 import type { Observation } from '../../../contracts/observation';
 import { metrics } from '../../../metrics/registry';
@@ -120,15 +120,8 @@ export = function register(RED: any): void {
       reportStartFailure(node, 'destination', `${destination}#${node.id}`, 'hl7-mllp', (e as Error).message, 'duplicate destination');
       return;
     }
-    const refresh = () => {
-      const st = rt.store.destinationStats(destination)[0];
-      // 'connected' only while the socket to the HIS is really open; 'idle' before the first delivery
-      const state = worker.state === 'backoff' ? 'disconnected' : worker.state === 'stopped' ? 'stopped' : output.connected ? 'connected' : 'idle';
-      showStatus(node, { state, detail: st ? `queue ${st.pending}${st.dead ? `, dead ${st.dead}` : ''}` : '' });
-    };
-    const statusTimer = setInterval(refresh, 2000);
-    statusTimer.unref();
-    refresh();
+    // 'connected' only while the link to the peer is really open; 'idle' before the first delivery
+    const stopStatus = watchDestination(node, rt.store, destination, worker, () => output.connected || undefined);
 
     node.on('input', (msg: { payload?: unknown; _iomt?: { messageUid?: string; messageId?: number } }, _send, done) => {
       const observations = Array.isArray(msg.payload) ? (msg.payload as Observation[]) : undefined;
@@ -165,7 +158,7 @@ export = function register(RED: any): void {
         .catch((e: unknown) => done(e));
     });
     node.on('close', (_removed, done) => {
-      clearInterval(statusTimer);
+      stopStatus();
       rt.unregisterDestination(destination).then(() => done(), () => done());
     });
   }
