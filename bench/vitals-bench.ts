@@ -9,7 +9,9 @@
  *
  *   npm run bench:vitals [-- --beds 500 --sustained-s 30 --burst-rate 5000 --burst-s 10 --json FILE --no-doc]
  *   (--targets gateway: one target only; --gateway-route: aedes routes device publishes on, the A/B baseline;
- *   --gateway-null-store: no commit, the transport's CPU alone)
+ *   --gateway-floor raw|aedes: bench/vitals-floor.ts in place of the gateway, Node's transport floor;
+ *   --gateway-null-store: no commit, the transport's CPU alone; env BENCH_TARGET_NODE_ARGS: extra node flags for the
+ *   gateway target, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
  *
  * The gateway target is bench/vitals-gateway.ts (store + broker, no Node-RED flow). mosquitto runs with
  * allow_anonymous false and a password file, persistence off (its default): it acknowledges QoS 1 from
@@ -113,7 +115,12 @@ async function phase(target: { name: string; pid: number; url: string; creds: Re
 }
 
 async function gatewayTarget(dir: string, creds: Record<string, string>): Promise<{ t: ChildTarget; url: string }> {
-  const { target, ready } = await spawnReady(process.execPath, [...scriptArgs('vitals-gateway'), '--data', dir, ...(process.argv.includes('--gateway-route') ? ['--route'] : []), ...(process.argv.includes('--gateway-null-store') ? ['--null-store'] : [])], { env: { ...process.env, IOMT_LOG_LEVEL: 'error' } });
+  const floor = parseArgs(process.argv.slice(2))['gateway-floor'];
+  const node = (process.env.BENCH_TARGET_NODE_ARGS ?? '').split(' ').filter(Boolean);
+  const args = floor
+    ? [...scriptArgs('vitals-floor'), '--floor', floor] // Node's transport floor in place of the gateway (A/B only)
+    : [...scriptArgs('vitals-gateway'), '--data', dir, ...(process.argv.includes('--gateway-route') ? ['--route'] : []), ...(process.argv.includes('--gateway-null-store') ? ['--null-store'] : [])];
+  const { target, ready } = await spawnReady(process.execPath, [...node, ...args], { env: { ...process.env, IOMT_LOG_LEVEL: 'error' } });
   void creds;
   return { t: target, url: `mqtt://127.0.0.1:${ready.port}` };
 }
