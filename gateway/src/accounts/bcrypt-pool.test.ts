@@ -36,9 +36,15 @@ describe('bcrypt worker pool (issue 10 §5: bcrypt off the main thread)', () => 
   it('five parallel wrong passwords keep the event loop free (bcryptjs async holds it for hundreds of ms)', async () => {
     await bcryptCompare('warm up', hash);
     const gap = await maxLoopGap(() => Promise.all([1, 2, 3, 4, 5].map((i) => bcryptCompare(`wrong ${i}`, hash))));
-    expect(gap).toBeLessThan(40);
-    // the same load on bcryptjs's own async API holds the loop much longer: the test can fail
+    // the control, in the same run under the same machine load: bcryptjs's own async API computes on this
+    // thread in slices of up to 100 ms (wall clock), five at once: the loop is held ~0.5 s
     const blocking = await maxLoopGap(() => Promise.all([1, 2, 3, 4, 5].map((i) => bcrypt.compare(`wrong ${i}`, hash))));
-    expect(blocking).toBeGreaterThan(gap);
+    expect(blocking, 'the control holds the loop: the probe sees a freeze').toBeGreaterThan(90);
+    // the pool only passes messages: its largest gap is scheduling noise (ms on a quiet box, a few tens of ms when
+    // a 2-core CI machine runs at load 8), far below the control's. Any main-thread bcrypt (sync or sliced) holds
+    // the loop for at least one whole hash or slice, i.e. about as long as the control: the bound fails on it.
+    // An absolute bound of 40 ms failed on a loaded CI box; the requirement's scale (issue 10: 5 logins held
+    // it 150-600 ms) is kept by the relative one.
+    expect(gap, `pool ${gap.toFixed(1)} ms vs bcryptjs async ${blocking.toFixed(1)} ms`).toBeLessThan(blocking / 4);
   });
 });
