@@ -213,6 +213,15 @@ describe('alarms payload (IHE PCD ACM)', () => {
   ])('a value of %s is %s quarantined as an underflow (JSON.parse would read it as 0)', (num, bad) => {
     const raw = Buffer.from(`{"time":"2026-11-30T10:15:00Z","bed":"1e-400","observations":[{"code":150456,"value":${num},"unit":"%"}]}`);
     if (bad) expect(() => normalizeVitals(raw, ctx)).toThrow(/too small for a double/);
-    else expect(normalizeVitals(raw, ctx).drafts[0].value).toEqual({ kind: 'quantity', value: Number(num), unit: '%' });
+    else {
+      // read as the double; a text that does not print back as written is kept in NM form (no exponent)
+      const v = normalizeVitals(raw, ctx).drafts[0].value as { kind: 'quantity'; value: number; unit: string; decimal?: string };
+      expect(v).toMatchObject({ kind: 'quantity', value: Number(num), unit: '%' });
+      if (String(Number(num)) === num) expect(v.decimal).toBeUndefined();
+      else {
+        expect(v.decimal).toMatch(/^-?\d+(\.\d+)?$/);
+        expect(Number(v.decimal)).toBe(Number(num));
+      }
+    }
   });
 });

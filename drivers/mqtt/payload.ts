@@ -10,9 +10,13 @@
  * (IEEE 11073-10101). Units: UCUM or MDC units. Both go through the shipped code map
  * (gateway/src/vitals/code-map.ts); an unknown code or unit is kept as sent and flagged `unmapped-code`,
  * never dropped. Validation errors are PayloadError (the message goes to quarantine with `reason`).
+ * Numbers: a value keeps the text it was written with when that differs from the double's own text
+ * (`36.80`, `120.0`, `1.50e2`): `decimal` in HL7 NM form (number-lexemes.ts), so outputs send the device's
+ * precision; a non-zero number that would read as 0 is refused.
  */
 import type { ObservationDraft, QualityFlag, AlarmInfo, Subject } from '../../gateway/src/contracts/observation';
 import { lookupVital, normalizeUnit, unitFitsMetric, MDC_SYSTEM } from '../../gateway/src/vitals/code-map';
+import { jsonNumberToNm, keptNumberTexts, NumberUnderflow } from './number-lexemes';
 
 export const MAX_OBSERVATIONS = 200;
 export const MAX_ALARMS = 100;
@@ -129,7 +133,13 @@ function envelope(o: Obj, listKey: string): Envelope {
 
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
-function parseJson(raw: Buffer): Obj {
+/** A payload's JSON: the parsed object and the numbers that keep their text (number-lexemes.ts), by path. */
+interface Parsed {
+  o: Obj;
+  texts: Map<string, string>;
+}
+
+function parseJson(raw: Buffer): Parsed {
   let text: string;
   try {
     text = UTF8.decode(raw);
@@ -143,30 +153,25 @@ function parseJson(raw: Buffer): Obj {
     throw new PayloadError('', 'payload is not JSON');
   }
   if (!isObj(v)) throw new PayloadError('', 'payload must be a JSON object');
-  // JSON.parse turns 1e-400 into 0 without a word: a measured value would change its meaning
-  if (/[eE]-\d{3}|\.\d{300}/.test(text)) underflow(text);
-  return v;
+  try {
+    // JSON.parse turns 1e-400 into 0 and 36.80 into 36.8 without a word: the device's text is checked and kept
+    return { o: v, texts: keptNumberTexts(text) };
+  } catch (e) {
+    if (e instanceof NumberUnderflow) throw new PayloadError('', e.message);
+    throw e;
+  }
 }
 
-const NUMBER = /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/y;
-
-/** Throws when a JSON number written with a non-zero digit reads as 0 (below 5e-324, IEEE 754 double). */
-function underflow(text: string): void {
-  for (let i = 0; i < text.length; i++) {
-    const ch = text.charCodeAt(i);
-    if (ch === 0x22) {
-      // skip a string (RFC 8259 §7: backslash escapes)
-      for (i++; i < text.length && text.charCodeAt(i) !== 0x22; i++) if (text.charCodeAt(i) === 0x5c) i++;
-      continue;
-    }
-    if (ch !== 0x2d && (ch < 0x30 || ch > 0x39)) continue;
-    NUMBER.lastIndex = i;
-    const m = NUMBER.exec(text);
-    if (!m) continue;
-    const mantissa = m[0].split(/[eE]/)[0];
-    if (Number(m[0]) === 0 && /[1-9]/.test(mantissa)) throw new PayloadError('', `number ${m[0].slice(0, 32)} is too small for a double and would read as 0`);
-    i += m[0].length - 1;
+/** A quantity value with the device's own number text (`decimal`, HL7 NM form) when it prints differently. */
+function quantity(v: number, unit: string, texts: Map<string, string>, path: string): Extract<ObservationDraft['value'], { kind: 'quantity' }> {
+  const q: Extract<ObservationDraft['value'], { kind: 'quantity' }> = { kind: 'quantity', value: v, unit };
+  if (texts.size) {
+    const t = texts.get(path);
+    const nm = t === undefined ? undefined : jsonNumberToNm(t);
+    // the text must read as the very value validated (never a wrong text: a stale path reads differently)
+    if (nm !== undefined && Number(nm) === v) q.decimal = nm;
   }
+  return q;
 }
 
 /** Code-map answers per code as sent (a monitor sends the same few codes all day); fresh objects per draft. */
@@ -237,7 +242,7 @@ function base(env: Envelope, ctx: NormalizeContext, effectiveAt: string, cache: 
  * @throws PayloadError
  */
 export function normalizeVitals(raw: Buffer, ctx: NormalizeContext): NormalizedPayload {
-  const o = parseJson(raw);
+  const { o, texts } = parseJson(raw);
   const env = envelope(o, 'observations');
   const list = o.observations;
   if (!Array.isArray(list) || list.length < 1 || list.length > MAX_OBSERVATIONS) throw new PayloadError('/observations', `must be an array of 1-${MAX_OBSERVATIONS} observations`);
@@ -265,7 +270,7 @@ export function normalizeVitals(raw: Buffer, ctx: NormalizeContext): NormalizedP
     d.code = c.code;
     if (c.codings) d.codings = c.codings;
     d.valueType = 'NM';
-    d.value = { kind: 'quantity', value: v, unit: unit ?? '' };
+    d.value = quantity(v, unit ?? '', texts, `observations/${i}/value`);
     if (containment) d.subId = containment;
     if (interp) d.interpretation = [...(interp as string[])];
     if (quality.length) d.quality = quality;
@@ -281,7 +286,7 @@ export function normalizeVitals(raw: Buffer, ctx: NormalizeContext): NormalizedP
  * @throws PayloadError
  */
 export function normalizeAlarms(raw: Buffer, ctx: NormalizeContext): NormalizedPayload {
-  const o = parseJson(raw);
+  const { o, texts } = parseJson(raw);
   const env = envelope(o, 'alarms');
   const list = o.alarms;
   if (!Array.isArray(list) || list.length < 1 || list.length > MAX_ALARMS) throw new PayloadError('/alarms', `must be an array of 1-${MAX_ALARMS} alarms`);
@@ -306,7 +311,7 @@ export function normalizeAlarms(raw: Buffer, ctx: NormalizeContext): NormalizedP
     if (item.value !== undefined) {
       if (typeof item.value !== 'number' || !Number.isFinite(item.value)) throw new PayloadError(`${p}/value`, 'must be a finite number');
       const unitSent = str(item, 'unit', p, false, 64);
-      value = { kind: 'quantity', value: item.value, unit: unitSent !== undefined ? unitOf(unitSent, `${p}/unit`, quality, lookupVital(source)?.ucum) : '' };
+      value = quantity(item.value, unitSent !== undefined ? unitOf(unitSent, `${p}/unit`, quality, lookupVital(source)?.ucum) : '', texts, `alarms/${i}/value`);
     } else if (item.unit !== undefined) {
       throw new PayloadError(`${p}/unit`, 'a unit needs a value');
     } else if (text) {
