@@ -122,6 +122,12 @@ function taskCpu(): Map<number, number> {
   return m;
 }
 
+/** InboundMessage.commitDelayMs and StoreOptions.deferredHoldMs for a variant (`--commit-delay`, `--deferred-hold`). */
+interface Knobs {
+  commitDelayMs?: number;
+  deferredHoldMs?: number;
+}
+
 interface RoundResult {
   main: number;
   writer: number;
@@ -156,10 +162,11 @@ async function drive(store: StoreLike, inputs: InboundMessage[], group: number, 
   }
 }
 
-async function round(mod: StoreModule, kind: Kind, inputs: InboundMessage[], group: number, rate: number): Promise<RoundResult> {
+async function round(mod: StoreModule, kind: Kind, inputs: InboundMessage[], group: number, rate: number, knobs: Knobs = {}): Promise<RoundResult> {
   const dir = mkdtempSync(join(tmpdir(), 'iomt-commit-bench-'));
   const before = new Set(taskCpu().keys());
-  const store = mod.GatewayStore.open({ dataDir: dir });
+  if (knobs.commitDelayMs !== undefined) inputs = inputs.map((m) => ({ ...m, commitDelayMs: knobs.commitDelayMs }));
+  const store = mod.GatewayStore.open({ dataDir: dir, ...(knobs.deferredHoldMs !== undefined ? { deferredHoldMs: knobs.deferredHoldMs } : {}) });
   try {
     // warm-up (not measured): the writer thread starts, both threads' JIT settles, the first pages exist
     const warm = inputs.slice(0, Math.min(500, inputs.length >> 2)).map((m, i) => ({ ...m, dedupeKey: `warm|${i}|${m.dedupeKey ?? ''}` }));
@@ -203,12 +210,21 @@ async function main(): Promise<void> {
   const group = Number(a.group ?? 50);
   const rate = Number(a.rate ?? 0);
   const kinds = (a.kinds ?? 'hl7,astm,vitals').split(',') as Kind[];
-  const variants: Array<{ name: string; mod: StoreModule }> = [];
+  const variants: Array<{ name: string; mod: StoreModule; knobs?: Knobs }> = [];
   if (a.compare) {
     if (!RUNNING_TS) throw new Error('--compare needs tsx (node --import tsx bench/commit-path.ts)');
     variants.push({ name: `before (${a.compare})`, mod: loadStore(resolve(a.compare)) });
   }
-  variants.push({ name: 'this tree', mod: loadStore(RUNNING_TS ? repoRoot() : join(repoRoot(), 'dist')) });
+  const here = loadStore(RUNNING_TS ? repoRoot() : join(repoRoot(), 'dist'));
+  if (a['commit-delay'] !== undefined || a['deferred-hold'] !== undefined) {
+    // knob variants of this tree: --commit-delay 0,10 --deferred-hold 0,5 (paired by position)
+    const delays = String(a['commit-delay'] ?? '0').split(',').map(Number);
+    const holds = String(a['deferred-hold'] ?? '5').split(',').map(Number);
+    for (let i = 0; i < Math.max(delays.length, holds.length); i++) {
+      const knobs = { commitDelayMs: delays[Math.min(i, delays.length - 1)], deferredHoldMs: holds[Math.min(i, holds.length - 1)] };
+      variants.push({ name: `this tree, commit delay ${knobs.commitDelayMs} ms, bookkeeping hold ${knobs.deferredHoldMs} ms`, mod: here, knobs });
+    }
+  } else variants.push({ name: 'this tree', mod: here });
   const load0 = (await import('node:os')).loadavg();
   const rows: string[] = [];
   for (const kind of kinds) {
@@ -216,7 +232,7 @@ async function main(): Promise<void> {
     for (let r = 0; r < rounds; r++) {
       for (let v = 0; v < variants.length; v++) {
         const inputs = buildInputs(kind, n, `${r}x${v}x${Math.random().toString(36).slice(2, 7)}`);
-        res[v].push(await round(variants[v].mod, kind, inputs, group, rate));
+        res[v].push(await round(variants[v].mod, kind, inputs, group, rate, variants[v].knobs));
       }
     }
     const obs = buildInputs(kind, 1, 'probe')[0];
@@ -234,7 +250,7 @@ async function main(): Promise<void> {
     '',
     `Machine: ${mi.nproc} CPUs, ${mi.cpu}, ${mi.os}, Node ${mi.node}, data dir on ${mi.fs ?? '?'}; ${mi.date}. Load average at start ${load0.map((x) => x.toFixed(1)).join(', ')}, at end ${load1.map((x) => x.toFixed(1)).join(', ')} (other jobs shared the 2 cores; per-thread CPU time is not inflated by them the way wall time is).`,
     '',
-    `Command: \`node --import tsx bench/commit-path.ts --n ${n} --rounds ${rounds} ${rate > 0 ? `--rate ${rate}` : `--group ${group}`}${a.compare ? ' --compare <checkout>' : ''}\` (bench/commit-path.ts). Per message: submit (durable commit), appendOutbox of one entry, markFinished; ${rate > 0 ? `one message started every ${(1000 / rate).toFixed(1)} ms, each on its own` : `${group} messages in flight`}. µs of CPU per message per thread (/proc/self/task/*/stat), median of ${rounds} rounds of ${n} messages, rounds alternating between the stores compared.`,
+    `Command: \`node --import tsx bench/commit-path.ts --n ${n} --rounds ${rounds} ${rate > 0 ? `--rate ${rate}` : `--group ${group}`}${a.compare ? ' --compare <checkout>' : ''}${a['commit-delay'] !== undefined ? ` --commit-delay ${a['commit-delay']}` : ''}${a['deferred-hold'] !== undefined ? ` --deferred-hold ${a['deferred-hold']}` : ''}\` (bench/commit-path.ts). Per message: submit (durable commit), appendOutbox of one entry, markFinished; ${rate > 0 ? `one message started every ${(1000 / rate).toFixed(1)} ms, each on its own` : `${group} messages in flight`}. µs of CPU per message per thread (/proc/self/task/*/stat), median of ${rounds} rounds of ${n} messages, rounds alternating between the stores compared.`,
     '',
     '| kind | observations | raw bytes | store | main µs | writer µs | other µs | total µs | transactions per message | posts to the writer per message | msg/s (wall) |',
     '|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|',

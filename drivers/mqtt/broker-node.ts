@@ -25,6 +25,7 @@ export interface MqttBrokerConfig {
   maxPerAddress?: string;
   maxPayloadBytes?: string;
   maxSkewS?: string;
+  commitDelayMs?: string;
 }
 
 export function deviceIdOf(config: MqttBrokerConfig): string {
@@ -65,6 +66,7 @@ export function brokerOptions(config: MqttBrokerConfig, dataDir: string): MqttBr
     maxPerAddress: resolveNumber(config.maxPerAddress, 8),
     maxPayloadBytes: resolveNumber(config.maxPayloadBytes, 262_144),
     maxSkewMs: resolveNumber(config.maxSkewS, 300) * 1000,
+    commitDelayMs: resolveNumber(config.commitDelayMs, 10),
   };
   const allowFrom = resolveEnvTemplate(config.allowFrom).trim();
   if (allowFrom) o.allowFrom = allowFrom;

@@ -65,6 +65,13 @@ export interface MqttBrokerOptions {
   maxPayloadBytes?: number;
   /** Flag `device-clock-skew` beyond this (ms, default 300000). */
   maxSkewMs?: number;
+  /**
+   * Group commit delay (ms, 0-100, default 10; InboundMessage.commitDelayMs): a publish waits up to this long
+   * for publishes of other devices to share its transaction and fsync; its PUBACK still follows the commit.
+   * Each device has one message in flight, so without it every publish at 1/s commits alone
+   * (docs/BENCHMARKS.md "Commit path"). 0: commit at once.
+   */
+  commitDelayMs?: number;
   /** How often the credentials file is checked for revoked clients (ms, default 2000). */
   credentialsPollMs?: number;
   /**
@@ -496,6 +503,7 @@ export class MqttBroker {
       dedupeKey: `${id}|${kind}|${hash}`,
       messageType: `MQTT ${kind}`,
       drafts: norm.drafts,
+      commitDelayMs: this.opts.commitDelayMs ?? 10,
       meta: { clientId: id, topic: packet.topic, qos: packet.qos, dup: !!packet.dup, remote: (client.conn as net.Socket).remoteAddress, skewMs: norm.skewMs },
       ...(norm.flags.length ? { flags: norm.flags } : {}),
     };

@@ -26,5 +26,6 @@ export const MQTT_BROKER_SPEC: NodeSpec = {
     { name: 'maxPerAddress', type: 'int', default: '8', min: 1, max: 10000, runtimeDefault: 8, description: 'simultaneous connections from one source address (a bedside bridge with many devices needs more)' },
     { name: 'maxPayloadBytes', type: 'int', default: '262144', min: 1024, max: 16777216, runtimeDefault: 262144, description: 'largest payload stored; larger ones go to quarantine (first 4 KB kept)' },
     { name: 'maxSkewS', type: 'int', default: '300', min: 1, max: 86400, runtimeDefault: 300, description: 'flag messages whose device time differs from the gateway clock by more than this (seconds); the device time is kept' },
+    { name: 'commitDelayMs', type: 'int', default: '10', min: 0, max: 100, runtimeDefault: 10, description: 'group commit: a publish waits up to this long (ms) so that publishes of other devices share its commit (one fsync); its PUBACK still follows the commit. 0 = commit each at once' },
   ],
 };

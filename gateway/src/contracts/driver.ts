@@ -30,6 +30,14 @@ export interface InboundMessage {
   drafts: ObservationDraft[];
   /** Driver-specific metadata kept as JSON (remote address, TLS peer, version ...). No PHI. */
   meta?: Record<string, unknown>;
+  /**
+   * Group commit delay in ms (0-100; like PostgreSQL's commit_delay): the message may wait this long before
+   * its durable commit starts, so that messages arriving meanwhile on other connections share its
+   * transaction and fsync. The acknowledgement still follows the commit: it comes up to this much later.
+   * For drivers with many senders each with one message in flight (MQTT devices); stop-and-wait senders
+   * (one MLLP or ASTM link) leave it unset, since nothing else arrives while they wait. Default 0.
+   */
+  commitDelayMs?: number;
 }
 
 export interface CommitResult {

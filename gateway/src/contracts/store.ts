@@ -9,6 +9,13 @@ export interface StoreOptions {
   maxDbBytes?: number;
   /** Group commit: flush the write queue at most this many ops per transaction. Default 512. */
   maxBatch?: number;
+  /**
+   * Flow bookkeeping (markFinished, appendOutbox) may wait up to this many ms to reach the writer with the
+   * next command, so that it shares that command's transaction instead of committing on its own (a
+   * transaction costs ~200-440 µs of CPU here whatever it holds: docs/BENCHMARKS.md "Commit path").
+   * Nothing waits for these writes but the outbox's delivery, which starts that much later. Default 5; 0 = off.
+   */
+  deferredHoldMs?: number;
 }
 
 export interface RetentionPolicy {

@@ -1,4 +1,5 @@
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { StoreError, StoreFullError } from '../contracts/errors';
@@ -140,6 +141,83 @@ describe('GatewayStore', () => {
       await store.close();
       store = GatewayStore.open({ dataDir: tmp.dir });
       expect(store.searchMessages({ limit: 1000 })).toHaveLength(100);
+    });
+
+    // posts = messages from the main thread to the writer worker: each becomes at least one transaction
+    const countPosts = () => {
+      const spy = vi.spyOn(Worker.prototype, 'postMessage');
+      return { get n() { return spy.mock.calls.length; }, restore: () => spy.mockRestore() };
+    };
+    const nextTurn = () => new Promise((r) => setImmediate(r));
+
+    it('commit delay (InboundMessage.commitDelayMs): submits arriving one by one within the delay reach the writer together and share one transaction', async () => {
+      const before = store.stats().transactions;
+      let posts = countPosts();
+      const rs: Array<Promise<CommitResult>> = [];
+      for (let i = 0; i < 5; i++) {
+        rs.push(store.submit(sampleMessage(i, { commitDelayMs: 100 })));
+        await nextTurn(); // each in its own turn of the event loop, as devices' publishes are
+      }
+      const done = await Promise.all(rs);
+      expect(posts.n).toBe(1);
+      posts.restore();
+      expect(new Set(done.map((r) => r.messageId)).size).toBe(5);
+      expect(store.stats().transactions - before).toBe(1);
+      // without the delay, each turn posts its own (the test can fail)
+      posts = countPosts();
+      const rs2: Array<Promise<CommitResult>> = [];
+      for (let i = 5; i < 10; i++) {
+        rs2.push(store.submit(sampleMessage(i)));
+        await nextTurn();
+      }
+      await Promise.all(rs2);
+      expect(posts.n).toBe(5);
+      posts.restore();
+    });
+
+    it('a submit without a delay is posted at once and takes the held ones with it (holding never slows it down)', async () => {
+      const before = store.stats().transactions;
+      const posts = countPosts();
+      const held = store.submit(sampleMessage(1, { commitDelayMs: 100 }));
+      await nextTurn();
+      const now = store.submit(sampleMessage(2));
+      await Promise.all([held, now]);
+      expect(posts.n).toBe(1);
+      posts.restore();
+      // one transaction: had the held submit waited out its 100 ms it would have committed on its own
+      expect(store.stats().transactions - before).toBe(1);
+    });
+
+    it('a held submit is committed, not lost, when the store closes before its delay ran out', async () => {
+      const held = store.submit(sampleMessage(3, { commitDelayMs: 100 }));
+      await store.close();
+      await expect(held).resolves.toMatchObject({ duplicate: false });
+      store = GatewayStore.open({ dataDir: tmp.dir });
+      expect(store.searchMessages({ limit: 10 })).toHaveLength(1);
+    });
+
+    it('flow bookkeeping (markFinished, appendOutbox) waits up to deferredHoldMs and rides with the next submit', async () => {
+      const r1 = await store.submit(sampleMessage(1));
+      const before = store.stats().transactions;
+      let posts = countPosts();
+      const fin = store.markFinished([r1.messageId]);
+      const out = store.appendOutbox('his', [{ key: 'k1', messageId: r1.messageId, payload: Buffer.from('x') }]);
+      await nextTurn();
+      const r2 = store.submit(sampleMessage(2));
+      await Promise.all([fin, out, r2]);
+      expect(posts.n).toBe(1);
+      posts.restore();
+      expect(store.stats().transactions - before).toBe(1);
+      // deferredHoldMs 0: the bookkeeping is posted on its own at once
+      await store.close();
+      store = GatewayStore.open({ dataDir: tmp.dir, deferredHoldMs: 0 });
+      const r3 = await store.submit(sampleMessage(3));
+      posts = countPosts();
+      const fin2 = store.markFinished([r3.messageId]);
+      await nextTurn();
+      await Promise.all([fin2, store.submit(sampleMessage(4))]);
+      expect(posts.n).toBe(2);
+      posts.restore();
     });
 
     it('honours maxBatch', async () => {

@@ -142,6 +142,9 @@ export class GatewayStore implements GatewayStoreApi {
   /** the read connection (migrations ran on it before the writer started) */
   private readonly db: Db;
 
+  /** StoreOptions.deferredHoldMs, clamped to 0-100 */
+  private readonly deferredHoldMs: number;
+
   static open(opts: StoreOptions): GatewayStore {
     return new GatewayStore(opts);
   }
@@ -149,6 +152,7 @@ export class GatewayStore implements GatewayStoreApi {
   private constructor(private readonly opts: StoreOptions) {
     const maxBatch = opts.maxBatch ?? 512;
     if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError('maxBatch must be an integer >= 1');
+    this.deferredHoldMs = commitDelay(opts.deferredHoldMs ?? 5);
     mkdirSync(opts.dataDir, { recursive: true, mode: 0o700 });
     this.file = join(opts.dataDir, DB_FILE);
     const db = new Database(this.file);
@@ -352,7 +356,7 @@ export class GatewayStore implements GatewayStoreApi {
           patients: [...patients],
           specimens: [...specimens],
         },
-      }, [raw.buffer])
+      }, [raw.buffer], commitDelay(msg.commitDelayMs))
       .then((r) => {
         metrics.commitLatency.observe(Number(process.hrtime.bigint() - started) / 1e9);
         if (r.duplicate) {
@@ -389,7 +393,7 @@ export class GatewayStore implements GatewayStoreApi {
   }
 
   markFinished(messageIds: number[], status: 'routed' | 'flow-error' = 'routed'): Promise<void> {
-    return this.writer.send<void>({ t: 'markFinished', ids: [...messageIds], status });
+    return this.writer.send<void>({ t: 'markFinished', ids: [...messageIds], status }, undefined, this.deferredHoldMs);
   }
 
   unfinished(deviceId: string, limit = 1000): Array<{ messageId: number; messageUid: string; observations: Observation[] }> {
@@ -442,7 +446,7 @@ export class GatewayStore implements GatewayStoreApi {
       transfer.push(payload.buffer);
       return { key: it.key, messageId: it.messageId ?? null, payload, contentType: it.contentType ?? null };
     });
-    return this.writer.send<{ inserted: number; ignored: number }>({ t: 'appendOutbox', destination, items: list, now: Date.now() }, transfer);
+    return this.writer.send<{ inserted: number; ignored: number }>({ t: 'appendOutbox', destination, items: list, now: Date.now() }, transfer, this.deferredHoldMs);
   }
 
   lease(destination: string, limit: number, leaseMs: number): OutboxEntry[] {
@@ -671,4 +675,9 @@ function expandObservations(
     if (m.processingId !== undefined) o.processingId = m.processingId;
     return o;
   });
+}
+
+/** A hold in ms for the writer (InboundMessage.commitDelayMs, StoreOptions.deferredHoldMs): 0-100, anything else 0. */
+function commitDelay(ms: number | undefined): number {
+  return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? Math.min(ms, 100) : 0;
 }

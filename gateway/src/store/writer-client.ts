@@ -5,6 +5,9 @@ import { StoreError, StoreFullError } from '../contracts/errors';
 import type { WriteQueueStats } from './write-queue';
 import type { SerializedError, WorkerMessage, WriteCommand, WriterInit } from './writer-protocol';
 
+/** At most this many commands wait in a hold (`send(…, holdMs)`); the next one posts them all. */
+const MAX_HELD = 256;
+
 type Cmd = WriteCommand extends infer C ? (C extends { id: number } ? Omit<C, 'id'> : never) : never;
 
 interface Pending {
@@ -79,12 +82,16 @@ export class WriterClient {
   /**
    * Post a command; resolves with the worker's answer after its transaction committed. `transfer`:
    * ArrayBuffers owned by the command (moved to the worker, not copied); never a caller's Buffer.
+   * `holdMs` (group commit delay, like PostgreSQL's commit_delay): the command may wait up to this many ms
+   * on this thread for others, so that all of them reach the worker in one message and commit in one
+   * transaction (one fsync). A command with `holdMs` 0 is posted at once and takes every held one with it:
+   * holding never delays a command that did not ask for it. At most `MAX_HELD` commands are held.
    */
-  send<T>(cmd: Cmd, transfer?: ArrayBuffer[]): Promise<T> {
+  send<T>(cmd: Cmd, transfer?: ArrayBuffer[], holdMs = 0): Promise<T> {
     if (this.closing) return Promise.reject(new StoreError('store is closed'));
     if (this.dead) return Promise.reject(this.dead);
     if (transfer) for (const b of transfer) this.transfers.push(b);
-    return this.post<T>(cmd);
+    return this.post<T>(cmd, holdMs);
   }
 
   stats(): WriteQueueStats {
@@ -122,14 +129,34 @@ export class WriterClient {
 
   private stopping = false;
 
-  private post<T>(cmd: Cmd): Promise<T> {
+  private post<T>(cmd: Cmd, holdMs = 0): Promise<T> {
     const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
       this.outgoing.push({ ...cmd, id } as WriteCommand);
-      this.schedulePost();
+      if (holdMs > 0 && this.outgoing.length < MAX_HELD) this.holdPost(holdMs);
+      else this.schedulePost();
     });
+  }
+
+  private holdTimer: NodeJS.Timeout | undefined;
+  private holdUntil = 0;
+  /** commands held so far (test and bench visibility) */
+  held = 0;
+
+  /** Post within `ms` unless something posts sooner (a command without hold, or MAX_HELD reached). */
+  private holdPost(ms: number): void {
+    if (this.postScheduled) return; // a post is already due in this synchronous run: this command goes with it
+    this.held++;
+    const until = performance.now() + ms;
+    if (this.holdTimer && this.holdUntil <= until) return;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdUntil = until;
+    this.holdTimer = setTimeout(() => {
+      this.holdTimer = undefined;
+      this.schedulePost();
+    }, ms);
   }
 
   private schedulePost(): void {
@@ -138,6 +165,8 @@ export class WriterClient {
     // everything issued in this synchronous run goes in one message (one wake-up of the worker)
     queueMicrotask(() => {
       this.postScheduled = false;
+      if (this.holdTimer) clearTimeout(this.holdTimer);
+      this.holdTimer = undefined;
       const batch = this.outgoing;
       const transfer = this.transfers;
       this.outgoing = [];
@@ -182,6 +211,8 @@ export class WriterClient {
   private fail(err: StoreError): void {
     if (this.dead) return;
     this.dead = err;
+    if (this.holdTimer) clearTimeout(this.holdTimer);
+    this.holdTimer = undefined;
     const expected = this.stopping && this.pending.size === 0;
     if (!expected) this.hooks.onCrash?.(err);
     const all = [...this.pending.values()];
