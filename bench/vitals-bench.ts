@@ -9,7 +9,7 @@
  *
  *   npm run bench:vitals [-- --beds 500 --sustained-s 30 --burst-rate 5000 --burst-s 10 --json FILE --no-doc]
  *   (--targets gateway: one target only; --gateway-route: aedes routes device publishes on, the A/B baseline;
- *   --gateway-floor raw|aedes: bench/vitals-floor.ts in place of the gateway, Node's transport floor;
+ *   --gateway-commit-delay MS: the broker's group commit delay (A/B); --gateway-floor raw|aedes: bench/vitals-floor.ts in place of the gateway, Node's transport floor;
  *   --gateway-null-store: no commit, the transport's CPU alone; env BENCH_TARGET_NODE_ARGS: extra node flags for the
  *   gateway target, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof")
  *
@@ -119,7 +119,7 @@ async function gatewayTarget(dir: string, creds: Record<string, string>): Promis
   const node = (process.env.BENCH_TARGET_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const args = floor
     ? [...scriptArgs('vitals-floor'), '--floor', floor] // Node's transport floor in place of the gateway (A/B only)
-    : [...scriptArgs('vitals-gateway'), '--data', dir, ...(process.argv.includes('--gateway-route') ? ['--route'] : []), ...(process.argv.includes('--gateway-null-store') ? ['--null-store'] : [])];
+    : [...scriptArgs('vitals-gateway'), '--data', dir, ...(process.argv.includes('--gateway-route') ? ['--route'] : []), ...(process.argv.includes('--gateway-null-store') ? ['--null-store'] : []), ...(parseArgs(process.argv.slice(2))['gateway-commit-delay'] !== undefined ? ['--commit-delay', String(parseArgs(process.argv.slice(2))['gateway-commit-delay'])] : [])];
   const { target, ready } = await spawnReady(process.execPath, [...node, ...args], { env: { ...process.env, IOMT_LOG_LEVEL: 'error' } });
   void creds;
   return { t: target, url: `mqtt://127.0.0.1:${ready.port}` };

@@ -2,7 +2,7 @@
  * Benchmark target for bench:vitals: the gateway's MQTT device path alone — the real store (writer worker,
  * group commit, fsync) and the embedded broker (validation, normalization, commit before PUBACK) — in
  * its own process, so its CPU and RSS are measured apart from the load generator.
- * argv: --data DIR [--route: aedes routes device publishes on, as before the skip; A/B only] [--null-store:
+ * argv: --data DIR [--commit-delay MS: the broker's group commit delay, default the broker's] [--route: aedes routes device publishes on, as before the skip; A/B only] [--null-store:
  * no commit at all, the transport's own CPU; A/B only]. Protocol: bench-lib serveAsTarget (READY {port,pid}; STATS on SIGTERM, with the
  * commit latency (submit → durable, as the broker waits for it) and the event-loop delay, in ms).
  */
@@ -37,7 +37,7 @@ runMain(async () => {
     },
     quarantine: (q: QuarantineInput) => store.quarantine(q),
   };
-  const broker = new MqttBroker({ deviceId: 'icu-mqtt', dataDir: a.data, host: '127.0.0.1', port: 0, maxConnections: 10_000, maxPerAddress: 10_000, routeDevicePublishes: a.route !== undefined }, sink, (r) => {
+  const broker = new MqttBroker({ deviceId: 'icu-mqtt', dataDir: a.data, host: '127.0.0.1', port: 0, maxConnections: 10_000, maxPerAddress: 10_000, routeDevicePublishes: a.route !== undefined, ...(a['commit-delay'] !== undefined ? { commitDelayMs: Number(a['commit-delay']) } : {}) }, sink, (r) => {
     if (!r.duplicate) committed++;
   });
   const { port } = await broker.start();
