@@ -95,6 +95,10 @@ describe('MllpServer admission (issue 10 §2, §3)', () => {
     }
     stop = true;
     await analyzer;
+    // a client's connect resolves at the handshake, before the server accepts: on a loaded machine the last few
+    // may still be in the accept queue here (CI-like load counted 433 evictions of 436). Once the server has taken
+    // all 500, at most 64 stay open: wait for the rest to be closed, then check why they were.
+    await waitFor(() => idle.filter((c) => c.closed).length >= 500 - 64, 30_000);
     expect(results.length).toBeGreaterThanOrEqual(3);
     for (const [i, r] of results.entries()) {
       expect(r.ack).toContain(AA(`M${i}`));
@@ -107,21 +111,19 @@ describe('MllpServer admission (issue 10 §2, §3)', () => {
   }, 60_000);
 
   it('per-address limit: the 9th connection from one address is closed at once and counted; another address still gets in', async () => {
-    const { port, listener } = await start({ maxConnections: 64, maxPerAddress: 8 });
+    const { server, port, listener } = await start({ maxConnections: 64, maxPerAddress: 8 });
     const eight = await Promise.all(Array.from({ length: 8 }, () => connect(port, '127.0.0.5')));
     await new Promise((r) => setTimeout(r, 50));
     expect(eight.every((c) => !c.closed)).toBe(true);
     const ninth = await connect(port, '127.0.0.5');
-    await waitFor(() => ninth.closed, 2000);
+    await waitFor(() => ninth.closed, 5000); // at once; 5 s leaves room for a loaded machine, below the 10 s first-frame default
     expect(metrics.listenerRefused.get({ listener, reason: 'per-address' })).toBe(1);
     expect((await exchange(port, '127.0.0.6', 'X1')).ack).toContain(AA('X1'));
     expect(eight.every((c) => !c.closed)).toBe(true);
     // a slot freed on that address is usable again
     eight[0].socket.destroy();
-    await waitFor(async () => {
-      await new Promise((r) => setTimeout(r, 20));
-      return true;
-    });
+    // wait for the server to see the close (a fixed 20 ms sleep raced it on a loaded machine): 7 left
+    await waitFor(() => server.connectionCount === 7, 30_000);
     expect((await exchange(port, '127.0.0.5', 'X2')).ack).toContain(AA('X2'));
   });
 
@@ -155,16 +157,18 @@ describe('MllpServer admission (issue 10 §2, §3)', () => {
   });
 
   it('first-frame timeout: a connection without a complete block is closed; one that sent a block stays', async () => {
-    const { port, listener } = await start({ firstFrameTimeoutMs: 300 });
+    // 1 s, not 300 ms: the timer races the socket read of `ok`'s block in the same process; a loaded machine that
+    // stalls the loop past the deadline would close `ok` too. Still far below the default (10 s) it must differ from.
+    const { port, listener } = await start({ firstFrameTimeoutMs: 1000 });
     const t0 = Date.now();
     const slow = await connect(port, '127.0.0.21');
     slow.socket.write(Buffer.from('\x0bMSH|^~\\&|', 'latin1')); // bytes, but no complete block
     const ok = await connect(port, '127.0.0.22');
     ok.socket.write(encodeMllp(Buffer.from(MSG('F1'), 'latin1')));
-    await waitFor(() => slow.closed, 3000);
-    expect(slow.closedAt - t0).toBeGreaterThanOrEqual(250);
-    expect(slow.closedAt - t0).toBeLessThan(2000);
-    await new Promise((r) => setTimeout(r, 400));
+    await waitFor(() => slow.closed, 30_000);
+    expect(slow.closedAt - t0).toBeGreaterThanOrEqual(950);
+    expect(slow.closedAt - t0, 'closed by the 1 s timeout, not the 10 s default').toBeLessThan(6000);
+    await new Promise((r) => setTimeout(r, 1000)); // past ok's own deadline too
     expect(ok.closed).toBe(false);
     expect(ok.acks[0]).toContain(AA('F1'));
     expect(metrics.listenerEvicted.get({ listener, reason: 'first-frame-timeout' })).toBe(1);
@@ -182,7 +186,7 @@ describe('MllpServer admission (issue 10 §2, §3)', () => {
       const t0 = Date.now();
       const r = await exchange(port, from, `NO${i}`);
       expect(r.ack).toBe('');
-      expect(Date.now() - t0).toBeLessThan(1000);
+      expect(Date.now() - t0, 'closed at once, not by the 10 s first-frame default').toBeLessThan(5000);
     }
     expect(metrics.listenerRefused.get({ listener, reason: 'not-allowed' })).toBe(refused.length);
   });
@@ -198,13 +202,13 @@ describe('MllpServer admission (issue 10 §2, §3)', () => {
       execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-days', '1', '-subj', '/CN=localhost', '-keyout', join(t.dir, 'k.pem'), '-out', join(t.dir, 'c.pem')], { stdio: 'ignore' });
       const { port, listener } = await start({ allowFrom: '127.0.0.2', tls: { key: readFileSync(join(t.dir, 'k.pem')), cert: readFileSync(join(t.dir, 'c.pem')) } });
       const refused = await connect(port, '127.0.0.3');
-      await waitFor(() => refused.closed, 2000);
+      await waitFor(() => refused.closed, 5000);
       expect(metrics.listenerRefused.get({ listener, reason: 'not-allowed' })).toBe(1);
       expect(metrics.listenerTlsFailures.get({ listener })).toBe(0);
       const plain = await connect(port, '127.0.0.2');
       plain.socket.write('not a TLS client hello\r\n');
-      await waitFor(() => plain.closed, 3000);
-      await waitFor(() => metrics.listenerTlsFailures.get({ listener }) === 1, 2000);
+      await waitFor(() => plain.closed, 5000);
+      await waitFor(() => metrics.listenerTlsFailures.get({ listener }) === 1, 5000);
       const ack = await new Promise<string>((resolve) => {
         const s = tls.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2', rejectUnauthorized: false }, () => s.write(encodeMllp(Buffer.from(MSG('T1'), 'latin1'))));
         sockets.push(s);
