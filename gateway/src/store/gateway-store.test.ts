@@ -188,6 +188,20 @@ describe('GatewayStore', () => {
       expect(store.stats().transactions - before).toBe(1);
     });
 
+    it('no hold while the writer is busy with an earlier post: the command joins its queue at once', async () => {
+      const posts = countPosts();
+      const first = store.submit(sampleMessage(1));
+      await Promise.resolve();
+      await Promise.resolve(); // the first post went out (a microtask); its answer cannot have come yet (a message event)
+      expect(posts.n).toBe(1);
+      const second = store.submit(sampleMessage(2, { commitDelayMs: 100 }));
+      await Promise.resolve();
+      await Promise.resolve();
+      expect(posts.n).toBe(2); // not held for 100 ms
+      await Promise.all([first, second]);
+      posts.restore();
+    });
+
     it('a held submit is committed, not lost, when the store closes before its delay ran out', async () => {
       const held = store.submit(sampleMessage(3, { commitDelayMs: 100 }));
       await store.close();

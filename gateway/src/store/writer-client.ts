@@ -85,7 +85,9 @@ export class WriterClient {
    * `holdMs` (group commit delay, like PostgreSQL's commit_delay): the command may wait up to this many ms
    * on this thread for others, so that all of them reach the worker in one message and commit in one
    * transaction (one fsync). A command with `holdMs` 0 is posted at once and takes every held one with it:
-   * holding never delays a command that did not ask for it. At most `MAX_HELD` commands are held.
+   * holding never delays a command that did not ask for it. At most `MAX_HELD` commands are held. Nothing
+   * is held while an earlier post is still unanswered (the writer is busy: the command joins its next
+   * transaction anyway), so the hold only applies when the writer would otherwise commit it alone.
    */
   send<T>(cmd: Cmd, transfer?: ArrayBuffer[], holdMs = 0): Promise<T> {
     if (this.closing) return Promise.reject(new StoreError('store is closed'));
@@ -134,8 +136,12 @@ export class WriterClient {
     return new Promise<T>((resolve, reject) => {
       if (this.pending.size === 0) this.worker.ref();
       this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      // posted and not answered yet: the writer is busy, so this command will wait in its queue and share
+      // the next transaction anyway; holding it as well would only add latency (and cut a single sender's
+      // throughput, since each device has one message in flight)
+      const writerBusy = this.pending.size - 1 > this.outgoing.length;
       this.outgoing.push({ ...cmd, id } as WriteCommand);
-      if (holdMs > 0 && this.outgoing.length < MAX_HELD) this.holdPost(holdMs);
+      if (holdMs > 0 && !writerBusy && this.outgoing.length < MAX_HELD) this.holdPost(holdMs);
       else this.schedulePost();
     });
   }
