@@ -4,9 +4,20 @@
  */
 type Labels = Record<string, string>;
 
+/** Prometheus text format label value escapes: backslash, double quote, line feed. */
+function labelValue(v: unknown): string {
+  const s = String(v);
+  return /[\\"\n]/.test(s) ? s.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : s;
+}
+
 function labelKey(labels: Labels): string {
-  const keys = Object.keys(labels).sort();
-  return keys.map((k) => `${k}="${String(labels[k]).replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n')}"`).join(',');
+  const keys = Object.keys(labels);
+  // one label (the usual `device`): no sort, no array (this runs on every message of every driver)
+  if (keys.length === 1) return `${keys[0]}="${labelValue(labels[keys[0]])}"`;
+  return keys
+    .sort()
+    .map((k) => `${k}="${labelValue(labels[k])}"`)
+    .join(',');
 }
 
 abstract class Metric {
@@ -22,6 +33,11 @@ export class Counter extends Metric {
   inc(labels: Labels = {}, by = 1): void {
     const k = labelKey(labels);
     this.values.set(k, (this.values.get(k) ?? 0) + by);
+  }
+  /** The series of fixed labels, its key built once (for a per-message counter on a hot path). */
+  child(labels: Labels): { inc(by?: number): void } {
+    const k = labelKey(labels);
+    return { inc: (by = 1) => this.values.set(k, (this.values.get(k) ?? 0) + by) };
   }
   get(labels: Labels = {}): number {
     return this.values.get(labelKey(labels)) ?? 0;
