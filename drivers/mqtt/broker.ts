@@ -8,6 +8,11 @@
  *   against `<dataDir>/mqtt-clients.json` (credentials.ts). CONNACK 4 wrong password, 5 anonymous or
  *   revoked, 2 bad client id (MQTT 3.1.1 3.2.2.3). MQTT 5 clients get CONNACK 1 (aedes speaks 3.1.1 only).
  * - ACL: a client publishes only under `iomt/<clientId>/` and subscribes only inside it.
+ * - Revocation: the credentials file is checked (one `stat`) before each publish is accepted, so a revoke or a
+ *   new password written by any process (CLI, admin API) counts for the very next publish, with no restart or
+ *   signal (mosquitto reads its password file again only on SIGHUP); connections made with the old login are
+ *   closed within `credentialsPollMs`. (fs.watch would save the stat but its event can come after a publish
+ *   read in the same loop turn, and the data dir's SQLite writes would wake it on every commit.)
  * - PUBACK only after commit: aedes runs `authorizePublish` before it writes the PUBACK (QoS 1) and waits
  *   for its callback, so the payload is validated and committed (sink.submit) there.
  *
@@ -30,7 +35,7 @@
  */
 import net from 'node:net';
 import tls from 'node:tls';
-import { createHash } from 'node:crypto';
+import { createHash, hash as sha } from 'node:crypto';
 import { Aedes, type Client, type PublishPacket } from 'aedes';
 import type { CommitResult, DriverStatus, InboundMessage, ObservationSink } from '../../gateway/src/contracts/driver';
 import { GatewayError } from '../../gateway/src/contracts/errors';
@@ -155,6 +160,8 @@ export class MqttBroker {
   forwardsSkipped = 0;
   /** Called when a client id is seen for the first time (the node registers its status). */
   onClientAdded?: (clientId: string) => void;
+  /** iomt_messages_received_total of this broker (its label key built once, not per message). */
+  private readonly received;
 
   constructor(
     private readonly opts: MqttBrokerOptions,
@@ -164,6 +171,7 @@ export class MqttBroker {
     if (!opts.deviceId) throw new TypeError('MqttBroker: deviceId is required');
     if (opts.port === undefined && !opts.tls) throw new TypeError('MqttBroker: a plain port, a TLS listener or both');
     this.log = componentLogger('mqtt-broker', { deviceId: opts.deviceId });
+    this.received = metrics.received.child({ device: opts.deviceId });
     this.credentials = new MqttCredentials(opts.dataDir);
     this.guard = new ListenerGuard({
       listener: opts.deviceId,
@@ -474,7 +482,7 @@ export class MqttBroker {
     c.lastMessageAt = receivedAt.toISOString();
     this.lastMessageAt = c.lastMessageAt;
     c.messages++;
-    metrics.received.inc({ device: this.opts.deviceId });
+    this.received.inc();
     const raw = Buffer.isBuffer(packet.payload) ? packet.payload : Buffer.from(packet.payload);
     let norm: NormalizedPayload;
     try {
@@ -492,7 +500,8 @@ export class MqttBroker {
       }
       return this.quarantined(client, packet, raw, e, done);
     }
-    const hash = createHash('sha256').update(packet.topic).update('\n').update(raw).digest('hex');
+    // SHA-256 of topic, LF, payload: one call (crypto.hash, Node >= 20.12), the same digest as update() x3
+    const hash = sha('sha256', Buffer.concat([Buffer.from(`${packet.topic}\n`), raw]), 'hex');
     const inbound: InboundMessage = {
       deviceId: this.opts.deviceId,
       driver: DRIVER_NAME,

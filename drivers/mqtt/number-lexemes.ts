@@ -7,8 +7,8 @@
  * - a value that reads as 0 although its digits are not all 0 throws (underflow: the meaning would change);
  * - the lexemes whose number does not print back as written (`String(Number(t)) !== t`: a fraction ending in
  *   0, an exponent, `-0`, more digits than a double holds) are kept with their JSON path.
- * The common case (integers, decimals without trailing zeros) is told apart on the fly, without building
- * paths; only a payload holding such a lexeme gets the second pass that tracks paths.
+ * The common case (integers, decimals without trailing zeros) is told apart by one native regex test
+ * (MAYBE_SPECIAL), without the scan; only a payload that may hold such a lexeme is scanned, paths tracked.
  *
  * The kept text goes to the observation as `decimal` (gateway/src/contracts/observation.ts), in HL7 NM form
  * (HL7 v2.5.1 2.A.47: sign, digits, decimal point, no exponent): an exponent is shifted into the digits
@@ -84,34 +84,24 @@ function special(text: string, start: number, end: number): boolean {
 }
 
 /**
+ * Could the text hold a number that `special` would pick? A JSON number is preceded by `:`, `[` or `,` and
+ * followed by `,`, `}`, `]` or whitespace (RFC 8259 §2), so one native regex pass tells the common case
+ * (no fraction ending in 0, no exponent, no `-0`, no 16 digits in a row, a point between them or not) without the scan. It may also match
+ * inside a string (then the scan finds nothing to keep); it never misses a number (the property test).
+ * Linear: every branch is anchored on a delimiter or a fixed digit count.
+ */
+const MAYBE_SPECIAL = /[:,[]\s*(?:-?\d+\.\d*0\s*[,}\]\s]|-?\d[\d.]*[eE]|-0\s*[,}\]\s])|\d[\d.]{15}/;
+const NONE: ReadonlyMap<string, string> = new Map();
+
+/**
  * Check every number of a JSON text (already accepted by JSON.parse) and return the ones that must keep
  * their text, by JSON path (`observations/3/value`; keys as decoded, array indexes as numbers). A duplicate
- * key keeps only its last value (as JSON.parse). Empty map in the common case.
+ * key keeps only its last value (as JSON.parse). Empty map in the common case (one regex test, no scan).
  * @throws NumberUnderflow
  */
 export function keptNumberTexts(text: string): Map<string, string> {
-  let kept: Set<number> | undefined;
-  for (let i = 0; i < text.length; i++) {
-    const ch = text.charCodeAt(i);
-    if (ch === C.QUOTE) {
-      i = stringEnd(text, i) - 1;
-      continue;
-    }
-    if (ch !== C.MINUS && (ch < C.ZERO || ch > C.NINE)) continue;
-    const end = numberEnd(text, i);
-    if (special(text, i, end)) {
-      const t = text.slice(i, end);
-      const n = Number(t);
-      if (n === 0 && /[1-9]/.test(t.split(/[eE]/)[0])) throw new NumberUnderflow(t);
-      if (String(n) !== t) (kept ??= new Set()).add(i);
-    }
-    i = end - 1;
-  }
-  return kept ? paths(text, kept) : new Map();
-}
-
-/** Second pass: the JSON path of each number starting at an offset in `wanted`. */
-function paths(text: string, wanted: Set<number>): Map<string, string> {
+  if (!MAYBE_SPECIAL.test(text)) return NONE as Map<string, string>;
+  // one pass: structure (for the paths), strings skipped, every number checked
   const out = new Map<string, string>();
   const path: Array<string | number> = [];
   const isArray: boolean[] = [];
@@ -154,10 +144,16 @@ function paths(text: string, wanted: Set<number>): Map<string, string> {
     }
     if (ch !== C.MINUS && (ch < C.ZERO || ch > C.NINE)) continue;
     const end = numberEnd(text, i);
-    const key = path.join('/');
+    let keep: string | undefined;
+    if (special(text, i, end)) {
+      const t = text.slice(i, end);
+      const n = Number(t);
+      if (n === 0 && /[1-9]/.test(t.split(/[eE]/)[0])) throw new NumberUnderflow(t);
+      if (String(n) !== t) keep = t;
+    }
     // the last duplicate key wins, as in JSON.parse: a plain number after a kept one removes it
-    if (wanted.has(i)) out.set(key, text.slice(i, end));
-    else out.delete(key);
+    if (keep !== undefined) out.set(path.join('/'), keep);
+    else if (out.size) out.delete(path.join('/'));
     i = end - 1;
   }
   return out;
@@ -170,6 +166,8 @@ function paths(text: string, wanted: Set<number>): Map<string, string> {
  * be hundreds of zeros).
  */
 export function jsonNumberToNm(lexeme: string): string | undefined {
+  // a JSON number without exponent is NM already: -?(0|[1-9]\d*)(\.\d+)? (RFC 8259 §6)
+  if (!lexeme.includes('e') && !lexeme.includes('E')) return /^-?\d+(\.\d+)?$/.test(lexeme) ? lexeme : undefined;
   const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(lexeme);
   if (!m) return undefined;
   if (m[4] === undefined) return lexeme;

@@ -195,16 +195,27 @@ function mdcCode(code: string, location: string, quality: QualityFlag[]): { code
   return { code: looksMdc ? { system: MDC_SYSTEM, code } : { system: 'local', code } };
 }
 
+/** Unit answers per (unit as sent, expected UCUM unit): a monitor sends the same few all day. */
+const units = new Map<string, { ucum?: string; fits: boolean }>();
+const MAX_UNITS = 4096;
+
 /** The UCUM unit of a unit as sent; `expected` = the metric's usual UCUM unit in the code map, when known. */
 function unitOf(unit: string, location: string, quality: QualityFlag[], expected?: string): string {
-  const u = normalizeUnit(unit);
-  if (!u) {
+  const key = expected === undefined ? unit : `${unit}\u0000${expected}`;
+  let a = units.get(key);
+  if (a === undefined) {
+    const u = normalizeUnit(unit);
+    a = { ucum: u?.ucum, fits: !u || !expected || unitFitsMetric(u.ucum, expected) };
+    if (units.size >= MAX_UNITS) units.clear();
+    units.set(key, a);
+  }
+  if (a.ucum === undefined) {
     quality.push({ code: 'unmapped-code', location, original: unit, text: 'unit is neither UCUM nor a known MDC unit: kept as sent' });
     return unit;
   }
   // a heart rate in mm[Hg] is not a heart rate: kept as sent, flagged (and so never downsampled away)
-  if (expected && !unitFitsMetric(u.ucum, expected)) quality.push({ code: 'unmapped-code', location, original: unit, text: `unit does not fit the code (expected ${expected} or a unit convertible to it): kept as sent` });
-  return u.ucum;
+  if (!a.fits) quality.push({ code: 'unmapped-code', location, original: unit, text: `unit does not fit the code (expected ${expected} or a unit convertible to it): kept as sent` });
+  return a.ucum;
 }
 
 function finish(env: Envelope, drafts: ObservationDraft[], ctx: NormalizeContext): NormalizedPayload {
