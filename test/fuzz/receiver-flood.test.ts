@@ -120,7 +120,9 @@ describe('one message never freezes the receiver (issue 10 part 1)', () => {
       expect(sink.quarantined).toHaveLength(1);
       expect(sink.quarantined[0].raw.length).toBeGreaterThanOrEqual(40_000); // the whole message is kept
       expect(sink.messages.map((m) => m.sourceMessageId)).toEqual(['C1-small']);
-      expect(r.maxLoopDelayMs, 'no long task on the event loop').toBeLessThan(200);
+      // the failure guarded is a parse holding the loop for seconds (issue 10: 64 s); a loaded 2-core CI box adds
+      // scheduling noise to the histogram (52 ms measured at load 7), so the bound is 500 ms like the lifted case
+      expect(r.maxLoopDelayMs, 'no long task on the event loop').toBeLessThan(500);
     });
 
     it(`${v.name}: with the limits lifted, the linear parser still answers AA within 2 s`, async () => {
