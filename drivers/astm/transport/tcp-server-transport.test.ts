@@ -68,7 +68,7 @@ describe('TcpServerTransport admission (issue 10 §2, §3)', () => {
     silent.socket.write('H|\\^&'); // bytes, but no ENQ
     const talker = await connect(port, '127.0.0.5');
     talker.socket.write(Buffer.from([0x05]));
-    await waitFor(() => silent.closed(), 30_000);
+    await waitFor(() => silent.closed(), 5000); // by the 1 s timeout, not the 10 s default
     await new Promise((r) => setTimeout(r, 1000)); // past the talker's own deadline too
     expect(talker.closed()).toBe(false);
     expect(metrics.listenerEvicted.get({ listener, reason: 'first-frame-timeout' })).toBe(1);
