@@ -249,8 +249,9 @@ describe('Hl7Receiver against real peers (mllp_send, socat)', () => {
     const acks: string[] = [];
     const got = (n: number) =>
       new Promise<void>((resolve, reject) => {
-        const end = Date.now() + 5000;
-        const check = () => (acks.length >= n ? resolve() : Date.now() > end ? reject(new Error(`${acks.length} of ${n} ACKs within 5 s`)) : setTimeout(check, 5));
+        // resolves at once when they are there; the failure guarded is a connection that never reads again (a hang)
+        const end = Date.now() + 20_000;
+        const check = () => (acks.length >= n ? resolve() : Date.now() > end ? reject(new Error(`${acks.length} of ${n} ACKs within 20 s`)) : setTimeout(check, 5));
         check();
       });
     s.on('data', (d) => {
