@@ -332,7 +332,9 @@ describe('Editor: Done without edits changes nothing (every shipped node type)',
         expect(await page.locator('#iomt-tmpl-tls').inputValue()).toBe(n.tls);
         expect(await page.locator('#iomt-bool-tls').isVisible()).toBe(false);
       }
-      await page.waitForTimeout(300); // async parts of the dialog (profile list)
+      // async parts of the dialog: the ASTM profile list comes from the runtime ($.getJSON). Wait for it to be
+      // filled (a fixed 300 ms could end before it on a loaded machine, and Done would then save an empty profile)
+      if (await page.locator('#node-input-profile').count()) await page.locator('#node-input-profile option').first().waitFor({ state: 'attached', timeout: 15_000 });
       await page.locator('#node-dialog-ok').click();
       await page.locator('#node-dialog-ok').waitFor({ state: 'detached', timeout: 10_000 });
     }
