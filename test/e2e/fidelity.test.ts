@@ -293,6 +293,11 @@ describe('fidelity over MLLP: flows/hl7-relay.json, HIS takes P only (default HI
     const pm = await waitFor(() => arrivedFor(his, 'S15-003')[0], 20_000);
     checkArrived(pm);
     expect(seg(pm.text, 'MSH')!.field(11)).toBe('P');
+    // T and D were sent before P; the out node counts its skips in the flow: wait for both counts, then a grace period
+    await waitFor(async () => {
+      const m = await gw.metrics();
+      return ['T', 'D'].every((pid) => metricSum(m, 'iomt_outbox_processing_id_skipped_total', { destination: 'his', processingId: pid }) >= 1);
+    }, 20_000);
     await new Promise((r) => setTimeout(r, 1500));
     expect(arrivedFor(his, 'S15-001')).toEqual([]);
     expect(arrivedFor(his, 'S15-002')).toEqual([]);
@@ -493,7 +498,9 @@ describe('fidelity over ASTM/TCP: generic-lis2-a2 profile (16, 21)', () => {
     expect((await playSession(port, utf8Frames(recs))).every((a) => a === CODES.ACK)).toBe(true);
     const stored = await waitFor(async () => (await gw.api('/messages?specimenId=S16T-001')).messages[0], 10_000);
     expect(stored.processingId).toBe('T');
-    await new Promise((r) => setTimeout(r, 1500));
+    // the out node decides after the commit, in the flow: wait for its count (a fixed sleep raced it under load)
+    await waitFor(async () => metricSum(await gw.metrics(), 'iomt_outbox_processing_id_skipped_total', { destination: 'his', processingId: 'T' }) === 1, 20_000);
+    await new Promise((r) => setTimeout(r, 1500)); // nothing may arrive late either
     expect(arrivedFor(his, 'S16T-001')).toEqual([]);
     expect(metricSum(await gw.metrics(), 'iomt_outbox_processing_id_skipped_total', { destination: 'his', processingId: 'T' })).toBe(1);
   });
