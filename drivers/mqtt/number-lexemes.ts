@@ -84,13 +84,13 @@ function special(text: string, start: number, end: number): boolean {
 }
 
 /**
- * Could the text hold a number that `special` would pick? A JSON number is preceded by `:`, `[` or `,` and
- * followed by `,`, `}`, `]` or whitespace (RFC 8259 §2), so one native regex pass tells the common case
- * (no fraction ending in 0, no exponent, no `-0`, no 16 digits in a row, a point between them or not) without the scan. It may also match
- * inside a string (then the scan finds nothing to keep); it never misses a number (the property test).
- * Linear: every branch is anchored on a delimiter or a fixed digit count.
+ * Could the text hold a number that `special` would pick? A JSON number ends before `,`, `}`, `]` or
+ * whitespace (RFC 8259 §2) and an exponent follows a digit, so one native regex test tells the common case
+ * (no fraction ending in 0, no exponent, no `-0`, no 16 digits in a row, a point between them or not)
+ * without the scan. It may also match inside a string (then the scan finds nothing to keep); it never
+ * misses a number (the property test). Linear: each branch is a fixed-count or single-run match.
  */
-const MAYBE_SPECIAL = /[:,[]\s*(?:-?\d+\.\d*0\s*[,}\]\s]|-?\d[\d.]*[eE]|-0\s*[,}\]\s])|\d[\d.]{15}/;
+const MAYBE_SPECIAL = /\.\d*0[,}\]\s]|\d[eE]|-0[,}\]\s]|\d[\d.]{15}/;
 const NONE: ReadonlyMap<string, string> = new Map();
 
 /**

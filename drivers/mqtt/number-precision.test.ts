@@ -72,7 +72,8 @@ describe('number text kept (unit: the payload reader)', () => {
         const n = Number(t);
         const texts = (() => {
           try {
-            return keptNumberTexts(`{"v":${t}}`);
+            // a number ends before whitespace too (RFC 8259 §2): each kind after some of them
+            return keptNumberTexts(`{"v":${t}${['', ' ', '\n', '\t', '\r'][t.length % 5]}}`);
           } catch {
             return 'underflow';
           }

