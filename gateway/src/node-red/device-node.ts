@@ -161,3 +161,62 @@ export function watchDestination(node: RedNode, store: GatewayStoreApi, destinat
   refresh();
   return () => clearInterval(timer);
 }
+
+/**
+ * A setting that keeps a node from starting, thrown by the plain config modules beside the drivers
+ * (conventions §11): `message` is the reason (node log, `/api/v1/devices`), `detail` the short text
+ * on the status dot.
+ */
+export class NodeStartError extends Error {
+  constructor(reason: string, readonly detail: string) {
+    super(reason);
+    this.name = 'NodeStartError';
+  }
+}
+
+/** Report what a node's start threw: a NodeStartError with its reason and detail, anything else (a bug, a resource) as `cannot start: …`. */
+export function reportThrown(fail: (reason: string, detail: string) => void, e: unknown): void {
+  if (e instanceof NodeStartError) fail(e.message, e.detail);
+  else fail(`cannot start: ${(e as Error).message}`, 'cannot start');
+}
+
+/**
+ * List the device in the runtime (`/api/v1/devices`, `/readyz`). A device id another node already
+ * has is reported under `<deviceId>#<node id>` (the other node keeps the id, both stay visible):
+ * then undefined, and the node must not start. Else the function that removes the listing.
+ */
+export function registerDeviceOrReport(node: RedNode, deviceId: string, driver: string, status: () => DriverStatus): (() => void) | undefined {
+  try {
+    return getRuntime().registerDevice(deviceId, status);
+  } catch (e) {
+    reportStartFailure(node, 'device', `${deviceId}#${node.id}`, driver, (e as Error).message, 'duplicate device id');
+    return undefined;
+  }
+}
+
+/**
+ * The life of a device node once its driver is built: status 'starting'; once every node of the flows
+ * exists, re-emit what a previous run did not finish (DeviceEmitter.start), then `run` the driver; the
+ * status dot refreshed every `statusEveryMs`; on close (redeploy, stop): cancel a start not yet made,
+ * stop the timers and the emitter, `stop` (abort, unregister), and call done() once `close` settles.
+ */
+export function runDeviceNode(
+  RED: any,
+  node: RedNode,
+  o: { emitter: DeviceEmitter; status: () => DriverStatus; statusEveryMs: number; run: () => void; stop: () => void; close: () => Promise<unknown> },
+): void {
+  showStatus(node, { state: 'starting' });
+  const cancelStart = whenFlowsStarted(RED, () => {
+    o.emitter.start();
+    o.run();
+  });
+  const statusTimer = setInterval(() => showStatus(node, o.status()), o.statusEveryMs);
+  statusTimer.unref();
+  node.on('close', (_removed, done) => {
+    cancelStart();
+    clearInterval(statusTimer);
+    o.emitter.stop();
+    o.stop();
+    o.close().then(() => done(), () => done());
+  });
+}
