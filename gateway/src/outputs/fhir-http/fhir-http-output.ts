@@ -19,6 +19,7 @@ import type { DeliveryOutcome, Output, OutboxEntry } from '../../contracts/outpu
 import { componentLogger, StateChangeLog } from '../../log/logger';
 import { buildTransactionBundle, isCorrection } from '../../fhir/bundle';
 import { correctionTargets } from '../../fhir/result-history';
+import { fhirJson } from '../../fhir/values';
 import { loadSiteConfig, type FhirSiteConfig } from '../../identifiers/site-config';
 import { TokenSource } from './auth';
 import { httpRequest, HttpNetworkError, type HttpResponse } from './http';
@@ -88,7 +89,7 @@ export class FhirHttpOutput implements Output {
     // the store is read once here, when the outbox entry is built: a re-delivery sends these same bytes
     const correctionTarget = this.storeFile ? correctionTargets(this.storeFile, observations, isCorrection) : undefined;
     const bundle = buildTransactionBundle(observations, key, { site: this.site, profileSet: this.config.profileSet, correctionTarget });
-    return { payload: Buffer.from(JSON.stringify(bundle), 'utf8'), contentType: FHIR_JSON };
+    return { payload: Buffer.from(fhirJson(bundle), 'utf8'), contentType: FHIR_JSON };
   }
 
   async connect(signal: AbortSignal): Promise<void> {
