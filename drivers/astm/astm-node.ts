@@ -6,10 +6,10 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../gateway/src/config/env-template';
+import { resolveEnvTemplate, resolveNumber } from '../../gateway/src/config/env-template';
 import type { Logger } from 'pino';
 import { addressOfRemote, isAllowed, parseAllowList } from '../../gateway/src/net/listener-guard';
-import { NodeStartError } from '../../gateway/src/node-red/device-node';
+import { NodeStartError, resolveBools } from '../../gateway/src/node-red/device-node';
 import { ordersForAstmQuery, toAstmOrder } from '../../gateway/src/orders/astm-order-answer';
 import type { OrderCache } from '../../gateway/src/orders/order-cache';
 import { packageRoot } from '../../gateway/src/package-root';
@@ -108,16 +108,7 @@ export function registerAstmEditorRoutes(RED: any, profiles: Map<string, AstmPro
 export function astmNodeSettings(config: AstmDeviceConfig, profiles: Map<string, AstmProfile>): AstmNodeSettings {
   const deviceId = deviceIdOf(config);
   const profileId = resolveEnvTemplate(config.profile).trim() || 'generic-lis2-a2';
-  let answerQueries: boolean;
-  let queryNameDob: boolean;
-  let broadcastOrders: boolean;
-  try {
-    answerQueries = resolveBool(config.answerQueries, true);
-    queryNameDob = resolveBool(config.queryNameDob, true);
-    broadcastOrders = resolveBool(config.broadcastOrders, false);
-  } catch (e) {
-    throw new NodeStartError((e as Error).message, 'invalid setting');
-  }
+  const { answerQueries, queryNameDob, broadcastOrders } = resolveBools(config, { answerQueries: true, queryNameDob: true, broadcastOrders: false });
   const profile = profiles.get(profileId) ?? (profileId === 'generic-lis2-a2' ? defaultProfile() : undefined);
   if (!profile) throw new NodeStartError(`unknown ASTM profile '${profileId}' (have: ${[...profiles.keys()].join(', ')})`, 'unknown profile');
   const kind = resolveEnvTemplate(config.transport).trim() || 'serial';

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../gateway/src/config/env-template';
 import { isSupportedCharset, type CharsetName } from '../../gateway/src/charset/charset';
-import { NodeStartError } from '../../gateway/src/node-red/device-node';
+import { NodeStartError, resolveBools } from '../../gateway/src/node-red/device-node';
 import type { OrderCache } from '../../gateway/src/orders/order-cache';
 import type { Hl7OrderAcceptor, Hl7ReceiverOptions } from './hl7-receiver';
 
@@ -58,16 +58,7 @@ export function deviceIdOf(config: Hl7InConfig): string {
 export function hl7InSettings(config: Hl7InConfig): Hl7InSettings {
   const port = resolveNumber(config.port, 2575);
   let allowFrom = resolveEnvTemplate(config.allowFrom).trim();
-  let useTls: boolean;
-  let strict: boolean;
-  let acceptOrders: boolean;
-  try {
-    useTls = resolveBool(config.tls, false);
-    strict = resolveBool(config.strict, false);
-    acceptOrders = resolveBool(config.acceptOrders, false);
-  } catch (e) {
-    throw new NodeStartError((e as Error).message, 'invalid setting');
-  }
+  const { tls: useTls, strict, acceptOrders } = resolveBools(config, { tls: false, strict: false, acceptOrders: false });
   // charset when MSH-18 is empty, and for bytes invalid in the declared one (gateway/src/charset)
   const cs = resolveEnvTemplate(config.charset).trim() || 'utf8';
   const fb = resolveEnvTemplate(config.fallbackCharset).trim();

@@ -5,6 +5,7 @@ import { getRuntime } from '../runtime';
 import { componentLogger } from '../log/logger';
 import { validateNode, type NodeSpec } from '../config/field-spec';
 import { knownProfileIds } from '../config/node-specs';
+import { resolveBool } from '../config/env-template';
 
 /** The message a device node sends into a flow. `payload` is the normalized observations (PHI). */
 export interface IomtFlowMessage {
@@ -172,6 +173,20 @@ export class NodeStartError extends Error {
     super(reason);
     this.name = 'NodeStartError';
   }
+}
+
+/**
+ * A node's yes/no fields (a checkbox, or a `${VAR:-false}` template) resolved with their defaults, in
+ * the order of `defaults`; the first that is not a yes/no throws NodeStartError (detail 'invalid setting').
+ */
+export function resolveBools<K extends string>(config: object, defaults: Record<K, boolean>): Record<K, boolean> {
+  const out = {} as Record<K, boolean>;
+  try {
+    for (const k of Object.keys(defaults) as K[]) out[k] = resolveBool((config as Record<string, unknown>)[k], defaults[k]);
+  } catch (e) {
+    throw new NodeStartError((e as Error).message, 'invalid setting');
+  }
+  return out;
 }
 
 /** Report what a node's start threw: a NodeStartError with its reason and detail, anything else (a bug, a resource) as `cannot start: …`. */

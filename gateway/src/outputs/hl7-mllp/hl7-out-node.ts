@@ -7,9 +7,9 @@ import { readFileSync } from 'node:fs';
 import type { Observation } from '../../contracts/observation';
 import type { Output } from '../../contracts/output';
 import type { GatewayStoreApi } from '../../contracts/store';
-import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../config/env-template';
+import { resolveEnvTemplate, resolveNumber } from '../../config/env-template';
 import { metrics } from '../../metrics/registry';
-import { NodeStartError, type RedNode } from '../../node-red/device-node';
+import { NodeStartError, resolveBools, type RedNode } from '../../node-red/device-node';
 import type { Hl7MllpOutputOptions } from './config';
 
 export interface Hl7OutConfig {
@@ -60,16 +60,7 @@ export function hl7OutSettings(config: Hl7OutConfig): Hl7OutSettings {
   if (!Number.isInteger(port) || port <= 0 || port > 65535) {
     throw new NodeStartError(`invalid port '${config.port}' (resolves to '${resolveEnvTemplate(config.port)}')`, 'invalid port');
   }
-  let useTls: boolean;
-  let aeRetryable: boolean;
-  let strictOrder: boolean;
-  try {
-    useTls = resolveBool(config.tls, false);
-    aeRetryable = resolveBool(config.aeRetryable, false);
-    strictOrder = resolveBool(config.strictOrder, false);
-  } catch (e) {
-    throw new NodeStartError((e as Error).message, 'invalid setting');
-  }
+  const { tls: useTls, aeRetryable, strictOrder } = resolveBools(config, { tls: false, aeRetryable: false, strictOrder: false });
   let tls: { ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined;
   try {
     if (useTls) {
