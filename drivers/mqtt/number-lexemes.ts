@@ -92,11 +92,26 @@ function special(text: string, start: number, end: number): boolean {
  */
 const MAYBE_SPECIAL = /\.\d*0[,}\]\s]|\d[eE]|-0[,}\]\s]|\d[\d.]{15}/;
 const NONE: ReadonlyMap<string, string> = new Map();
+/** Deepest path a kept text may have (payload fields are at `observations/<i>/value`, `alarms/<i>/value`). */
+const MAX_PATH_DEPTH = 4;
+/** Longest key a kept text's path may hold (payload field names are short). */
+const MAX_KEY_LENGTH = 64;
+
+/** The path's key for `keptNumberTexts`, or undefined when no payload field can be there (bounded cost). */
+function pathKey(path: ReadonlyArray<string | number>): string | undefined {
+  if (path.length > MAX_PATH_DEPTH) return undefined;
+  for (const p of path) if (typeof p === 'string' && p.length > MAX_KEY_LENGTH) return undefined;
+  return path.join('/');
+}
 
 /**
  * Check every number of a JSON text (already accepted by JSON.parse) and return the ones that must keep
  * their text, by JSON path (`observations/3/value`; keys as decoded, array indexes as numbers). A duplicate
  * key keeps only its last value (as JSON.parse). Empty map in the common case (one regex test, no scan).
+ * Every number is checked for underflow, but a text is kept only at a path a payload field can have
+ * (at most MAX_PATH_DEPTH levels, keys of at most MAX_KEY_LENGTH characters; the validator refuses the
+ * rest): a path per number of a deep or long-keyed payload would cost depth × numbers, and long keys
+ * sharing a prefix hash alike (a 24 KB publish held the event loop 2.3 s).
  * @throws NumberUnderflow
  */
 export function keptNumberTexts(text: string): Map<string, string> {
@@ -152,8 +167,11 @@ export function keptNumberTexts(text: string): Map<string, string> {
       if (String(n) !== t) keep = t;
     }
     // the last duplicate key wins, as in JSON.parse: a plain number after a kept one removes it
-    if (keep !== undefined) out.set(path.join('/'), keep);
-    else if (out.size) out.delete(path.join('/'));
+    const key = keep !== undefined || out.size ? pathKey(path) : undefined;
+    if (key !== undefined) {
+      if (keep !== undefined) out.set(key, keep);
+      else out.delete(key);
+    }
     i = end - 1;
   }
   return out;
