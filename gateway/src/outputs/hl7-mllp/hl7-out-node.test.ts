@@ -47,6 +47,11 @@ describe('iomt-hl7-out configuration → output options and outbox policy', () =
     expect(destinationOf({ id: 'n1', name: 'x', destination: ' lis ' })).toBe('lis');
   });
 
+  it('TLS on with a ${VAR} file template that resolves to empty (the shipped flows: tlsCa ${HIS_TLS_CA}): no such file, system CAs (the spec: "empty = system CAs")', () => {
+    const s = hl7OutSettings({ id: 'n1', tls: '${H_HL7OUT_TLS_UNSET:-true}', tlsCa: '${H_HL7OUT_CA_UNSET}', tlsCert: ' ', tlsKey: '${H_HL7OUT_KEY_UNSET:-}' });
+    expect(s.output.tls).toEqual({ ca: undefined, cert: undefined, key: undefined });
+  });
+
   // the node checks in this order: port, bools, TLS files
   const refused: { config: Omit<Hl7OutConfig, 'id'>; reason: RegExp; detail: string }[] = [
     { config: { port: '0', tls: 'maybe' }, reason: /^invalid port '0' \(resolves to '0'\)$/, detail: 'invalid port' },

@@ -62,14 +62,10 @@ export function hl7OutSettings(config: Hl7OutConfig): Hl7OutSettings {
   }
   const { tls: useTls, aeRetryable, strictOrder } = resolveBools(config, { tls: false, aeRetryable: false, strictOrder: false });
   let tls: { ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined;
+  // a file field whose `${VAR}` template resolves to empty is no file (CA: the system CAs), not readFileSync('')
+  const file = (f: string | undefined) => (resolveEnvTemplate(f).trim() ? readFileSync(resolveEnvTemplate(f)) : undefined);
   try {
-    if (useTls) {
-      tls = {
-        ca: config.tlsCa ? readFileSync(resolveEnvTemplate(config.tlsCa)) : undefined,
-        cert: config.tlsCert ? readFileSync(resolveEnvTemplate(config.tlsCert)) : undefined,
-        key: config.tlsKey ? readFileSync(resolveEnvTemplate(config.tlsKey)) : undefined,
-      };
-    }
+    if (useTls) tls = { ca: file(config.tlsCa), cert: file(config.tlsCert), key: file(config.tlsKey) };
   } catch (e) {
     throw new NodeStartError(`TLS files: ${(e as Error).message}`, 'TLS files');
   }
