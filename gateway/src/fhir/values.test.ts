@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { decimalOf, fhirJson, quantity, referenceRange } from './values';
+import { decimalOf, FhirDecimal, fhirJson, quantity, referenceRange } from './values';
 
 describe('FHIR decimal precision (FHIR R4 2.1.28.0.1 decimal: precision is significant)', () => {
   // device text → what the FHIR JSON carries
@@ -28,6 +28,17 @@ describe('FHIR decimal precision (FHIR R4 2.1.28.0.1 decimal: precision is signi
   it('a device string that looks like the internal mark stays a string', () => {
     const text = '\u0000fhir-decimal-000000000000:1.0';
     expect(JSON.parse(fhirJson({ valueString: text }))).toEqual({ valueString: text });
+  });
+
+  it('a device string built from what JSON.stringify shows of a FhirDecimal (a log, a debug dump) stays a string', () => {
+    // the mark must not be learnable: anyone who saw it could turn a display into a bare number or break the JSON
+    const shown = JSON.parse(JSON.stringify({ v: new FhirDecimal('5.0') })) as { v: unknown };
+    const mark = String(shown.v).replace(/5(\.0)?$/, '');
+    for (const device of [`${mark}5`, `${mark}5.0`, `a"${mark}5`, `${mark}-1.50`]) {
+      const text = fhirJson({ valueString: device, code: { coding: [{ display: device }] }, valueQuantity: { value: new FhirDecimal('36.80') } });
+      expect(JSON.parse(text)).toEqual({ valueString: device, code: { coding: [{ display: device }] }, valueQuantity: { value: 36.8 } });
+      expect(text).toContain('"value":36.80}');
+    }
   });
 
   it('the number itself is used where no text was sent', () => {

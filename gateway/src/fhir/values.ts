@@ -54,28 +54,44 @@ export function coding(c: Coding, cfg: FhirSiteConfig): Json {
   return { system: systemUri(c.system, cfg), code: c.code, ...(c.display ? { display: c.display } : {}) };
 }
 
-const DECIMAL_MARK = `\u0000fhir-decimal-${randomBytes(6).toString('hex')}:`;
-const DECIMAL_MARKED = new RegExp(`"${JSON.stringify(DECIMAL_MARK).slice(1, -1).replace(/\\/g, '\\\\')}(-?(?:0|[1-9]\\d*)(?:\\.\\d+)?)"`, 'g');
-
 /**
  * A FHIR decimal whose written precision differs from the shortest form of its number (36.80, 5.0): FHIR R4
  * 2.1.28.0.1 "decimal": the precision is significant (0.010 is not 0.01), and JSON carries it in the
  * number's text. JSON.stringify cannot write such a number, so `fhirJson` puts the text in place.
- * `valueOf` gives the number (comparisons, arithmetic).
+ * `valueOf` gives the number (comparisons, arithmetic); so does `toJSON` (plain JSON.stringify writes the
+ * double, as before: it never shows the mark `fhirJson` uses).
  */
 export class FhirDecimal {
   constructor(readonly text: string) {}
   valueOf(): number {
     return Number(this.text);
   }
-  toJSON(): string {
-    return DECIMAL_MARK + this.text;
+  toJSON(): number {
+    return Number(this.text);
   }
 }
 
-/** JSON text of a FHIR resource or Bundle, with every FhirDecimal written as the number it was sent as. */
+const DECIMAL_TEXT = '(-?(?:0|[1-9]\\d*)(?:\\.\\d+)?)';
+const DECIMAL_GRAMMAR = new RegExp(`^${DECIMAL_TEXT}$`);
+
+/**
+ * JSON text of a FHIR resource or Bundle, with every FhirDecimal written as the number it was sent as.
+ * Each FhirDecimal is written as a string holding a mark fresh for this call (128 random bits, never shown
+ * anywhere), then that string is replaced by the number text: no device string (a display, a value) can
+ * hold a mark made after it was written, so none becomes a bare number or breaks the JSON.
+ */
 export function fhirJson(resource: unknown): string {
-  return JSON.stringify(resource).replace(DECIMAL_MARKED, '$1');
+  const mark = `\u0000fhir-decimal-${randomBytes(16).toString('hex')}:`;
+  let marked = false;
+  const json = JSON.stringify(resource, function (this: Record<string, unknown>, key: string, v: unknown) {
+    const own = this[key];
+    // a text outside the JSON number grammar (RFC 8259 6) goes out as the double
+    if (!(own instanceof FhirDecimal) || !DECIMAL_GRAMMAR.test(own.text)) return v;
+    marked = true;
+    return mark + own.text;
+  });
+  if (!marked) return json;
+  return json.replace(new RegExp(`"${JSON.stringify(mark).slice(1, -1).replace(/\\/g, '\\\\')}${DECIMAL_TEXT}"`, 'g'), '$1');
 }
 
 /**
