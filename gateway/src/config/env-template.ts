@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 /**
  * `${VAR}` and `${VAR:-default}` in Node-RED node properties (architecture §4). Node-RED itself
  * substitutes a whole-string `${VAR}` when it loads a flow; this handles what is left (embedded
@@ -30,4 +31,14 @@ export function resolveBool(value: unknown, def: boolean, env: NodeJS.ProcessEnv
   if (/^(1|true|yes|on)$/i.test(s)) return true;
   if (/^(0|false|no|off)$/i.test(s)) return false;
   throw new Error(`'${String(value)}' does not resolve to true or false (got '${s}')`);
+}
+
+/**
+ * The bytes of the file a path field names (`${VAR}` templates resolved), or undefined when the field is
+ * empty or resolves to empty: an unset `${HIS_TLS_CA}` means "no file" (e.g. the system CAs), not
+ * readFileSync(''). @throws the read error of a named file that cannot be read.
+ */
+export function readTemplateFile(value: unknown, env: NodeJS.ProcessEnv = process.env): Buffer | undefined {
+  const path = resolveEnvTemplate(value, env).trim();
+  return path ? readFileSync(path) : undefined;
 }

@@ -34,3 +34,19 @@ describe('IOMT_AUDIT_RETENTION_DAYS, IOMT_SESSION_IDLE_MINUTES, IOMT_SESSION_MAX
     expect(() => loadSettings({ env: { IOMT_AUDIT_RETENTION_DAYS: 'x', IOMT_SESSION_MAX_HOURS: '0' }, cwd: '/tmp' })).toThrow(/IOMT_AUDIT_RETENTION_DAYS[\s\S]*IOMT_SESSION_MAX_HOURS/);
   });
 });
+
+describe('readTemplateFile (TLS file fields)', () => {
+  it('an empty field, or a ${VAR} that resolves to empty, is no file; a named file is read; a missing one throws', async () => {
+    const { readTemplateFile } = await import('./env-template');
+    const { mkdtempSync, writeFileSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { tmpdir } = await import('node:os');
+    const dir = mkdtempSync(join(tmpdir(), 'iomt-tplfile-'));
+    writeFileSync(join(dir, 'ca.pem'), 'PEM');
+    expect(readTemplateFile('', {})).toBeUndefined();
+    expect(readTemplateFile(undefined, {})).toBeUndefined();
+    expect(readTemplateFile('${HIS_TLS_CA}', {})).toBeUndefined(); // the shipped flows' field, variable unset
+    expect(readTemplateFile('${HIS_TLS_CA}', { HIS_TLS_CA: join(dir, 'ca.pem') })?.toString()).toBe('PEM');
+    expect(() => readTemplateFile(join(dir, 'missing.pem'), {})).toThrow(/ENOENT/);
+  });
+});

@@ -677,7 +677,7 @@ function expandObservations(
   });
 }
 
-/** A hold in ms for the writer (InboundMessage.commitDelayMs, StoreOptions.deferredHoldMs): 0-100, anything else 0. */
+/** A hold in ms for the writer (InboundMessage.commitDelayMs, StoreOptions.deferredHoldMs): numbers clamped to 0-100; non-numbers and NaN 0. */
 function commitDelay(ms: number | undefined): number {
   return typeof ms === 'number' && Number.isFinite(ms) && ms > 0 ? Math.min(ms, 100) : 0;
 }

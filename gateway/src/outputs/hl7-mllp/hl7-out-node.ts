@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import type { Observation } from '../../contracts/observation';
 import type { Output } from '../../contracts/output';
 import type { GatewayStoreApi } from '../../contracts/store';
-import { resolveEnvTemplate, resolveNumber } from '../../config/env-template';
+import { readTemplateFile, resolveEnvTemplate, resolveNumber } from '../../config/env-template';
 import { metrics } from '../../metrics/registry';
 import { NodeStartError, resolveBools, type RedNode } from '../../node-red/device-node';
 import type { Hl7MllpOutputOptions } from './config';
@@ -63,9 +63,8 @@ export function hl7OutSettings(config: Hl7OutConfig): Hl7OutSettings {
   const { tls: useTls, aeRetryable, strictOrder } = resolveBools(config, { tls: false, aeRetryable: false, strictOrder: false });
   let tls: { ca?: Buffer; cert?: Buffer; key?: Buffer } | undefined;
   // a file field whose `${VAR}` template resolves to empty is no file (CA: the system CAs), not readFileSync('')
-  const file = (f: string | undefined) => (resolveEnvTemplate(f).trim() ? readFileSync(resolveEnvTemplate(f)) : undefined);
   try {
-    if (useTls) tls = { ca: file(config.tlsCa), cert: file(config.tlsCert), key: file(config.tlsKey) };
+    if (useTls) tls = { ca: readTemplateFile(config.tlsCa), cert: readTemplateFile(config.tlsCert), key: readTemplateFile(config.tlsKey) };
   } catch (e) {
     throw new NodeStartError(`TLS files: ${(e as Error).message}`, 'TLS files');
   }

@@ -3,9 +3,8 @@
  * MQTT broker (QoS 1, delivered on PUBACK); the logic is gateway/src/vitals/destination-node.ts.
  * An empty URL turns it off: messages pass through, nothing is queued.
  */
-import { readFileSync } from 'node:fs';
 import { MqttUpstreamOutput } from '../mqtt-upstream-output';
-import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../config/env-template';
+import { readTemplateFile, resolveBool, resolveEnvTemplate, resolveNumber } from '../../../config/env-template';
 import { reportStartFailure, showStatus, specProblems, type RedNode } from '../../../node-red/device-node';
 import { processingIdSet, startVitalsDestination } from '../../../vitals/destination-node';
 import { MQTT_UPSTREAM_SPEC } from './iomt-mqtt-upstream.spec';
@@ -28,7 +27,6 @@ export = function register(RED: any): void {
         return;
       }
       const passwordEnv = s(config.passwordEnv);
-      const file = (v: unknown) => (s(v) ? readFileSync(s(v)) : undefined);
       const output = new MqttUpstreamOutput({
         destination,
         url,
@@ -36,7 +34,7 @@ export = function register(RED: any): void {
         password: passwordEnv ? process.env[passwordEnv] || undefined : undefined,
         topicPrefix: s(config.topicPrefix) || 'iomt',
         gateway: s(config.gateway) || 'gateway',
-        tls: { ca: file(config.tlsCa), cert: file(config.tlsCert), key: file(config.tlsKey) },
+        tls: { ca: readTemplateFile(config.tlsCa), cert: readTemplateFile(config.tlsCert), key: readTemplateFile(config.tlsKey) },
         allowPlaintext: resolveBool(config.allowPlaintext, false),
         pubackTimeoutMs: resolveNumber(config.pubackTimeoutS, 10) * 1000,
       });

@@ -2,9 +2,8 @@
  * Thin Node-RED wrapper (conventions §11): `iomt-pcd-out` queues each flow message as IHE PCD-01 (or,
  * in ACM mode, PCD-04 alarms) for one MLLP destination; the logic is gateway/src/vitals/destination-node.ts.
  */
-import { readFileSync } from 'node:fs';
 import { PcdOutput, type PcdMode } from '../pcd-output';
-import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../../config/env-template';
+import { readTemplateFile, resolveBool, resolveEnvTemplate, resolveNumber } from '../../../config/env-template';
 import { reportStartFailure, specProblems, type RedNode } from '../../../node-red/device-node';
 import { processingIdSet, startVitalsDestination } from '../../../vitals/destination-node';
 import { PCD_OUT_SPEC } from './iomt-pcd-out.spec';
@@ -21,7 +20,7 @@ export = function register(RED: any): void {
       const invalid = specProblems(PCD_OUT_SPEC, config);
       if (invalid) return void fail(invalid, 'invalid configuration');
       const tls = resolveBool(config.tls, false)
-        ? { ca: config.tlsCa ? readFileSync(s(config.tlsCa)) : undefined, cert: config.tlsCert ? readFileSync(s(config.tlsCert)) : undefined, key: config.tlsKey ? readFileSync(s(config.tlsKey)) : undefined }
+        ? { ca: readTemplateFile(config.tlsCa), cert: readTemplateFile(config.tlsCert), key: readTemplateFile(config.tlsKey) }
         : undefined;
       const output = new PcdOutput({
         destination,
