@@ -31,6 +31,29 @@ describe('WriteQueue (group commit)', () => {
   const insert = (db: Db, v: string) => () => Number(db.prepare('INSERT INTO parent (v) VALUES (?)').run(v).lastInsertRowid);
   const count = () => (db.prepare('SELECT count(*) AS n FROM parent').get() as { n: number }).n;
 
+  it('another connection of the process writing between a batch\'s first read and its first write cannot fail the batch (BEGIN IMMEDIATE)', async () => {
+    // the order cache and the no-destination flag write on their own connection to gateway.db; under a
+    // deferred BEGIN, such a commit between the batch's dedupe read and its insert gave SQLITE_BUSY at once
+    // (no busy handler for a read-to-write upgrade on a stale WAL snapshot): the device got AE
+    const other = new Database(join(tmp.dir, 'q.db'));
+    other.pragma('busy_timeout = 0');
+    const q = new WriteQueue(db, 512);
+    let otherWrote = false;
+    const id = await q.enqueue(() => {
+      db.prepare('SELECT count(*) FROM parent').get(); // the batch reads first, as submit's dedupe lookup does
+      try {
+        other.prepare('INSERT INTO parent (v) VALUES (?)').run('other');
+        otherWrote = true;
+      } catch {
+        /* the batch holds the write lock: the other connection waits (here: busy_timeout 0, so it gives up) */
+      }
+      return insert(db, 'mine')();
+    });
+    expect(id).toBeGreaterThan(0);
+    expect(otherWrote).toBe(false);
+    other.close();
+  });
+
   it('deferred durability: a batch of only non-durable ops commits with synchronous=NORMAL, any durable op makes the batch FULL', async () => {
     const q = new WriteQueue(db, 512);
     const syncInside = (v: string) => () => {

@@ -1,4 +1,4 @@
-import type { Database, Statement } from 'better-sqlite3';
+import type { Database, Statement, Transaction } from 'better-sqlite3';
 import { GatewayError, StoreError, StoreFullError } from '../contracts/errors';
 
 export interface WriteOp<T> {
@@ -73,9 +73,9 @@ export class WriteQueue {
   /** current `PRAGMA synchronous` of the connection: 2 FULL, 1 NORMAL */
   private syncMode = 2;
   private readonly sp: { begin: Statement; release: Statement; rollbackTo: Statement };
-  private readonly runBatch: (batch: Array<WriteOp<unknown>>) => Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>;
+  private readonly runBatch: Transaction<(batch: Array<WriteOp<unknown>>) => Array<{ ok: true; value: unknown } | { ok: false; error: unknown }>>;
   /** the batch without savepoints: throws OpFailed when an op throws (the transaction is rolled back) */
-  private readonly runBatchFast: (batch: Array<WriteOp<unknown>>) => Array<{ ok: true; value: unknown }>;
+  private readonly runBatchFast: Transaction<(batch: Array<WriteOp<unknown>>) => Array<{ ok: true; value: unknown }>>;
 
   constructor(private readonly db: Database, private readonly maxBatch = 512, private readonly hooks: WriteQueueHooks = {}) {
     if (!Number.isInteger(maxBatch) || maxBatch < 1) throw new RangeError('maxBatch must be an integer >= 1');
@@ -173,11 +173,16 @@ export class WriteQueue {
       try {
         this.setSyncMode(batch.some((op) => op.durable) ? 2 : 1);
         try {
-          results = this.runBatchFast(batch);
+          // BEGIN IMMEDIATE: take the write lock first (waiting busy_timeout for another connection that
+          // holds it). A deferred BEGIN reads (dedupe lookups) and then upgrades to write; if another
+          // connection of this process (order cache, no-destination flag) committed meanwhile, SQLite
+          // answers SQLITE_BUSY at once, without the busy handler (sqlite.org/lang_transaction.html,
+          // "BEGIN DEFERRED … SQLITE_BUSY"), and the device got AE "store unavailable"
+          results = this.runBatchFast.immediate(batch);
         } catch (e) {
           if (!(e instanceof OpFailed)) throw e;
           this.counters.slowBatches++;
-          results = this.runBatch(batch); // an op failed: run again, one savepoint per op
+          results = this.runBatch.immediate(batch); // an op failed: run again, one savepoint per op
         }
       } catch (e) {
         if (e instanceof BatchAborted && e.index < batch.length) {
