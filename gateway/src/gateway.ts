@@ -165,7 +165,7 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
     logLevel: settings.logLevel,
     history: deployHistory,
     onDeployed: auditDeploy,
-    undelivered: undeliveredSink(ordersDb), // committed results no destination took: flagged no-destination and counted
+    undelivered: undeliveredSink(ordersDb, store), // committed results no destination took: flagged no-destination and counted
   });
   // a password/role change or removal also ends the user's editor tokens and open editor connections (issue 10 §5)
   accounts.users.onChange((name) => {

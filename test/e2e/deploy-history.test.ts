@@ -136,6 +136,8 @@ describe('deploy history, rollback and results with nowhere to go (real gateway)
     const before = await undelivered('destination-broken');
     await send('BROKEN-1', 'SPEC-BROKEN-1');
     await waitFor(async () => (await undelivered('destination-broken')) === before + 1, 15_000);
+    // the flag is written by the store's writer just after the count (deferred bookkeeping)
+    await waitFor(async () => (await gw.api('/messages?flag=no-destination')).messages.length === 2, 15_000);
     expect((await gw.api('/messages?flag=no-destination')).messages).toHaveLength(2);
   });
 

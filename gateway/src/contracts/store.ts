@@ -129,6 +129,8 @@ export interface GatewayStoreApi {
 
   /** The in-memory flow finished with these messages (architecture §3): they are not re-emitted at restart. */
   markFinished(messageIds: number[], status?: 'routed' | 'flow-error'): Promise<void>;
+  /** Add a message-level flag (no PHI), once per message; deferred durability like markFinished. */
+  addMessageFlag(messageIds: number[], flag: string): Promise<void>;
   /** Committed messages whose flow never finished, oldest first, with their observations (for re-emission). */
   unfinished(deviceId: string, limit?: number): Array<{ messageId: number; messageUid: string; observations: Observation[] }>;
 

@@ -23,7 +23,10 @@ export type UndeliveredReason = 'no-destination' | 'destination-broken' | 'desti
  * with nowhere to go is visible and counted). Returns true when the message really is undelivered
  * (the store confirms it has observations and no outbox row), so the tracker counts it per device.
  */
-export type UndeliveredSink = (messageId: number, deviceId: string, reason: UndeliveredReason) => boolean;
+export type UndeliveredSink = ((messageId: number, deviceId: string, reason: UndeliveredReason) => boolean) & {
+  /** resolves when the writes the sink started so far have settled (FlowTracker.drain) */
+  settled?: () => Promise<unknown>;
+};
 
 interface Pending {
   count: number;
@@ -135,8 +138,8 @@ export class FlowTracker {
     const routed = batch.filter((b) => b.status === 'routed').map((b) => b.id);
     const failed = batch.filter((b) => b.status === 'flow-error').map((b) => b.id);
     // Not awaited by anyone: if this write is lost (crash), the messages are re-emitted and de-duplicated.
-    if (routed.length) this.store.markFinished(routed, 'routed').catch((e) => this.log.warn({ err: String(e) }, 'could not mark messages routed; they will be re-emitted'));
-    if (failed.length) this.store.markFinished(failed, 'flow-error').catch((e) => this.log.warn({ err: String(e) }, 'could not mark messages flow-error'));
+    if (routed.length) this.track(this.store.markFinished(routed, 'routed').catch((e) => this.log.warn({ err: String(e) }, 'could not mark messages routed; they will be re-emitted')));
+    if (failed.length) this.track(this.store.markFinished(failed, 'flow-error').catch((e) => this.log.warn({ err: String(e) }, 'could not mark messages flow-error')));
     const lost = this.undelivered;
     this.undelivered = [];
     for (const u of lost) {
@@ -159,6 +162,16 @@ export class FlowTracker {
       clearImmediate(this.flushTimer);
       this.flush();
     }
+    // the store writes started so far (finished marks, undelivered flags) have settled
+    await Promise.all([...this.writes]);
+    await this.watch?.sink.settled?.();
+  }
+
+  private readonly writes = new Set<Promise<unknown>>();
+
+  private track(p: Promise<unknown>): void {
+    this.writes.add(p);
+    void p.finally(() => this.writes.delete(p));
   }
 }
 

@@ -31,7 +31,7 @@ describe('messages no destination took', () => {
     db = new Database(join(t.dir, 'gateway.db'));
     db.pragma('busy_timeout = 10000');
     tracker = new FlowTracker(store);
-    tracker.watchUndelivered([OUT], undeliveredSink(db));
+    tracker.watchUndelivered([OUT], undeliveredSink(db, store));
   });
   afterEach(async () => {
     await tracker.drain();

@@ -396,6 +396,16 @@ export class GatewayStore implements GatewayStoreApi {
     return this.writer.send<void>({ t: 'markFinished', ids: [...messageIds], status }, undefined, this.deferredHoldMs);
   }
 
+  /**
+   * Add a message-level flag (e.g. `no-destination`) to committed messages, once, through the writer (the
+   * only write connection: no main-thread fsync, no second writer). Deferred durability like markFinished;
+   * rides with the next command within deferredHoldMs.
+   */
+  addMessageFlag(messageIds: number[], flag: string): Promise<void> {
+    if (typeof flag !== 'string' || !flag) return Promise.reject(new StoreError('flag is required'));
+    return this.writer.send<void>({ t: 'addFlag', ids: [...messageIds], flag }, undefined, this.deferredHoldMs);
+  }
+
   unfinished(deviceId: string, limit = 1000): Array<{ messageId: number; messageUid: string; observations: Observation[] }> {
     this.assertOpen();
     const rows = this.st.unfinished.all(deviceId, Math.max(0, Math.floor(limit))) as Array<{ id: number; uid: string }>;

@@ -92,6 +92,11 @@ const st: Record<string, Statement> = {
   insertBody: db.prepare(`INSERT INTO message_bodies (message_id, raw, observations) VALUES (?, ?, ?)`),
   insertKey: db.prepare(`INSERT OR IGNORE INTO message_keys (message_id, kind, value) VALUES (?, ?, ?)`),
   markFinished: db.prepare(`UPDATE messages SET status = ? WHERE id = ? AND status != ?`),
+  // the flags column is a JSON array or NULL (migration 2); a flag is added once
+  addFlag: db.prepare(
+    `UPDATE messages SET flags = json_insert(COALESCE(flags, '[]'), '$[#]', ?)
+      WHERE id = ? AND (flags IS NULL OR NOT EXISTS (SELECT 1 FROM json_each(messages.flags) WHERE value = ?))`,
+  ),
   insertQuarantine: db.prepare(`INSERT INTO quarantine (device_id, driver, reason, error_code, received_at, bytes, raw, meta) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
   appendOutbox: db.prepare(
     `INSERT INTO outbox (destination, key, message_id, payload, content_type, state, attempts, next_attempt_at, created_at)
@@ -172,6 +177,16 @@ function handle(c: WriteCommand): void {
         // deferred durability (write-queue.ts): a lost mark means the message is re-emitted, the outbox key drops the duplicate
         queue.enqueue(() => {
           for (const id of ids) st.markFinished.run(status, id, status);
+        }, { durable: false }),
+      );
+    }
+    case 'addFlag': {
+      const { ids, flag } = c;
+      // deferred durability, like markFinished: a flag for the operators (e.g. no-destination), not a result
+      return answer(
+        c.id,
+        queue.enqueue(() => {
+          for (const id of ids) st.addFlag.run(flag, id, flag);
         }, { durable: false }),
       );
     }

@@ -46,6 +46,7 @@ export type WriteCommand =
   | { t: 'submit'; id: number; a: SubmitArgs }
   | { t: 'quarantine'; id: number; a: { deviceId: string; driver: string; reason: string; errorCode: string; receivedAt: string; raw: Uint8Array; meta: string | null } }
   | { t: 'markFinished'; id: number; ids: number[]; status: 'routed' | 'flow-error' }
+  | { t: 'addFlag'; id: number; ids: number[]; flag: string }
   | { t: 'appendOutbox'; id: number; destination: string; items: Array<{ key: string; messageId: number | null; payload: Uint8Array; contentType: string | null }>; now: number }
   | { t: 'settle'; id: number; destination: string; outcomes: Array<{ id: number; outcome: DeliveryOutcome['outcome']; error?: string; retryAfterMs?: number }>; policy: DestinationPolicy; now: number }
   | { t: 'replay'; id: number; ids?: number[]; destination?: string; now: number }
