@@ -65,7 +65,7 @@ export async function startGateway(settings: GatewaySettings, opts: { flowsFile?
   if (siteFlows.seededFrom) log.info({ from: siteFlows.seededFrom, flowFile }, 'site flows seeded from the shipped flow');
   if (siteFlows.note) print(`  ${siteFlows.note}`);
 
-  const store = GatewayStore.open({ dataDir: settings.dataDir, maxDbBytes: settings.store.maxDbBytes });
+  const store = GatewayStore.open({ dataDir: settings.dataDir, maxDbBytes: settings.store.maxDbBytes, ...(settings.store.deferredHoldMs !== undefined ? { deferredHoldMs: settings.store.deferredHoldMs } : {}) });
   const runtime = new GatewayRuntime(settings, store);
   // The order cache writes rarely (orders from the HIS) on its own connection to the same file.
   const ordersDb = new Database(join(settings.dataDir, 'gateway.db'));

@@ -29,7 +29,7 @@ export interface GatewaySettings {
   };
   admin: { user: string; password?: string; passwordHash?: string };
   logLevel: LogLevel;
-  store: { maxDbBytes: number };
+  store: { maxDbBytes: number; deferredHoldMs?: number };
   retention: RetentionPolicy & { intervalMinutes: number };
   /** HIS/LIS order cache (host queries): orders unchanged this long are dropped. */
   orders: { expiryDays: number };
@@ -67,6 +67,7 @@ export const ENV_OVERRIDES: Array<{ env: string; path: string; type: 'string' | 
   { env: 'IOMT_ADMIN_PASSWORD_HASH', path: 'admin.passwordHash', type: 'string' },
   { env: 'IOMT_LOG_LEVEL', path: 'logLevel', type: 'level' },
   { env: 'IOMT_STORE_MAX_BYTES', path: 'store.maxDbBytes', type: 'int' },
+  { env: 'IOMT_STORE_DEFERRED_HOLD_MS', path: 'store.deferredHoldMs', type: 'int' },
   { env: 'IOMT_RETENTION_MAX_AGE_DAYS', path: 'retention.maxAgeDays', type: 'int' },
   { env: 'IOMT_RETENTION_MAX_BYTES', path: 'retention.maxBytes', type: 'int' },
   { env: 'IOMT_EDITOR', path: 'editor.enabled', type: 'bool' },
@@ -184,5 +185,6 @@ export function validateSettings(s: GatewaySettings, file: string): ConfigProble
   }
   if (!Number.isFinite(s.orders?.expiryDays) || s.orders.expiryDays < 1) bad('orders.expiryDays', 'must be a whole number of days >= 1');
   if (!Number.isFinite(s.store?.maxDbBytes) || s.store.maxDbBytes < 0) bad('store.maxDbBytes', 'must be a number >= 0 (0 = no quota)');
+  if (s.store?.deferredHoldMs !== undefined && (!Number.isInteger(s.store.deferredHoldMs) || s.store.deferredHoldMs < 0 || s.store.deferredHoldMs > 100)) bad('store.deferredHoldMs', 'must be an integer 0-100 (ms)');
   return p;
 }
