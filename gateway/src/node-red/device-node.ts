@@ -235,3 +235,36 @@ export function runDeviceNode(
     o.close().then(() => done(), () => done());
   });
 }
+
+/**
+ * Queue one inbound message for a destination: the output's payload, keyed by the message uid (one outbound
+ * message per inbound message and destination, architecture §3.6), appended to the outbox; after that commit
+ * `onQueued` runs, the delivery worker is woken and the node's `done` is called. `prepare` throwing or the
+ * append failing goes to `done(err)`: the message stays unfinished and is re-emitted (flow-tracker.ts).
+ */
+export function queueForDelivery(
+  store: Pick<GatewayStoreApi, 'appendOutbox'>,
+  destination: string,
+  iomt: { messageUid: string; messageId?: number },
+  prepare: (key: string) => { payload: Buffer; contentType?: string },
+  worker: { wake(): void },
+  done: (err?: unknown) => void,
+  onQueued?: () => void,
+): void {
+  const key = iomt.messageUid;
+  let prepared: { payload: Buffer; contentType?: string };
+  try {
+    prepared = prepare(key);
+  } catch (e) {
+    done(e);
+    return;
+  }
+  store
+    .appendOutbox(destination, [{ key, messageId: iomt.messageId, payload: prepared.payload, contentType: prepared.contentType }])
+    .then(() => {
+      onQueued?.();
+      worker.wake();
+      done();
+    })
+    .catch((e: unknown) => done(e));
+}

@@ -9,7 +9,7 @@ import type { Observation } from '../contracts/observation';
 import type { Output } from '../contracts/output';
 import { getRuntime } from '../runtime';
 import { metrics } from '../metrics/registry';
-import { reportStartFailure, watchDestination, type RedNode } from '../node-red/device-node';
+import { queueForDelivery, reportStartFailure, watchDestination, type RedNode } from '../node-red/device-node';
 import { Downsampler } from './downsample';
 
 export interface VitalsDestinationOptions {
@@ -66,22 +66,7 @@ export function startVitalsDestination(o: VitalsDestinationOptions): boolean {
       done();
       return;
     }
-    const key = msg._iomt.messageUid;
-    let prepared;
-    try {
-      prepared = output.prepare(kept, key);
-    } catch (e) {
-      done(e);
-      return;
-    }
-    rt.store
-      .appendOutbox(destination, [{ key, messageId: msg._iomt.messageId, payload: prepared.payload, contentType: prepared.contentType }])
-      .then(() => {
-        commit();
-        worker.wake();
-        done();
-      })
-      .catch((e: unknown) => done(e));
+    queueForDelivery(rt.store, destination, { messageUid: msg._iomt.messageUid, messageId: msg._iomt.messageId }, (key) => output.prepare(kept, key), worker, done, commit);
   });
   node.on('close', (_removed, done) => {
     stopStatus();

@@ -9,7 +9,7 @@ import type { Output } from '../../contracts/output';
 import type { GatewayStoreApi } from '../../contracts/store';
 import { readTemplateFile, resolveEnvTemplate, resolveNumber } from '../../config/env-template';
 import { metrics } from '../../metrics/registry';
-import { NodeStartError, resolveBools, type RedNode } from '../../node-red/device-node';
+import { NodeStartError, queueForDelivery, resolveBools, type RedNode } from '../../node-red/device-node';
 import type { Hl7MllpOutputOptions } from './config';
 
 export interface Hl7OutConfig {
@@ -131,20 +131,6 @@ export function hl7OutInput(o: {
       return;
     }
     // Idempotency key: one outbound message per inbound message and destination (architecture §3.6).
-    const key = msg._iomt.messageUid;
-    let prepared;
-    try {
-      prepared = output.prepare(observations, key);
-    } catch (e) {
-      done(e);
-      return;
-    }
-    store
-      .appendOutbox(destination, [{ key, messageId: msg._iomt.messageId, payload: prepared.payload, contentType: prepared.contentType }])
-      .then(() => {
-        worker.wake();
-        done();
-      })
-      .catch((e: unknown) => done(e));
+    queueForDelivery(store, destination, { messageUid: msg._iomt.messageUid, messageId: msg._iomt.messageId }, (key) => output.prepare(observations, key), worker, done);
   };
 }

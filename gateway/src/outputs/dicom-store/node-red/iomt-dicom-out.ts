@@ -6,7 +6,7 @@
  * Messages without a DICOM instance (e.g. MPPS events) are passed over.
  */
 import { getRuntime } from '../../../runtime';
-import { reportStartFailure, watchDestination, specProblems, type RedNode } from '../../../node-red/device-node';
+import { queueForDelivery, reportStartFailure, watchDestination, specProblems, type RedNode } from '../../../node-red/device-node';
 import { resolveEnvTemplate } from '../../../config/env-template';
 import type { Observation } from '../../../contracts/observation';
 import type { DicomInstanceRecord } from '../../../../../drivers/dicom/contracts';
@@ -49,19 +49,10 @@ export = function register(RED: any): void {
       const observations = Array.isArray(msg.payload) ? (msg.payload as Observation[]) : undefined;
       if (!observations || !msg._iomt?.messageUid) return done(new Error('iomt-dicom-out expects msg.payload = observations from an IoMT device node'));
       if (!observations.some((o) => o.value?.kind === 'reference' && o.driver === 'dicom')) return done(); // nothing to forward
-      const key = msg._iomt.messageUid;
-      let prepared;
-      try {
-        // the index row (message meta, drivers/dicom/contracts.ts) carries UIDs, sha256 and size
-        const record = msg._iomt.messageId ? (rt.store.getMessage(msg._iomt.messageId)?.meta as Partial<DicomInstanceRecord> | undefined) : undefined;
-        prepared = output.prepare(observations, key, record);
-      } catch (e) {
-        return done(e);
-      }
-      rt.store
-        .appendOutbox(destination, [{ key, messageId: msg._iomt.messageId, payload: prepared.payload, contentType: prepared.contentType }])
-        .then(() => (worker.wake(), done()))
-        .catch((e: unknown) => done(e));
+      const iomt = { messageUid: msg._iomt.messageUid, messageId: msg._iomt.messageId };
+      // the index row (message meta, drivers/dicom/contracts.ts) carries UIDs, sha256 and size
+      const record = () => (iomt.messageId ? (rt.store.getMessage(iomt.messageId)?.meta as Partial<DicomInstanceRecord> | undefined) : undefined);
+      queueForDelivery(rt.store, destination, iomt, (key) => output.prepare(observations, key, record()), worker, done);
     });
     node.on('close', (_removed, done) => {
       stopStatus();

@@ -10,7 +10,7 @@ import { DB_FILE } from '../../../store/gateway-store';
 import { fhirOutSettings, type FhirOutNodeConfig } from '../node-options';
 import { getRuntime } from '../../../runtime';
 import { resolveEnvTemplate } from '../../../config/env-template';
-import { reportStartFailure, watchDestination, specProblems, type RedNode } from '../../../node-red/device-node';
+import { queueForDelivery, reportStartFailure, watchDestination, specProblems, type RedNode } from '../../../node-red/device-node';
 import { FHIR_OUT_SPEC } from './iomt-fhir-out.spec';
 import type { Observation } from '../../../contracts/observation';
 import { metrics } from '../../../metrics/registry';
@@ -45,17 +45,7 @@ export = function register(RED: any): void {
           metrics.processingIdSkipped.inc({ destination, processingId: pid });
           return done();
         }
-        const key = msg._iomt.messageUid;
-        let prepared;
-        try {
-          prepared = output.prepare(observations, key);
-        } catch (e) {
-          return done(e);
-        }
-        rt.store
-          .appendOutbox(destination, [{ key, messageId: msg._iomt.messageId, payload: prepared.payload, contentType: prepared.contentType }])
-          .then(() => (worker.wake(), done()))
-          .catch((e: unknown) => done(e));
+        queueForDelivery(rt.store, destination, { messageUid: msg._iomt.messageUid, messageId: msg._iomt.messageId }, (key) => output.prepare(observations, key), worker, done);
       });
       this.on('close', (_removed, done) => {
         stopStatus();
