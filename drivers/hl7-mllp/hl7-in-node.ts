@@ -4,7 +4,7 @@
  * detail): the node reports it and stays listed in error.
  */
 import { readFileSync } from 'node:fs';
-import { resolveBool, resolveEnvTemplate, resolveNumber } from '../../gateway/src/config/env-template';
+import { readTemplateFile, resolveBool, resolveEnvTemplate, resolveNumber } from '../../gateway/src/config/env-template';
 import { isSupportedCharset, type CharsetName } from '../../gateway/src/charset/charset';
 import { NodeStartError, resolveBools } from '../../gateway/src/node-red/device-node';
 import type { OrderCache } from '../../gateway/src/orders/order-cache';
@@ -75,7 +75,7 @@ export function hl7InSettings(config: Hl7InConfig): Hl7InSettings {
         cert: readFileSync(resolveEnvTemplate(config.tlsCert)),
         key: readFileSync(resolveEnvTemplate(config.tlsKey)),
         // an empty `${VAR}` template means no CA file (not readFileSync(''))
-        ca: resolveEnvTemplate(config.tlsCa).trim() ? readFileSync(resolveEnvTemplate(config.tlsCa).trim()) : undefined,
+        ca: readTemplateFile(config.tlsCa),
         requestCert: resolveBool(config.requestCert, false),
       };
     }

@@ -23,10 +23,8 @@ export type UndeliveredReason = 'no-destination' | 'destination-broken' | 'desti
  * with nowhere to go is visible and counted). Returns true when the message really is undelivered
  * (the store confirms it has observations and no outbox row), so the tracker counts it per device.
  */
-export type UndeliveredSink = ((messageId: number, deviceId: string, reason: UndeliveredReason) => boolean) & {
-  /** resolves when the writes the sink started so far have settled (FlowTracker.drain) */
-  settled?: () => Promise<unknown>;
-};
+/** false: not undelivered (nothing recorded); true, or the pending write that records it: undelivered (counted). */
+export type UndeliveredSink = (messageId: number, deviceId: string, reason: UndeliveredReason) => boolean | Promise<unknown>;
 
 interface Pending {
   count: number;
@@ -143,9 +141,10 @@ export class FlowTracker {
     const lost = this.undelivered;
     this.undelivered = [];
     for (const u of lost) {
-      let confirmed = true;
+      let confirmed: boolean | Promise<unknown> = true;
       try {
         confirmed = this.watch ? this.watch.sink(u.id, u.deviceId, u.reason) : false;
+        if (typeof confirmed === 'object') this.track(confirmed);
       } catch (e) {
         // the store could not be asked: still shown (counted by the tracker), never silently dropped
         this.log.error({ err: String(e), messageId: u.id, deviceId: u.deviceId }, 'could not record an undelivered message');
@@ -164,7 +163,6 @@ export class FlowTracker {
     }
     // the store writes started so far (finished marks, undelivered flags) have settled
     await Promise.all([...this.writes]);
-    await this.watch?.sink.settled?.();
   }
 
   private readonly writes = new Set<Promise<unknown>>();

@@ -19,18 +19,13 @@ export function undeliveredSink(db: Database, store: Pick<GatewayStoreApi, 'addM
   const check = db.prepare<[number], { observation_count: number; has_outbox: number }>(
     `SELECT observation_count, EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.id) AS has_outbox FROM messages m WHERE m.id = ?`,
   );
-  const writes = new Set<Promise<unknown>>();
-  const sink: UndeliveredSink = (messageId: number, deviceId: string, reason: UndeliveredReason): boolean => {
+  return (messageId: number, deviceId: string, reason: UndeliveredReason): false | Promise<unknown> => {
     const row = check.get(messageId);
     if (!row || row.observation_count === 0 || row.has_outbox) return false;
     // written by the store's writer: a second writing connection here made the writer's batches fail with
     // SQLITE_BUSY (devices got AE) and cost an fsync on the event loop per message
-    const w = store.addMessageFlag([messageId], NO_DESTINATION_FLAG).catch((e: unknown) => log.error({ messageId, deviceId, err: String(e) }, 'could not flag an undelivered message'));
-    writes.add(w);
-    void w.finally(() => writes.delete(w));
+    const flagged = store.addMessageFlag([messageId], NO_DESTINATION_FLAG).catch((e: unknown) => log.error({ messageId, deviceId, err: String(e) }, 'could not flag an undelivered message'));
     log.warn({ messageId, deviceId, reason }, 'committed result reached no destination (check the flow: a destination node missing, unwired or failed); flagged no-destination');
-    return true;
+    return flagged; // the tracker counts it and waits for the write in drain()
   };
-  sink.settled = () => Promise.all([...writes]);
-  return sink;
 }

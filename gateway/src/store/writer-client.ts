@@ -148,13 +148,10 @@ export class WriterClient {
 
   private holdTimer: NodeJS.Timeout | undefined;
   private holdUntil = 0;
-  /** commands held so far (test and bench visibility) */
-  held = 0;
 
   /** Post within `ms` unless something posts sooner (a command without hold, or MAX_HELD reached). */
   private holdPost(ms: number): void {
     if (this.postScheduled) return; // a post is already due in this synchronous run: this command goes with it
-    this.held++;
     const until = performance.now() + ms;
     if (this.holdTimer && this.holdUntil <= until) return;
     if (this.holdTimer) clearTimeout(this.holdTimer);
