@@ -115,11 +115,12 @@ async function phase(target: { name: string; pid: number; url: string; creds: Re
 }
 
 async function gatewayTarget(dir: string, creds: Record<string, string>): Promise<{ t: ChildTarget; url: string }> {
-  const floor = parseArgs(process.argv.slice(2))['gateway-floor'];
+  const a = parseArgs(process.argv.slice(2));
+  const floor = a['gateway-floor'];
   const node = (process.env.BENCH_TARGET_NODE_ARGS ?? '').split(' ').filter(Boolean);
   const args = floor
     ? [...scriptArgs('vitals-floor'), '--floor', floor] // Node's transport floor in place of the gateway (A/B only)
-    : [...scriptArgs('vitals-gateway'), '--data', dir, ...(process.argv.includes('--gateway-route') ? ['--route'] : []), ...(process.argv.includes('--gateway-null-store') ? ['--null-store'] : []), ...(parseArgs(process.argv.slice(2))['gateway-commit-delay'] !== undefined ? ['--commit-delay', String(parseArgs(process.argv.slice(2))['gateway-commit-delay'])] : [])];
+    : [...scriptArgs('vitals-gateway'), '--data', dir, ...(a['gateway-route'] !== undefined ? ['--route'] : []), ...(a['gateway-null-store'] !== undefined ? ['--null-store'] : []), ...(a['gateway-commit-delay'] !== undefined ? ['--commit-delay', String(a['gateway-commit-delay'])] : [])];
   const { target, ready } = await spawnReady(process.execPath, [...node, ...args], { env: { ...process.env, IOMT_LOG_LEVEL: 'error' } });
   void creds;
   return { t: target, url: `mqtt://127.0.0.1:${ready.port}` };
